@@ -1,0 +1,38 @@
+"""qsal_jax: query-synthesis active learning of neural surrogates for PDE simulators, in JAX."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="qsal_jax",
+    version="0.1.0",
+    description="Query-synthesis active learning of neural PDE surrogates, in JAX.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["qsal_jax", "qsal_jax.*"]),
+    python_requires=">=3.11",
+    # Ranges, not pins: accelerator machines bring their own jax/jaxlib build.
+    install_requires=[
+        "jax>=0.4.30",
+        "flax>=0.10",
+        "optax>=0.2.3",
+        "diffrax>=0.6",
+        "distrax>=0.1.5",
+        "numpy>=1.26",
+        "absl-py>=2.0",
+        "ml_collections>=0.1.1",
+        "orbax-checkpoint>=0.6",
+        "matplotlib>=3.8",
+        "tensorboardX>=2.6",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "nbmake>=1.5",
+            "ipykernel>=6",
+            "dask[distributed]>=2024.1",
+            "exponax>=0.1",
+            "scipy>=1.11",
+        ],
+    },
+)

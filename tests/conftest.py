@@ -1,0 +1,14 @@
+"""Suite-wide numerics: float64 is available for reference checks.
+
+Library code defaults to float32 explicitly (dtype arguments), so enabling x64 here does
+not silently change what the float32 paths compute; tests that need float64 ask for it.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
