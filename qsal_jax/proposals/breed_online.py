@@ -1,0 +1,158 @@
+"""Breed online (Dymchenko et al., 2024): a moving population scored by training losses.
+
+Online training has no set of all past samples and no extra scoring pass, so the proposal is
+built from the losses the training step already computed. At training step ``i`` the batch
+carries losses ``l_{jti}`` (simulation ``j``, time index ``t``); with ``m_i`` and ``s_i`` the mean and
+standard deviation (ddof 0) of the batch's valid losses,
+
+    ∂l_{jti} = max((l_{jti} − m_i) / s_i, 0),        ∂l_j = mean over (t, i) of ∂l_{jti},
+    GM(λ) ∝ Σ_{j ∈ Q} ∂l_j N(λ; λ_j, σ² I),           λ ~ α GM + (1 − α) Unif,
+    α = min(α1 · step + α0, α_max)                    (step = latest Feedback.step).
+
+``Q`` is a ring buffer of ``M = population`` slots keyed by ``lam_id``: a slot holds the id, its λ
+(unit cube), and the running sum and count of ``∂l`` for that id. An id already in ``Q`` adds to
+its slot; an id not in ``Q`` takes the next slot after the write head (new ids of one batch in
+increasing id order), evicting the oldest *inserted* id. ``Q`` is therefore the M most recent
+simulations to reach training. If a batch brings more than M new ids only the M largest stay;
+an id whose slot is overwritten in the same batch loses that batch's entries.
+
+Rules:
+
+* a row counts when ``valid`` and its loss is finite; non-finite losses are ignored entirely
+  (in ``m_i, s_i`` too). Negative losses are legitimate inputs to the z-score. ``m_i, s_i`` are
+  computed on losses divided by their largest magnitude, so 1e30 neither overflows nor
+  changes ``∂l`` (which is scale-free). ``s_i = 0`` (all equal) → ``∂l = 0`` for the batch;
+* rows with ``lam_id < 0`` or non-finite λ count in ``m_i, s_i`` but are not tracked in ``Q``;
+* each draw picks GM with probability α independently (online batches are often n = 1, so
+  the offline deterministic split would be all-or-nothing); GM draws are reflected into the
+  cube; no positive ``∂l_j`` in ``Q`` (or before any feedback) → every draw is uniform.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from qsal_jax.proposals import _common as C
+from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.simulation.param_space import ParamSpace
+
+_NO_ID = jnp.iinfo(jnp.int32).max
+
+
+class BreedOnlineState(NamedTuple):
+    ids: jax.Array  # [M] int32: lam_id held by each slot, -1 if empty
+    lam: jax.Array  # [M, D] float: λ of that id, unit cube
+    dl_sum: jax.Array  # [M] float: Σ ∂l over the id's rows seen so far
+    dl_count: jax.Array  # [M] int32: number of those rows
+    head: jax.Array  # [] int32: next slot to write (ring buffer)
+    step: jax.Array  # [] int32: latest training step seen (drives α)
+
+
+def batch_excess(loss: jax.Array, valid: jax.Array, dtype=C.DEFAULT_DTYPE):
+    """``∂l = max((l − m)/s, 0)`` over one batch; returns ``(∂l [B] dtype, counted [B] bool)``."""
+    x = jnp.asarray(loss)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(dtype)
+    ok = jnp.asarray(valid, bool) & jnp.isfinite(x)
+    x = jnp.where(ok, x, jnp.zeros((), x.dtype))
+    top = jnp.max(jnp.abs(x), initial=jnp.zeros((), x.dtype))
+    x = x / jnp.where(top > 0, top, jnp.ones((), x.dtype))
+    cnt = jnp.maximum(jnp.sum(ok), 1).astype(x.dtype)
+    m = jnp.sum(x) / cnt
+    s = jnp.sqrt(jnp.sum(jnp.where(ok, (x - m) ** 2, 0)) / cnt)
+    z = (x - m) / jnp.where(s > 0, s, jnp.ones((), x.dtype))
+    dl = jnp.where(ok & (s > 0), jnp.maximum(z, 0), 0)
+    return dl.astype(dtype), ok
+
+
+def breed_online(
+    space: ParamSpace,
+    *,
+    sigma=0.05,
+    population: int = 1024,
+    alpha0: float = 0.0,
+    alpha1: float = 1e-3,
+    alpha_max: float = 0.9,
+    dtype=C.DEFAULT_DTYPE,
+) -> Proposal:
+    """Online Breed over ``space`` (see the module docstring for the equations and rules).
+
+    Args:
+      sigma: kernel standard deviation in unit-cube units, scalar or ``[D]``.
+      population: M, the number of ring-buffer slots (most recent simulation ids kept).
+      alpha0, alpha1, alpha_max: ``α = min(α1·step + α0, α_max)``, α1 per training step.
+      dtype: floating dtype of λ and of the state.
+    """
+    C.check_sigma(sigma, space.dim)
+    C.check_alpha(alpha0, alpha1, alpha_max)
+    if population < 1:
+        raise ValueError(f"breed_online: population must be >= 1, got {population}")
+    dim, m_slots = space.dim, population
+
+    def init(key: jax.Array) -> BreedOnlineState:
+        del key
+        return BreedOnlineState(
+            ids=jnp.full((m_slots,), -1, jnp.int32),
+            lam=jnp.full((m_slots, dim), 0.5, dtype),
+            dl_sum=jnp.zeros((m_slots,), dtype),
+            dl_count=jnp.zeros((m_slots,), jnp.int32),
+            head=jnp.zeros((), jnp.int32),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def sample(state: BreedOnlineState, key: jax.Array, n: int) -> jax.Array:
+        k_gm, k_u, k_mix = jax.random.split(key, 3)
+        score = state.dl_sum / jnp.maximum(state.dl_count, 1).astype(dtype)
+        w, has_mass = C.safe_weights(score, (state.ids >= 0) & (state.dl_count > 0), dtype)
+        alpha = C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype)
+        z_gm = C.gm_sample(k_gm, state.lam, C.categorical_cdf(w), sigma, n)
+        z_u = C.uniform_unit(k_u, n, dim, dtype)
+        pick = has_mass & (jax.random.uniform(k_mix, (n,), dtype) < alpha)
+        return C.to_box(space, jnp.where(pick[:, None], z_gm, z_u))
+
+    def update(state: BreedOnlineState, feedback: Feedback) -> BreedOnlineState:
+        ids = jnp.asarray(feedback.lam_id, jnp.int32)
+        b = ids.shape[0]
+        dl, counted = batch_excess(feedback.loss, feedback.valid, dtype)
+        z, finite = C.lam_to_unit(space, feedback.lam, dtype)
+        track = counted & finite & (ids >= 0)
+
+        # Rows whose id already has a slot.
+        order = jnp.argsort(state.ids)
+        sorted_ids = state.ids[order]
+        pos = jnp.clip(jnp.searchsorted(sorted_ids, ids), 0, m_slots - 1)
+        found = track & (sorted_ids[pos] == ids)
+        slot_old = order[pos].astype(jnp.int32)
+
+        # New ids: rank the distinct ones (increasing id) and give them consecutive slots.
+        is_new = track & ~found
+        key_new = jnp.where(is_new, ids, _NO_ID)
+        by_id = jnp.argsort(key_new)
+        sid = key_new[by_id]
+        first = (sid != _NO_ID) & jnp.concatenate([jnp.ones((1,), bool), sid[1:] != sid[:-1]])
+        rank = jnp.zeros((b,), jnp.int32).at[by_id].set(jnp.cumsum(first, dtype=jnp.int32) - 1)
+        k_new = jnp.sum(first, dtype=jnp.int32)
+        keep_new = is_new & (rank >= k_new - m_slots)
+        slot_new = jnp.where(keep_new, (state.head + rank) % m_slots, m_slots)
+
+        overwritten = jnp.zeros((m_slots,), bool).at[slot_new].set(True, mode="drop")
+        keep_old = found & ~overwritten[slot_old]
+        slot = jnp.where(keep_new, slot_new, jnp.where(keep_old, slot_old, m_slots))
+
+        new_ids = state.ids.at[slot_new].set(ids, mode="drop")
+        new_lam = state.lam.at[slot_new].set(z, mode="drop")
+        dl_sum = jnp.where(overwritten, jnp.zeros((), dtype), state.dl_sum).at[slot].add(dl, mode="drop")
+        dl_count = jnp.where(overwritten, 0, state.dl_count).at[slot].add(1, mode="drop")
+        return BreedOnlineState(
+            ids=new_ids,
+            lam=new_lam,
+            dl_sum=dl_sum,
+            dl_count=dl_count.astype(jnp.int32),
+            head=((state.head + k_new) % m_slots).astype(jnp.int32),
+            step=jnp.maximum(state.step, jnp.asarray(feedback.step, jnp.int32)),
+        )
+
+    return Proposal(init, sample, update)
