@@ -1,0 +1,201 @@
+"""Named simulation problems: a `ParamSpace` + IC map + PDE, as a `Simulator`.
+
+Every builder takes keyword overrides (grid, steps, ranges) and returns a `Simulator`;
+`get_problem(name, **kwargs)` is how configs choose one. Sizes default to CPU scale;
+the configs' GPU variants pass larger grids.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+
+from qsal_jax.simulation import initial_conditions as ics
+from qsal_jax.simulation.param_space import ParamSpace
+from qsal_jax.simulation.simulator import Simulator
+from qsal_jax.solvers import (
+    AdvectionDiffusion,
+    Burgers,
+    GrayScott,
+    KuramotoSivashinsky,
+    NavierStokesVorticity,
+    difficulty_pde,
+)
+
+# The method's 1D scenarios in APEBench difficulty form (N-independent by construction).
+KS_DIFFICULTY = dict(linear_difficulties=(0.0, 0.0, -82.5, 0.0, -18750.0), gradient_norm_difficulty=-150.0)
+KS_CONSERVATIVE_DIFFICULTY = dict(
+    linear_difficulties=(0.0, 0.0, -82.5, 0.0, -18750.0), convection_difficulty=-10.0, conservative=True
+)
+KDV_DIFFICULTY = dict(linear_difficulties=(0.0, 0.0, 0.0, -2500.0, -3125.0), convection_difficulty=-10.0)
+
+
+def _wave_space(amplitude):
+    lo, hi = amplitude
+    return ParamSpace.box({"A0": (lo, hi), "A1": (lo, hi), "phi0": (0.0, 2 * math.pi), "phi1": (0.0, 2 * math.pi)})
+
+
+def _wave_ic(lam, x, domain_extent):
+    return ics.wave_superposition(lam[:4], x, domain_extent)
+
+
+def difficulty_1d_waves(
+    *,
+    difficulty: dict,
+    num_points: int = 160,
+    output_points: int | None = None,
+    num_steps: int = 50,
+    save_every: int = 1,
+    substeps: int = 1,
+    amplitude=(0.2, 1.0),
+    order: int = 2,
+    name: str = "difficulty_1d_waves",
+) -> Simulator:
+    """A 1D APEBench difficulty scenario (L = 1, Δt = 1) with λ = (A0, A1, φ0, φ1).
+
+    The coefficients come from the difficulties at Δt = 1; the solver then takes
+    ``substeps`` steps of Δt / substeps per saved frame (same PDE, more stable).
+    """
+    space = _wave_space(amplitude)
+    pde = difficulty_pde(1, num_points, dt=1.0, **difficulty).replace(dt=1.0 / substeps)
+
+    def make_pde(lam):
+        return pde
+
+    return Simulator(
+        space=space,
+        make_pde=make_pde,
+        initial_condition=_wave_ic,
+        num_steps=num_steps * substeps,
+        save_every=save_every * substeps,
+        order=order,
+        output_points=output_points,
+        name=name,
+    )
+
+
+def ks_1d(**kw) -> Simulator:
+    """Combustion-form KS in difficulty form (γ2 = −82.5, γ4 = −18750, δ2 = −150)."""
+    kw.setdefault("name", "ks_1d")
+    return difficulty_1d_waves(difficulty=KS_DIFFICULTY, **kw)
+
+
+def ks_conservative_1d(**kw) -> Simulator:
+    """Conservative-form KS, (u²)_x instead of (u_x)²."""
+    kw.setdefault("name", "ks_conservative_1d")
+    kw.setdefault("substeps", 2)
+    return difficulty_1d_waves(difficulty=KS_CONSERVATIVE_DIFFICULTY, **kw)
+
+
+def kdv_1d(**kw) -> Simulator:
+    """KdV in difficulty form (γ3 = −2500, γ4 = −3125, δ1 = −10); amplitudes up to 1.5 make steep solitons."""
+    kw.setdefault("name", "kdv_1d")
+    kw.setdefault("amplitude", (0.2, 1.5))
+    kw.setdefault("substeps", 4)
+    return difficulty_1d_waves(difficulty=KDV_DIFFICULTY, **kw)
+
+
+def advection_diffusion_1d(*, num_points=64, num_steps=20, dt=0.05, velocity=(0.5, 2.0), diffusivity=(0.005, 0.05)):
+    """Linear advection–diffusion on L = 2π with λ = (A0, A1, φ0, φ1, c, ν): coefficients are data."""
+    space = _wave_space((0.2, 1.0)) + ParamSpace.box({"velocity": velocity, "diffusivity": diffusivity})
+
+    def make_pde(lam):
+        return AdvectionDiffusion(1, 2 * math.pi, num_points, dt, velocity=lam[4], diffusivity=lam[5])
+
+    return Simulator(space, make_pde, _wave_ic, num_steps=num_steps, cond_names=("velocity", "diffusivity"),
+                     name="advection_diffusion_1d")
+
+
+def burgers_1d(*, num_points=128, num_steps=40, dt=0.01, diffusivity=(0.01, 0.1)):
+    """Viscous Burgers on L = 2π with λ = (A0, A1, φ0, φ1, ν)."""
+    space = _wave_space((0.2, 1.0)) + ParamSpace.box({"diffusivity": diffusivity})
+
+    def make_pde(lam):
+        return Burgers(1, 2 * math.pi, num_points, dt, diffusivity=lam[4])
+
+    return Simulator(space, make_pde, _wave_ic, num_steps=num_steps, cond_names=("diffusivity",), name="burgers_1d")
+
+
+def ks_2d_fourier(
+    *, num_points=64, output_points=32, num_modes=150, num_steps=20, save_every=5, dt=0.1,
+    domain_extent=(10.0, 130.0), warmup_steps=0,
+):
+    """2D KS with a truncated-Fourier IC: λ = (a_1…a_K, φ_1…φ_K, L), 2K + 1 dims (301 for K = 150)."""
+    space = (
+        ParamSpace.vector("amp", num_modes, -1.0, 1.0)
+        + ParamSpace.vector("phase", num_modes, 0.0, 2 * math.pi)
+        + ParamSpace.box({"L": domain_extent})
+    )
+    amp, phase, il = space.block_slice("amp"), space.block_slice("phase"), space.index("L")
+
+    def make_pde(lam):
+        return KuramotoSivashinsky(2, lam[il], num_points, dt)
+
+    def ic(lam, x, length):
+        return ics.truncated_fourier(lam[amp], lam[phase], x, length)
+
+    return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, warmup_steps=warmup_steps,
+                     output_points=output_points, cond_names=("L",), name="ks_2d_fourier")
+
+
+def gray_scott_blobs(
+    *, num_points=64, output_points=32, num_blobs=12, num_steps=40, save_every=10, dt=1.0,
+    domain_extent=(0.5, 10.0), feed_rate=0.04, kill_rate=0.06,
+):
+    """Gray–Scott with K Gaussian blobs (cx, cy, width, amplitude) and the domain length: 4K + 1 dims (49)."""
+    blob_bounds = []
+    for i in range(num_blobs):
+        blob_bounds += [(f"cx_{i}", (0.0, 1.0)), (f"cy_{i}", (0.0, 1.0)), (f"w_{i}", (0.02, 0.1)), (f"amp_{i}", (0.2, 1.0))]
+    space = ParamSpace.box(dict(blob_bounds)) + ParamSpace.box({"L": domain_extent})
+    il = space.index("L")
+
+    def make_pde(lam):
+        return GrayScott(2, lam[il], num_points, dt, feed_rate=feed_rate, kill_rate=kill_rate)
+
+    def ic(lam, x, length):
+        return ics.gaussian_blobs(lam[: 4 * num_blobs].reshape(num_blobs, 4), x, length)
+
+    return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, output_points=output_points,
+                     cond_names=("L",), name="gray_scott_blobs")
+
+
+def kolmogorov_fourier(
+    *, num_points=64, output_points=32, num_modes=32, num_steps=50, save_every=10, dt=0.01,
+    diffusivity=(0.003, 0.008), amplitude_scale=4.0,
+):
+    """Kolmogorov flow on L = 2π, truncated-Fourier vorticity IC and viscosity ν in λ: 2K + 1 dims."""
+    space = (
+        ParamSpace.vector("amp", num_modes, -1.0, 1.0)
+        + ParamSpace.vector("phase", num_modes, 0.0, 2 * math.pi)
+        + ParamSpace.box({"nu": diffusivity})
+    )
+    amp, phase, inu = space.block_slice("amp"), space.block_slice("phase"), space.index("nu")
+
+    def make_pde(lam):
+        return NavierStokesVorticity(2 * math.pi, num_points, dt, diffusivity=lam[inu], drag=-0.1, injection_scale=1.0)
+
+    def ic(lam, x, length):
+        return amplitude_scale * ics.truncated_fourier(lam[amp], lam[phase], x, length)
+
+    return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, output_points=output_points,
+                     cond_names=("nu",), name="kolmogorov_fourier")
+
+
+PROBLEMS = {
+    "ks_1d": ks_1d,
+    "ks_conservative_1d": ks_conservative_1d,
+    "kdv_1d": kdv_1d,
+    "advection_diffusion_1d": advection_diffusion_1d,
+    "burgers_1d": burgers_1d,
+    "ks_2d_fourier": ks_2d_fourier,
+    "gray_scott_blobs": gray_scott_blobs,
+    "kolmogorov_fourier": kolmogorov_fourier,
+}
+
+
+def get_problem(name: str, **kwargs) -> Simulator:
+    """Build a named problem; unknown names list the known ones."""
+    if name not in PROBLEMS:
+        raise ValueError(f"problem.name: unknown problem {name!r}; choose one of {sorted(PROBLEMS)}")
+    return PROBLEMS[name](**kwargs)

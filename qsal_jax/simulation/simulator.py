@@ -1,0 +1,111 @@
+"""Bind a parameter space, an IC map and a PDE into a batched simulator.
+
+``Simulator.simulate(lam [B, D]) -> Trajectories(u [B, T, C, *grid], finite [B])``:
+one jitted program for the whole batch, whatever PDE coefficients λ carries.
+Trajectories that go non-finite (or exceed ``blowup_threshold``) are flagged so the
+online engine never lets them into its buffer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from qsal_jax.simulation.param_space import ParamSpace
+from qsal_jax.solvers import make_stepper, rollout, spectral
+from qsal_jax.solvers.pdes import SemilinearPDE
+
+
+class Trajectories(NamedTuple):
+    u: jax.Array  # [B, T, C, *grid] float, on the output grid
+    finite: jax.Array  # [B] bool: False if the trajectory blew up
+
+
+@dataclasses.dataclass(frozen=True)
+class Simulator:
+    """A λ-batch → trajectory map. Hashable (closes over functions), so pass it as static.
+
+    Attributes:
+      space: the parameter box.
+      make_pde: ``lam [D] -> SemilinearPDE``; coefficients and ``domain_extent`` may come from λ.
+      initial_condition: ``(lam [D], x [Dsp, *grid], domain_extent) -> u0 [C, *grid]``.
+      num_steps: solver steps per trajectory; ``save_every`` of them between saved frames.
+      output_points: grid size of the returned states (a divisor of the solver grid):
+        solve fine, train coarse.
+      cond_names: λ entries a surrogate should be conditioned on (PDE coefficients).
+    """
+
+    space: ParamSpace
+    make_pde: Callable[[jax.Array], SemilinearPDE]
+    initial_condition: Callable[..., jax.Array]
+    num_steps: int
+    save_every: int = 1
+    order: int = 2
+    warmup_steps: int = 0
+    output_points: int | None = None
+    blowup_threshold: float = 1e6
+    dtype: object = jnp.float32
+    cond_names: tuple[str, ...] = ()
+    name: str = "simulator"
+
+    def __post_init__(self):
+        if self.num_steps < 1 or self.save_every < 1 or self.num_steps % self.save_every:
+            raise ValueError(
+                f"{self.name}: num_steps ({self.num_steps}) must be a positive multiple of save_every ({self.save_every})"
+            )
+        if self.warmup_steps < 0:
+            raise ValueError(f"{self.name}: warmup_steps must be >= 0, got {self.warmup_steps}")
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_steps // self.save_every + 1
+
+    def reference_pde(self) -> SemilinearPDE:
+        """The PDE at the centre of the box (for shapes and static facts)."""
+        mid = jnp.asarray([(lo + hi) / 2 for lo, hi in zip(self.space.low, self.space.high)], self.dtype)
+        return self.make_pde(mid)
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        pde = self.reference_pde()
+        n = self.output_points or pde.num_points
+        return (pde.num_channels,) + (n,) * pde.num_spatial_dims
+
+    def conditioning(self, lam: jax.Array) -> jax.Array:
+        """The λ entries a surrogate is conditioned on, in unit-cube units ``[..., P]``."""
+        if not self.cond_names:
+            return jnp.zeros(lam.shape[:-1] + (0,), lam.dtype)
+        idx = jnp.asarray([self.space.index(n) for n in self.cond_names])
+        return self.space.to_unit(lam)[..., idx]
+
+    def simulate_one(self, lam: jax.Array) -> jax.Array:
+        """One trajectory ``[T, C, *grid]`` for ``lam: [D]`` (differentiable in λ)."""
+        pde = self.make_pde(lam)
+        x = spectral.grid(pde.num_spatial_dims, pde.num_points, pde.domain_extent, self.dtype)
+        u0 = self.initial_condition(lam, x, pde.domain_extent).astype(self.dtype)
+        stepper = make_stepper(pde, self.order, dtype=self.dtype)
+        if self.warmup_steps:
+            u0 = rollout(stepper, self.warmup_steps, save_every=self.warmup_steps, include_init=False)(u0)[-1]
+        traj = rollout(stepper, self.num_steps, save_every=self.save_every)(u0)
+        if self.output_points and self.output_points != pde.num_points:
+            stride = pde.num_points // self.output_points
+            if stride * self.output_points != pde.num_points:
+                raise ValueError(
+                    f"{self.name}: output_points ({self.output_points}) must divide num_points ({pde.num_points})"
+                )
+            index = (slice(None), slice(None)) + (slice(None, None, stride),) * pde.num_spatial_dims
+            traj = traj[index]
+        return traj
+
+    def simulate(self, lam: jax.Array) -> Trajectories:
+        """Batched: ``lam [B, D]`` → `Trajectories`; non-finite trajectories are zeroed and flagged."""
+        if lam.ndim != 2 or lam.shape[-1] != self.space.dim:
+            raise ValueError(f"{self.name}.simulate: lam must be [batch, {self.space.dim}], got {lam.shape}")
+        u = jax.vmap(self.simulate_one)(lam.astype(self.dtype))
+        axes = tuple(range(1, u.ndim))
+        finite = jnp.all(jnp.isfinite(u), axis=axes) & (jnp.max(jnp.abs(u), axis=axes) < self.blowup_threshold)
+        u = jnp.where(finite.reshape((-1,) + (1,) * (u.ndim - 1)), u, 0.0)
+        return Trajectories(u=u, finite=finite)
