@@ -1,0 +1,1 @@
+"""The online engine: buffers, the fused simulate–train–sample step, asynchronous executors."""
