@@ -1,0 +1,344 @@
+"""OGAS: Online Generative Active Sampling.
+
+Cesar, Dymchenko, Purandare & Raffin, "Learning Where to Simulate" (thesis defence, C3). A
+conditional diffusion model ``p̂(λ | ε)`` is trained online on pairs (λ, ε), where ε is the
+per-sample training signal (loss for OGAS-L, ensemble disagreement for OGAS-U) z-standardised with
+moving statistics; new simulations are proposed by drawing a target ε from a prior that favours
+hard data and sampling λ from the generator, mixed with Uniform(Λ) for exploration.
+
+    strategy = ogas(space, steps=50, r_max=0.7)
+    state = strategy.init(key)
+    lam = strategy.sample(state, key, n)        # [n, D], always inside the box
+    state = strategy.update(state, feedback)    # feedback.loss is the signal, whatever its name
+
+Design (equations in docs/design.md when it exists):
+
+* Signal → ε. Valid, finite signals of a batch give batch moments (m_b, v_b); the EMA statistics
+  are the moments of the mixture ``d · old + (1 − d) · batch``::
+
+      μ ← d μ + (1 − d) m_b
+      σ² ← d σ² + (1 − d) v_b + d (1 − d) (m_b − μ_old)²
+
+  initialised with the first batch that has a valid entry. Then ``ε = clip((ℓ − μ)/σ, ±eps_clip)``
+  with ``σ ≥ 1e-4 |μ|`` (a relative floor, so constant signals give ε ≈ 0). Signals are clipped to
+  ±1e15 before the moments so that squares stay finite in float32. Non-finite signals, non-finite
+  λ and ``valid == False`` entries are ignored (not pushed, no weight in the statistics).
+* FIFO. A ring buffer of C pairs (λ_unit, ε); valid entries are compacted and written at
+  ``ptr, ptr+1, …`` (masked scatter, invalid entries dropped); if a batch holds more than C valid
+  entries only the newest C are kept.
+* Importance weights. The FIFO holds λ drawn from the mixture of generator and uniform draws (as
+  seen by training), not from Uniform(Λ); the generator should learn ``p(λ | ε)`` under the uniform
+  prior. A logistic-regression MLP ``f(λ)`` is trained at every step to tell FIFO λ (label 1) from
+  fresh uniform λ (label 0, same count); at the optimum ``f = log p_fifo/p_unif``, so the weight of a
+  pair is ``w = p_unif/p_fifo = (1 − c)/c = exp(−f)``, clipped to ``[1/weight_clip, weight_clip]``
+  and self-normalised in the minibatch (the DDPM loss is ``Σ w_i ℓ_i / Σ w_i``). Weights are
+  evaluated with the current classifier at training time, so no per-pair "proposal draw" flag is
+  needed (the engine does not tell which simulations a strategy proposed), and the weights follow
+  the FIFO as it drifts.
+* Generator. Conditional DDPM (diffusion.py) with ε-prediction, cosine β schedule, condition
+  dropout ``p_uncond`` (null token) and classifier-free guidance ``w`` at sampling time.
+* Prior over target ε. ``"proportional"``: an ε is drawn from the stored FIFO ε values with
+  probability ∝ ``(ε_i − min ε)^prior_power`` (the positive part above the easiest stored pair;
+  uniform over stored values if all are equal). ``"quantile"``: ε ~ Uniform[q-quantile, max] of the
+  stored ε.
+* Boundary rule. The generator clips its x̂0 prediction to the cube at every step (so the output
+  is in the cube); a final clip guards rounding; rows with a non-finite coordinate are replaced by
+  uniform draws. Nothing out of the box is ever returned.
+* Mixing. A fraction ``r = r_max · min(1, n_trained / ramp_updates)`` of draws comes from the
+  generator, the rest are uniform; ``n_trained`` counts updates that trained the generator (the FIFO
+  held ≥ ``min_fill`` pairs), so before the generator has data every draw is uniform.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from qsal_jax.proposals.base import Feedback, Proposal, make_feedback
+from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_schedule
+from qsal_jax.simulation.param_space import ParamSpace
+
+_SIGNAL_MAX = 1e15  # |signal| clip before the moments: squares stay finite in float32
+_REL_STD_FLOOR = 1e-4
+
+DEFAULTS = dict(
+    hidden=128,  # denoiser width
+    depth=3,  # denoiser residual blocks
+    steps=50,  # diffusion steps T
+    schedule="cosine",  # or "linear"
+    capacity=4096,  # FIFO pairs
+    batch_size=128,  # generator minibatch
+    train_steps=4,  # optimiser steps per update
+    lr=1e-3,
+    grad_clip=1.0,
+    ema_decay=0.9,  # weight of the old statistics
+    eps_clip=3.0,
+    guidance=1.0,  # CFG weight w: ε̃ = (1 + w) ε̂_c − w ε̂_∅ (larger w piles draws on box faces)
+    p_uncond=0.1,  # condition dropout during training
+    prior="proportional",  # or "quantile"
+    prior_power=1.0,
+    quantile=0.9,
+    r_max=0.7,  # final proportion of generator draws
+    ramp_updates=200,  # trained updates to reach r_max (linear ramp from 0)
+    min_fill=64,  # FIFO pairs needed before the generator trains
+    signal="loss",  # "loss" (OGAS-L) or "disagreement" (OGAS-U); recorded only
+    importance=True,  # density-ratio importance weights on the DDPM loss
+    ratio_hidden=64,
+    ratio_depth=2,
+    ratio_lr=1e-3,
+    weight_clip=10.0,  # w ∈ [1/weight_clip, weight_clip]
+)
+
+
+class OGASState(NamedTuple):
+    denoiser: Any  # Flax params of the MLP ε-predictor (float32 leaves)
+    denoiser_opt: Any  # optax state of the denoiser (clip ∘ adam)
+    ratio: Any  # Flax params of the density-ratio classifier
+    ratio_opt: Any  # optax state of the classifier
+    fifo_lam: jax.Array  # [C, D] float32: λ of stored pairs, unit cube
+    fifo_eps: jax.Array  # [C] float32: ε of stored pairs, in [−eps_clip, eps_clip]
+    fifo_ptr: jax.Array  # [] int32: next slot to write
+    fifo_count: jax.Array  # [] int32: filled slots (≤ C); slots [0, count) hold data
+    ema_mean: jax.Array  # [] float32: moving mean of the signal
+    ema_var: jax.Array  # [] float32: moving variance of the signal
+    ema_count: jax.Array  # [] int32: batches with ≥ 1 valid signal so far
+    n_updates: jax.Array  # [] int32: update calls
+    n_trained: jax.Array  # [] int32: updates that trained the generator (drives mixing)
+    key: jax.Array  # [2] uint32: raw PRNG key used by `update` (the contract gives it none)
+
+
+class OGASParts(NamedTuple):
+    """The strategy plus its internals, for tests, diagnostics and benchmarks."""
+
+    init: Callable[[jax.Array], OGASState]
+    sample: Callable[[OGASState, jax.Array, int], jax.Array]  # λ [n, D], box units
+    update: Callable[[OGASState, Feedback], OGASState]
+    generate: Callable[[OGASState, jax.Array, jax.Array], jax.Array]  # (state, key, ε [n]) → λ_unit [n, D]
+    prior: Callable[[OGASState, jax.Array, int], jax.Array]  # (state, key, n) → ε [n]
+    importance_weights: Callable[[OGASState, jax.Array], jax.Array]  # (state, λ_unit [N, D]) → w [N]
+    mixing_ratio: Callable[[OGASState], jax.Array]  # proportion of generator draws, []
+    settings: dict
+
+
+def ema_moments(mean, var, count, x, valid, decay):
+    """Mixture-moment EMA of a batch signal ``x [B]`` (masked by ``valid [B]``); see module doc."""
+    x = jnp.where(valid, jnp.clip(x, -_SIGNAL_MAX, _SIGNAL_MAX), 0.0)
+    nv = jnp.sum(valid)
+    denom = jnp.maximum(nv, 1).astype(x.dtype)
+    m_b = jnp.sum(x) / denom
+    v_b = jnp.sum(jnp.where(valid, (x - m_b) ** 2, 0.0)) / denom
+    first = count == 0
+    new_mean = jnp.where(first, m_b, decay * mean + (1 - decay) * m_b)
+    new_var = jnp.where(first, v_b, decay * var + (1 - decay) * v_b + decay * (1 - decay) * (m_b - mean) ** 2)
+    has = nv > 0
+    return jnp.where(has, new_mean, mean), jnp.where(has, new_var, var), count + has.astype(jnp.int32)
+
+
+def standardise(x, mean, var, clip):
+    """``clip((x − μ)/σ, ±clip)`` with the relative σ floor; finite for any finite μ, σ²."""
+    x = jnp.clip(x, -_SIGNAL_MAX, _SIGNAL_MAX)
+    sd = jnp.maximum(jnp.maximum(jnp.sqrt(var), _REL_STD_FLOOR * jnp.abs(mean)), 1e-30)
+    return jnp.clip((x - mean) / sd, -clip, clip)
+
+
+def fifo_push(lam_buf, eps_buf, ptr, count, lam, eps, valid):
+    """Write the valid rows of ``lam [B, D]``, ``eps [B]`` into the ring buffers at ``ptr, ptr+1, …``."""
+    cap = lam_buf.shape[0]
+    nv = jnp.sum(valid.astype(jnp.int32))
+    rank = jnp.cumsum(valid.astype(jnp.int32)) - 1
+    keep = valid & (rank >= nv - cap)  # more valid rows than slots: keep the newest
+    idx = jnp.where(keep, (ptr + rank) % cap, cap)  # index `cap` is out of range: dropped
+    lam_buf = lam_buf.at[idx].set(lam.astype(lam_buf.dtype), mode="drop")
+    eps_buf = eps_buf.at[idx].set(eps.astype(eps_buf.dtype), mode="drop")
+    return lam_buf, eps_buf, (ptr + nv) % cap, jnp.minimum(count + nv, cap)
+
+
+def _check(space: ParamSpace, s: dict) -> None:
+    unknown = set(s) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"ogas: unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    if not 2 <= s["steps"] <= 1000:
+        raise ValueError(f"ogas: steps must be in [2, 1000], got {s['steps']}")
+    for name in ("hidden", "depth", "capacity", "batch_size", "ratio_hidden", "ratio_depth"):
+        if int(s[name]) < 1:
+            raise ValueError(f"ogas: {name} must be >= 1, got {s[name]}")
+    if s["train_steps"] < 0 or s["ramp_updates"] < 0 or s["min_fill"] < 1:
+        raise ValueError("ogas: train_steps and ramp_updates must be >= 0, min_fill >= 1")
+    if s["min_fill"] > s["capacity"]:
+        raise ValueError(f"ogas: min_fill ({s['min_fill']}) exceeds capacity ({s['capacity']})")
+    if not (0.0 <= s["ema_decay"] < 1.0 and 0.0 <= s["p_uncond"] <= 1.0 and 0.0 <= s["r_max"] <= 1.0):
+        raise ValueError("ogas: ema_decay must be in [0, 1), p_uncond and r_max in [0, 1]")
+    if not (s["eps_clip"] > 0 and s["weight_clip"] >= 1.0 and s["prior_power"] >= 0 and 0 <= s["quantile"] <= 1):
+        raise ValueError("ogas: need eps_clip > 0, weight_clip >= 1, prior_power >= 0, quantile in [0, 1]")
+    if s["prior"] not in ("proportional", "quantile"):
+        raise ValueError(f"ogas: prior must be 'proportional' or 'quantile', got {s['prior']!r}")
+    if s["signal"] not in ("loss", "disagreement"):
+        raise ValueError(f"ogas: signal must be 'loss' or 'disagreement', got {s['signal']!r}")
+
+
+def make_ogas(space: ParamSpace, **settings) -> OGASParts:
+    """Build OGAS and its internals; `ogas` returns the `Proposal` view. Settings: see `DEFAULTS`."""
+    s = {**DEFAULTS, **settings}
+    _check(space, s)
+    dim, cap, bs = space.dim, int(s["capacity"]), int(s["batch_size"])
+    f32 = jnp.float32
+    sched = make_schedule(int(s["steps"]), s["schedule"])
+    net = Denoiser(dim, int(s["hidden"]), int(s["depth"]), int(s["steps"]), float(s["eps_clip"]))
+    clf = RatioClassifier(int(s["ratio_hidden"]), int(s["ratio_depth"]))
+    den_tx = optax.chain(optax.clip_by_global_norm(s["grad_clip"]), optax.adam(s["lr"]))
+    clf_tx = optax.chain(optax.clip_by_global_norm(s["grad_clip"]), optax.adam(s["ratio_lr"]))
+    log_wclip = float(jnp.log(s["weight_clip"]))
+    decay = float(s["ema_decay"])
+
+    def init(key):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.key_data(key)
+        kd, kc, ks = jax.random.split(key, 3)
+        one = jnp.zeros((1,), f32)
+        den = net.init(kd, jnp.zeros((1, dim), f32), jnp.zeros((1,), jnp.int32), one, jnp.zeros((1,), bool))
+        rat = clf.init(kc, jnp.zeros((1, dim), f32))
+        zi, zf = jnp.zeros((), jnp.int32), jnp.zeros((), f32)
+        return OGASState(
+            den, den_tx.init(den), rat, clf_tx.init(rat),
+            jnp.zeros((cap, dim), f32), jnp.zeros((cap,), f32), zi, zi,
+            zf, jnp.ones((), f32), zi, zi, zi, ks,
+        )  # fmt: skip
+
+    def importance_weights(state, lam_unit):
+        logit = clf.apply(state.ratio, lam_unit.astype(f32))
+        return jnp.exp(-jnp.clip(logit, -log_wclip, log_wclip))
+
+    def train_step(fifo_lam, fifo_eps, count, carry, key):
+        den, den_opt, rat, rat_opt = carry
+        ki, ku, kl = jax.random.split(key, 3)
+        idx = jax.random.randint(ki, (bs,), 0, jnp.maximum(count, 1), dtype=jnp.int32)
+        z, e = fifo_lam[idx], fifo_eps[idx]
+        if s["importance"]:
+            u = jax.random.uniform(ku, (bs, dim), f32)
+
+            def bce(p):
+                return jnp.mean(jax.nn.softplus(-clf.apply(p, z))) + jnp.mean(jax.nn.softplus(clf.apply(p, u)))
+
+            upd, rat_opt = clf_tx.update(jax.grad(bce)(rat), rat_opt, rat)
+            rat = optax.apply_updates(rat, upd)
+            w = jax.lax.stop_gradient(jnp.exp(-jnp.clip(clf.apply(rat, z), -log_wclip, log_wclip)))
+        else:
+            w = jnp.ones((bs,), f32)
+        grads = jax.grad(lambda p: ddpm_loss(net.apply, p, sched, kl, 2.0 * z - 1.0, e, w, s["p_uncond"]))(den)
+        upd, den_opt = den_tx.update(grads, den_opt, den)
+        return (optax.apply_updates(den, upd), den_opt, rat, rat_opt), None
+
+    def update(state, feedback):
+        lam = space.to_unit(jnp.asarray(feedback.lam)).astype(f32)
+        sig = jnp.asarray(feedback.loss).astype(f32)
+        valid = jnp.asarray(feedback.valid, bool) & jnp.isfinite(sig) & jnp.all(jnp.isfinite(lam), axis=-1)
+        mean, var, ema_count = ema_moments(state.ema_mean, state.ema_var, state.ema_count, sig, valid, decay)
+        eps = jnp.where(valid, standardise(sig, mean, var, s["eps_clip"]), 0.0)
+        lam = jnp.where(valid[:, None], jnp.clip(lam, 0.0, 1.0), 0.0)
+        fifo_lam, fifo_eps, ptr, count = fifo_push(
+            state.fifo_lam, state.fifo_eps, state.fifo_ptr, state.fifo_count, lam, eps, valid
+        )
+        key, sub = jax.random.split(state.key)
+        carry = (state.denoiser, state.denoiser_opt, state.ratio, state.ratio_opt)
+        ready = count >= s["min_fill"]
+
+        def train(c):
+            step = lambda c, k: train_step(fifo_lam, fifo_eps, count, c, k)  # noqa: E731
+            return jax.lax.scan(step, c, jax.random.split(sub, int(s["train_steps"])))[0]
+
+        if s["train_steps"] > 0:
+            carry = jax.lax.cond(ready, train, lambda c: c, carry)
+        return OGASState(
+            *carry, fifo_lam, fifo_eps, ptr, count, mean, var, ema_count,
+            state.n_updates + 1, state.n_trained + ready.astype(jnp.int32), key,
+        )  # fmt: skip
+
+    def prior(state, key, n):
+        filled = jnp.arange(cap) < state.fifo_count
+        eps = state.fifo_eps
+        u = jax.random.uniform(key, (n,), f32)
+        if s["prior"] == "proportional":
+            lo = jnp.min(jnp.where(filled, eps, jnp.inf))
+            w = jnp.where(filled, jnp.maximum(eps - lo, 0.0) ** s["prior_power"], 0.0)
+            w = jnp.where(jnp.sum(w) > 0, w, filled.astype(f32))
+            cdf = jnp.cumsum(w)
+            idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
+            return eps[jnp.clip(idx, 0, cap - 1)]
+        srt = jnp.sort(jnp.where(filled, eps, jnp.inf))
+        last = jnp.maximum(state.fifo_count - 1, 0)
+        lo = srt[jnp.floor(s["quantile"] * last).astype(jnp.int32)]
+        hi = srt[last]
+        return jnp.where(state.fifo_count > 0, lo + u * (hi - lo), 0.0)
+
+    def generate(state, key, eps):
+        kg, ku = jax.random.split(key)
+        x = ddpm_sample(net.apply, state.denoiser, sched, kg, jnp.asarray(eps, f32), dim, float(s["guidance"]))
+        z = jnp.clip(0.5 * (x + 1.0), 0.0, 1.0)
+        ok = jnp.all(jnp.isfinite(z), axis=-1, keepdims=True)
+        return jnp.where(ok, z, jax.random.uniform(ku, z.shape, f32))
+
+    def mixing_ratio(state):
+        frac = state.n_trained.astype(f32) / max(int(s["ramp_updates"]), 1)
+        return s["r_max"] * jnp.minimum(frac, 1.0)
+
+    def sample(state, key, n):
+        kp, kg, ku, km = jax.random.split(key, 4)
+        uni = jax.random.uniform(ku, (n, dim), f32)
+        r = mixing_ratio(state)
+        gen = jax.lax.cond(r > 0, lambda: generate(state, kg, prior(state, kp, n)), lambda: uni)
+        z = jnp.where((jax.random.uniform(km, (n,), f32) < r)[:, None], gen, uni)
+        return space.clip(space.from_unit(z))
+
+    return OGASParts(init, sample, update, generate, prior, importance_weights, mixing_ratio, s)
+
+
+def ogas(space: ParamSpace, **settings) -> Proposal:
+    """OGAS as a `Proposal` (OGAS-L with ``signal="loss"``, OGAS-U with ``"disagreement"``).
+
+    ``sample(state, key, n) → λ [n, D]`` in the box; ``update(state, feedback) → state`` consumes
+    ``feedback.lam [B, D]``, ``feedback.loss [B]`` (the signal) and ``feedback.valid [B]``. Settings and
+    defaults: `DEFAULTS`; the method and its choices: module docstring.
+    """
+    p = make_ogas(space, **settings)
+    return Proposal(p.init, p.sample, p.update, 0)
+
+
+def time_calls(space: ParamSpace, *, n: int = 64, batch: int = 256, repeats: int = 20, warm_updates: int = 3, **settings):
+    """Median wall time (µs) of jitted ``sample(n)`` and ``update(B=batch)`` with the generator active.
+
+    Runs ``warm_updates`` updates first (with ``min_fill`` and ``ramp_updates`` small enough that the
+    generator trains and draws), then times ``repeats`` calls of each. Returns a dict.
+    """
+    settings = {"min_fill": min(batch, settings.get("capacity", DEFAULTS["capacity"])), "ramp_updates": 1, **settings}
+    p = make_ogas(space, **settings)
+    sample = jax.jit(p.sample, static_argnums=2)
+    update = jax.jit(p.update)
+    key = jax.random.PRNGKey(0)
+    state = p.init(key)
+
+    def feedback(i):
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        return make_feedback(space.sample_uniform(k1, batch), jax.random.uniform(k2, (batch,), jnp.float32), step=i)
+
+    fbs = [feedback(i) for i in range(max(warm_updates, 1) + repeats)]
+    for i in range(max(warm_updates, 1)):
+        state = jax.block_until_ready(update(state, fbs[i]))
+    jax.block_until_ready(sample(state, key, n))
+
+    def median_us(fn, args_list):
+        ts = []
+        for args in args_list:
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            ts.append(time.perf_counter() - t0)
+        return 1e6 * sorted(ts)[len(ts) // 2]
+
+    keys = [jax.random.fold_in(key, 1000 + i) for i in range(repeats)]
+    t_sample = median_us(lambda k: sample(state, k, n), [(k,) for k in keys])
+    t_update = median_us(lambda fb: update(state, fb), [(fb,) for fb in fbs[-repeats:]])
+    return {"dim": space.dim, "n": n, "batch": batch, "sample_us": t_sample, "update_us": t_update,
+            "mixing_ratio": float(p.mixing_ratio(state))}  # fmt: skip
