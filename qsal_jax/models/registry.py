@@ -1,0 +1,105 @@
+"""Choose a surrogate by name: ``build(name, **overrides)`` and ``get_model(config)``.
+
+A name is either an architecture (``fno1d``, ``fno2d``, ``unet1d``, ``unet2d``, ``mlp``) with
+its defaults, or a size preset of one (``fno2d_28m``). Keyword arguments override any field of
+the preset, so ``build("fno2d_small", out_channels=2, dtype=jnp.bfloat16)`` is a bf16 two-field
+FNO of the small size. Parameter counts below are for one input and one output channel and no
+conditioning (MLPs: two inputs), from ``count_params`` on ``model.init``; they do not depend
+on the grid.
+
+=============== ===================================================== ============
+preset          configuration                                          parameters
+=============== ===================================================== ============
+fno1d_tiny      modes 8, width 16, depth 2, head 32                          9,345
+fno1d_small     modes 16, width 64, depth 4, head 128                      549,505
+fno2d_tiny      modes 4×4, width 8, depth 2, head 16                         8,513
+fno2d_small     modes 12×12, width 32, depth 4, head 128                 2,367,937
+fno2d_medium    modes 16×16, width 48, depth 4, head 128                 9,453,089
+fno2d_28m       modes 16×16, width 83, depth 4, head 128                28,256,279
+unet1d_tiny     hidden 8, mults (1, 2), 1 block                             12,201
+unet2d_tiny     hidden 8, mults (1, 2), 1 block                             33,417
+unet2d_small    hidden 32, mults (1, 2, 2, 4), 1 block                   2,536,097
+unet2d_medium   hidden 64, mults (1, 2, 2, 4), 2 blocks                 14,948,097
+mlp_tiny        hidden (32, 32), tanh                                        1,185
+mlp_pinn        hidden 4×64, tanh, 64 Fourier features (scale 1)           20,801
+=============== ===================================================== ============
+
+``fno2d_28m`` is the large reference surrogate: 4 Fourier layers of ``4·16·16·83²`` real
+spectral weights each (27.6M of the 28.3M) on a 128² grid; width 83 is the width that lands
+nearest 28M at 16 modes and depth 4.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+
+from qsal_jax.models.fno import FNO
+from qsal_jax.models.mlp import MLP
+from qsal_jax.models.unet import UNet
+
+# name -> (module class, default fields). Defaults always set out_channels so build(name) works.
+_ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {
+    "fno1d": (FNO, dict(out_channels=1, modes=(16,), width=64, depth=4, projection_features=128)),
+    "fno2d": (FNO, dict(out_channels=1, modes=(12, 12), width=32, depth=4, projection_features=128)),
+    "unet1d": (UNet, dict(out_channels=1, hidden=32, channel_mults=(1, 2, 2, 4), num_blocks=1, spatial_dims=1)),
+    "unet2d": (UNet, dict(out_channels=1, hidden=32, channel_mults=(1, 2, 2, 4), num_blocks=1, spatial_dims=2)),
+    "mlp": (MLP, dict(out_features=1, hidden=(64, 64, 64), activation="tanh")),
+}
+
+# preset -> (architecture, overrides of its defaults)
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "fno1d_tiny": ("fno1d", dict(modes=(8,), width=16, depth=2, projection_features=32)),
+    "fno1d_small": ("fno1d", dict(modes=(16,), width=64, depth=4, projection_features=128)),
+    "fno2d_tiny": ("fno2d", dict(modes=(4, 4), width=8, depth=2, projection_features=16)),
+    "fno2d_small": ("fno2d", dict(modes=(12, 12), width=32, depth=4, projection_features=128)),
+    "fno2d_medium": ("fno2d", dict(modes=(16, 16), width=48, depth=4, projection_features=128)),
+    "fno2d_28m": ("fno2d", dict(modes=(16, 16), width=83, depth=4, projection_features=128)),
+    "unet1d_tiny": ("unet1d", dict(hidden=8, channel_mults=(1, 2), num_blocks=1)),
+    "unet2d_tiny": ("unet2d", dict(hidden=8, channel_mults=(1, 2), num_blocks=1)),
+    "unet2d_small": ("unet2d", dict(hidden=32, channel_mults=(1, 2, 2, 4), num_blocks=1)),
+    "unet2d_medium": ("unet2d", dict(hidden=64, channel_mults=(1, 2, 2, 4), num_blocks=2)),
+    "mlp_tiny": ("mlp", dict(hidden=(32, 32), activation="tanh")),
+    "mlp_pinn": ("mlp", dict(hidden=(64,) * 4, activation="tanh", fourier_features=64, fourier_scale=1.0)),
+}
+
+
+def available() -> list[str]:
+    """All names `build` accepts."""
+    return sorted(_ARCHITECTURES) + sorted(PRESETS)
+
+
+def build(name: str, **overrides: Any) -> nn.Module:
+    """Build the Flax module called ``name`` with its defaults updated by ``overrides``."""
+    if name in PRESETS:
+        arch, preset = PRESETS[name]
+    elif name in _ARCHITECTURES:
+        arch, preset = name, {}
+    else:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    cls, defaults = _ARCHITECTURES[arch]
+    fields = {**defaults, **preset, **overrides}
+    if cls is FNO and isinstance(fields["modes"], int):
+        fields["modes"] = (fields["modes"],) * len(defaults["modes"])
+    unknown = set(fields) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"{name}: unknown field(s) {sorted(unknown)} for {cls.__name__}")
+    return cls(**fields)
+
+
+def get_model(config: Mapping[str, Any] | Any) -> nn.Module:
+    """Build from a config with a ``name`` field; every other field is an override.
+
+    Accepts a dict or an ``ml_collections.ConfigDict`` (e.g. ``config.model`` of an experiment).
+    """
+    fields = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+    if "name" not in fields:
+        raise ValueError(f"model config needs a `name` field; got keys {sorted(fields)}")
+    return build(fields.pop("name"), **fields)
+
+
+def count_params(params: Any) -> int:
+    """Total number of scalars in a parameter pytree (arrays or ShapeDtypeStructs)."""
+    return int(sum(int(x.size) for x in jax.tree_util.tree_leaves(params)))
