@@ -25,6 +25,7 @@ class ETDRKStepper:
     coefficients: ETDRKCoefficients  # each [C, *freq] complex
     derivative: jax.Array  # [D, *freq] complex, i k
     mask: jax.Array  # [1, *freq] bool, dealiasing mask
+    forcing_hat: jax.Array | None  # [C, *freq] complex constant source, or None
     order: int = struct.field(pytree_node=False)
 
     def __call__(self, u: jax.Array) -> jax.Array:
@@ -35,7 +36,10 @@ class ETDRKStepper:
                 "for batched operation use jax.vmap"
             )
         u_hat = spectral.fft(u, self.pde.num_spatial_dims)
-        nonlinear = lambda v_hat: self.pde.nonlinear(v_hat, self.derivative, self.mask)
+        if self.forcing_hat is None:
+            nonlinear = lambda v_hat: self.pde.nonlinear(v_hat, self.derivative, self.mask)
+        else:
+            nonlinear = lambda v_hat: self.pde.nonlinear(v_hat, self.derivative, self.mask) + self.forcing_hat
         u_next_hat = etdrk_step(u_hat, self.coefficients, nonlinear, self.order)
         return spectral.ifft(u_next_hat, self.pde.num_spatial_dims, self.pde.num_points).astype(u.dtype)
 
@@ -59,7 +63,11 @@ def make_stepper(
         linear, pde.dt, num_circle_points=num_circle_points, circle_radius=circle_radius
     )
     mask = jnp.asarray(spectral.dealiasing_mask(pde.num_spatial_dims, pde.num_points, pde.dealiasing_fraction))
-    return ETDRKStepper(pde=pde, coefficients=coefficients, derivative=derivative, mask=mask, order=order)
+    forcing = pde.forcing(dtype)
+    forcing_hat = None if forcing is None else (spectral.fft(forcing, pde.num_spatial_dims) * mask).astype(cdtype)
+    return ETDRKStepper(
+        pde=pde, coefficients=coefficients, derivative=derivative, mask=mask, forcing_hat=forcing_hat, order=order
+    )
 
 
 def repeated(stepper, num_substeps: int):

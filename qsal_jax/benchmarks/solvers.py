@@ -1,0 +1,74 @@
+"""Solver suite: batched rollout throughput, ours against exponax on identical problems.
+
+Both sides advance a batch of states ``num_steps`` steps and keep the final state only
+(our `rollout(save_every=num_steps)` against `exponax.repeat`), jitted and vmapped the
+same way, so the ratio compares the steppers and nothing else.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qsal_jax import solvers as S
+from qsal_jax.benchmarks.timing import backend_info, time_fn
+
+CPU_SIZES = {"ks_1d": (256, 256, 200), "kdv_1d": (256, 256, 200), "ks_2d": (128, 4, 20), "ns_2d": (128, 4, 20)}
+GPU_SIZES = {"ks_1d": (256, 16384, 200), "kdv_1d": (256, 16384, 200), "ks_2d": (256, 64, 100), "ns_2d": (256, 64, 100)}
+
+
+def _problems(n: int):
+    """(name, our PDE, exponax stepper factory) for the same equation at grid n."""
+    import exponax as ex
+
+    kdv_gammas = dict(linear_difficulties=(0.0, 0.0, 0.0, -14.0, -9.0), convection_difficulty=-2.0)
+    return {
+        "ks_1d": (S.KuramotoSivashinsky(1, 60.0, n, 0.5), lambda: ex.stepper.KuramotoSivashinsky(1, 60.0, n, 0.5)),
+        "kdv_1d": (
+            S.difficulty_pde(1, n, **kdv_gammas),
+            lambda: ex.stepper.generic.DifficultyConvectionStepper(1, n, **kdv_gammas),
+        ),
+        "ks_2d": (
+            S.GeneralNonlinear(2, 30.0, n, 0.1, linear_coefficients=(0.0, 0.0, -1.0, 0.0, -1.0), nonlinear_coefficients=(0.0, 0.0, -1.0)),
+            lambda: ex.stepper.KuramotoSivashinsky(2, 30.0, n, 0.1),
+        ),
+        "ns_2d": (
+            S.NavierStokesVorticity(1.0, n, 0.01, diffusivity=1e-3),
+            lambda: ex.stepper.NavierStokesVorticity(2, 1.0, n, 0.01, diffusivity=1e-3),
+        ),
+    }
+
+
+def run(cfg: dict) -> list[dict]:
+    sizes = dict(GPU_SIZES if cfg.get("gpu") else CPU_SIZES)
+    sizes.update(cfg.get("solver_sizes", {}))
+    names = cfg.get("solver_problems", list(sizes))
+    with_exponax = cfg.get("exponax", True)
+    records = []
+    for name in names:
+        n, batch, steps = sizes[name]
+        pde, make_theirs = _problems(n)[name]
+        rng = np.random.default_rng(0)
+        u0 = rng.standard_normal((batch,) + pde.state_shape).astype(np.float32)
+        axes = tuple(range(-pde.num_spatial_dims, 0))
+        u0 = jnp.asarray(np.real(np.fft.ifftn(np.fft.fftn(u0, axes=axes) * _low_pass(pde), axes=axes)).astype(np.float32))
+        ours = jax.jit(jax.vmap(S.rollout(S.make_stepper(pde, 2), steps, save_every=steps, include_init=False)))
+        t_ours = time_fn(ours, u0, repeats=cfg.get("repeats", 3))
+        rec = {"suite": "solvers", "name": name, "num_points": n, "batch": batch, "num_steps": steps,
+               "ours_s": t_ours, "ours_steps_per_s": batch * steps / t_ours, **backend_info()}
+        if with_exponax:
+            import exponax as ex
+
+            theirs = jax.jit(jax.vmap(ex.repeat(make_theirs(), steps)))
+            t_theirs = time_fn(theirs, u0, repeats=cfg.get("repeats", 3))
+            rec.update(exponax_s=t_theirs, exponax_steps_per_s=batch * steps / t_theirs, speed_ratio=t_theirs / t_ours)
+        records.append(rec)
+    return records
+
+
+def _low_pass(pde) -> np.ndarray:
+    """Keep the lowest eighth of the modes so random initial states are smooth."""
+    k = np.abs(np.fft.fftfreq(pde.num_points) * pde.num_points)
+    mesh = np.meshgrid(*([k] * pde.num_spatial_dims), indexing="ij")
+    return (np.max(np.stack(mesh), axis=0) <= pde.num_points // 8)[None, None]

@@ -1,0 +1,53 @@
+"""Benchmarks: solver, training, proposal and online suites, written as JSON.
+
+  python scripts/benchmark.py --suites=solvers,proposals --out=runs/bench.json
+  python scripts/benchmark.py --gpu   # accelerator sizes (default: on when a GPU/TPU is present)
+
+Each suite lives in `qsal_jax.benchmarks.<suite>` and returns a list of records.
+Figures taken on a CPU are labelled with their backend and are never accelerator results.
+"""
+
+import datetime
+import importlib
+import json
+import os
+import platform
+
+from absl import app, flags
+
+flags.DEFINE_list("suites", ["solvers", "training", "proposals", "online"], "Suites to run.")
+flags.DEFINE_string("out", "runs/benchmark.json", "Where to write the JSON records.")
+flags.DEFINE_bool("gpu", None, "Use accelerator sizes (default: auto-detect).")
+flags.DEFINE_bool("exponax", True, "Time exponax on the same solver problems.")
+flags.DEFINE_integer("repeats", 3, "Timed repetitions per measurement (median reported).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    import jax
+
+    gpu = FLAGS.gpu if FLAGS.gpu is not None else jax.default_backend() in ("gpu", "cuda", "rocm", "tpu")
+    cfg = {"gpu": gpu, "exponax": FLAGS.exponax, "repeats": FLAGS.repeats}
+    records = []
+    for suite in FLAGS.suites:
+        module = importlib.import_module(f"qsal_jax.benchmarks.{suite}")
+        for rec in module.run(cfg):
+            records.append(rec)
+            print(json.dumps(rec), flush=True)
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "python": platform.python_version(),
+        "gpu_sizes": gpu,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    with open(FLAGS.out, "w") as f:
+        json.dump({"meta": meta, "records": records}, f, indent=1)
+    print(f"wrote {len(records)} records to {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    app.run(main)
