@@ -1,0 +1,321 @@
+"""OGAS (Online Generative Active Sampling): contract, numerics of its parts, and a planted conditional.
+
+Run alone: ``.venv/bin/python -m pytest -q tests/test_ogas.py``. Two model sizes are compiled once
+each (module-level cache): SMALL for contract and property tests, PLANTED for the learning tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from qsal_jax.proposals.base import make_feedback
+from qsal_jax.proposals.ogas import DEFAULTS, ema_moments, fifo_push, make_ogas, ogas, standardise, time_calls
+from qsal_jax.simulation.param_space import ParamSpace
+
+SPACE = ParamSpace.box({"a": (-1.0, 3.0), "b": (0.0, 1e-3), "c": (5.0, 6.0)})
+CORNER_SPACE = ParamSpace.box({"x": (-2.0, 2.0), "y": (10.0, 11.0)})
+SMALL = dict(hidden=16, depth=1, steps=6, capacity=64, batch_size=16, train_steps=2, min_fill=8, ramp_updates=2)
+PLANTED = dict(hidden=64, depth=2, steps=32, train_steps=20, capacity=4096, min_fill=256, ramp_updates=1, r_max=1.0)
+B = 32  # feedback batch of the SMALL tests
+
+
+@functools.lru_cache(maxsize=None)
+def built(name: str):
+    """(parts, jitted update, jitted sample, jitted generate) for a named configuration."""
+    space, kw = {"small": (SPACE, SMALL), "planted": (CORNER_SPACE, PLANTED)}[name]
+    p = make_ogas(space, **kw)
+    return p, jax.jit(p.update), jax.jit(p.sample, static_argnums=2), jax.jit(p.generate)
+
+
+def uniform_feedback(space, key, b, loss=None, step=0, valid=None):
+    k1, k2 = jax.random.split(key)
+    lam = space.sample_uniform(k1, b)
+    loss = jax.random.exponential(k2, (b,), jnp.float32) if loss is None else jnp.asarray(loss)
+    return make_feedback(lam, loss, step=step, valid=valid)
+
+
+def tree_finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating))
+
+
+def corner_frac(space, lam):
+    return float(jnp.mean(jnp.all(space.to_unit(lam) >= 0.8, axis=-1)))
+
+
+# ----------------------------------------------------------------------------- contract
+def test_contract_jit_shapes_bounds_determinism():
+    p, update, sample, _ = built("small")
+    traces = []
+    counted = jax.jit(lambda s, k: (traces.append(1), p.sample(s, k, 24))[1])
+    state = p.init(jax.random.PRNGKey(0))
+    assert float(p.mixing_ratio(state)) == 0.0  # no data yet: every draw uniform
+    lam0 = sample(state, jax.random.PRNGKey(1), 24)
+    assert lam0.shape == (24, SPACE.dim) and lam0.dtype == jnp.float32
+    for i in range(4):
+        state = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(10 + i), B, step=i))
+    assert int(state.n_updates) == 4 and int(state.n_trained) == 4
+    assert float(p.mixing_ratio(state)) == pytest.approx(SMALL.get("r_max", DEFAULTS["r_max"]))
+    k = jax.random.PRNGKey(2)
+    a, b = counted(state, k), counted(state, k)
+    c = counted(state, jax.random.PRNGKey(3))
+    assert len(traces) == 1  # no retrace on later calls
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    for lam in (lam0, a, c):
+        assert lam.shape == (24, SPACE.dim) and bool(jnp.all(jnp.isfinite(lam)))
+        assert bool(jnp.all(SPACE.contains(lam)))
+    state2 = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(99), B, step=5))
+    assert jax.tree_util.tree_structure(state2) == jax.tree_util.tree_structure(state)
+    for x, y in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(state2)):
+        assert x.shape == y.shape and x.dtype == y.dtype
+
+
+def test_proposal_view_and_settings():
+    prop = ogas(SPACE, signal="disagreement", **SMALL)
+    assert prop.pool_size == 0 and callable(prop.init) and callable(prop.sample) and callable(prop.update)
+    assert make_ogas(SPACE, signal="disagreement").settings["signal"] == "disagreement"
+    with pytest.raises(TypeError, match="unknown settings"):
+        ogas(SPACE, widht=3)
+    with pytest.raises(ValueError, match="prior"):
+        ogas(SPACE, prior="softmax")
+    with pytest.raises(ValueError, match="min_fill"):
+        ogas(SPACE, capacity=8, min_fill=9)
+
+
+def test_trains_only_once_fifo_has_min_fill():
+    p, update, _, _ = built("small")
+    state = p.init(jax.random.PRNGKey(0))
+    before = state.denoiser
+    state = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(1), B, valid=jnp.arange(B) < SMALL["min_fill"] - 1))
+    assert int(state.fifo_count) == SMALL["min_fill"] - 1 and int(state.n_trained) == 0
+    assert float(p.mixing_ratio(state)) == 0.0
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), before, state.denoiser)
+    state = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(2), B, valid=jnp.arange(B) < 1))
+    assert int(state.n_trained) == 1 and 0.0 < float(p.mixing_ratio(state)) < DEFAULTS["r_max"]
+
+
+# ------------------------------------------------------------------- signal statistics
+def numpy_ema(batches, decay, clip):
+    """Reference: mixture-moment EMA in float64, first valid batch initialises; ε of each batch."""
+    mean, var, count, eps_out = 0.0, 1.0, 0, []
+    for x, v in batches:
+        ok = v & np.isfinite(x)
+        if ok.any():
+            xv = x[ok].astype(np.float64)
+            mb, vb = xv.mean(), xv.var()
+            if count == 0:
+                mean, var = mb, vb
+            else:
+                mean, var = decay * mean + (1 - decay) * mb, decay * var + (1 - decay) * vb + decay * (1 - decay) * (mb - mean) ** 2
+            count += 1
+        sd = max(np.sqrt(var), 1e-4 * abs(mean), 1e-30)
+        eps_out.append(np.where(ok, np.clip((np.where(ok, x, 0) - mean) / sd, -clip, clip), 0.0))
+    return mean, var, count, eps_out
+
+
+def test_ema_statistics_match_numpy():
+    p, update, _, _ = built("small")
+    rng = np.random.default_rng(0)
+    batches = []
+    for i in range(6):
+        x = (rng.lognormal(0.0, 1.0, B) * (1 + i)).astype(np.float32)
+        v = rng.random(B) > 0.2
+        if i == 2:
+            x[:3] = [np.nan, np.inf, -np.inf]
+        if i == 3:
+            v[:] = False  # nothing valid: statistics unchanged
+        batches.append((x, v))
+    state = p.init(jax.random.PRNGKey(0))
+    lam = SPACE.sample_uniform(jax.random.PRNGKey(1), B)
+    got_eps = []
+    for i, (x, v) in enumerate(batches):
+        before = int(state.fifo_ptr)
+        state = update(state, make_feedback(lam, x, valid=v, step=i))
+        n = int(np.sum(v & np.isfinite(x)))
+        got_eps.append(np.asarray(state.fifo_eps)[(before + np.arange(n)) % SMALL["capacity"]])
+    mean, var, count, ref_eps = numpy_ema(batches, DEFAULTS["ema_decay"], DEFAULTS["eps_clip"])
+    assert int(state.ema_count) == count == 5
+    np.testing.assert_allclose(float(state.ema_mean), mean, rtol=1e-5)
+    np.testing.assert_allclose(float(state.ema_var), var, rtol=1e-4)
+    for (x, v), e_ref, e_got in zip(batches, ref_eps, got_eps):
+        np.testing.assert_allclose(e_got, e_ref[v & np.isfinite(x)], rtol=1e-4, atol=1e-5)
+
+
+def test_standardise_degenerate_statistics():
+    f32 = jnp.float32
+    np.testing.assert_allclose(standardise(jnp.full(4, 7.0, f32), f32(7.0), f32(0.0), 3.0), np.zeros(4), atol=1e-6)
+    e = standardise(jnp.array([1e30, -1e30, 0.0], f32), f32(0.0), f32(1.0), 3.0)
+    np.testing.assert_array_equal(np.asarray(e), [3.0, -3.0, 0.0])
+    m, v, c = ema_moments(f32(0.0), f32(1.0), jnp.int32(0), jnp.array([1e30, -1e30], f32), jnp.ones(2, bool), 0.9)
+    assert np.isfinite(float(m)) and np.isfinite(float(v)) and int(c) == 1
+
+
+# ------------------------------------------------------------------------------- FIFO
+def test_fifo_wraps_like_a_deque():
+    cap, d = 8, 2
+    push = jax.jit(fifo_push)
+    lam_buf, eps_buf = jnp.zeros((cap, d), jnp.float32), jnp.zeros(cap, jnp.float32)
+    ptr, count = jnp.int32(0), jnp.int32(0)
+    ring = [None] * cap
+    ref_ptr, ref = 0, deque(maxlen=cap)
+    rng = np.random.default_rng(1)
+    serial = 0
+    for b in (5, 5, 3, 20, 1, 0, 7, 12):  # b = 20 and 12 exceed the capacity: keep the newest 8
+        eps = np.arange(serial, serial + max(b, 1), dtype=np.float32)[: max(b, 1)]
+        serial += max(b, 1)
+        valid = rng.random(max(b, 1)) > 0.3 if b else np.zeros(1, bool)
+        lam = np.stack([eps, -eps], axis=-1)
+        lam_buf, eps_buf, ptr, count = push(lam_buf, eps_buf, ptr, count, jnp.asarray(lam), jnp.asarray(eps), jnp.asarray(valid))
+        for e in eps[valid]:
+            ring[ref_ptr] = e
+            ref_ptr = (ref_ptr + 1) % cap
+            ref.append(e)
+        assert int(ptr) == ref_ptr and int(count) == len(ref)
+        filled = [r for r in ring if r is not None]
+        np.testing.assert_array_equal(np.sort(np.asarray(eps_buf)[: int(count)]), np.sort(filled))
+        np.testing.assert_array_equal(sorted(filled), sorted(ref))  # the ring holds exactly the newest `cap`
+        np.testing.assert_array_equal(np.asarray(lam_buf)[: int(count), 1], -np.asarray(eps_buf)[: int(count)])
+
+
+# ------------------------------------------------------------------- degenerate signals
+DEGENERATE = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, 1.0, -5.0, 1e-30, 3.4e38])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    losses=st.lists(st.lists(DEGENERATE, min_size=B, max_size=B), min_size=1, max_size=3),
+    constant=st.one_of(st.none(), DEGENERATE),
+    seed=st.integers(0, 2**16),
+)
+def test_degenerate_signals_keep_state_and_draws_finite(losses, constant, seed):
+    p, update, sample, _ = built("small")
+    key = jax.random.PRNGKey(seed)
+    state = p.init(key)
+    state = update(state, uniform_feedback(SPACE, key, B))  # some real data first
+    for i, row in enumerate(losses):
+        loss = np.full(B, constant, np.float32) if constant is not None else np.asarray(row, np.float32)
+        lam = SPACE.sample_uniform(jax.random.fold_in(key, i), B)
+        lam = lam.at[0].set(jnp.nan) if i == 0 else lam  # a NaN λ is ignored too
+        state = update(state, make_feedback(lam, loss, step=i + 1))
+    assert tree_finite(state)
+    assert float(jnp.max(jnp.abs(state.fifo_eps))) <= DEFAULTS["eps_clip"]
+    lam = sample(state, jax.random.fold_in(key, 7), 24)
+    assert bool(jnp.all(jnp.isfinite(lam))) and bool(jnp.all(SPACE.contains(lam)))
+
+
+def test_non_finite_generator_output_falls_back_to_uniform():
+    p, update, sample, _ = built("small")
+    state = p.init(jax.random.PRNGKey(0))
+    for i in range(2):
+        state = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(1 + i), B))
+    assert float(p.mixing_ratio(state)) > 0.5
+    broken = state._replace(denoiser=jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), state.denoiser))
+    lam = sample(broken, jax.random.PRNGKey(3), 24)  # same shapes as the contract test: no recompilation
+    assert bool(jnp.all(jnp.isfinite(lam))) and bool(jnp.all(SPACE.contains(lam)))
+
+
+# ------------------------------------------------------------------------------- prior
+def test_priors_over_eps():
+    p, update, _, _ = built("small")
+    state = p.init(jax.random.PRNGKey(0))
+    stored = np.array([-1.0, 0.0, 1.0, 3.0], np.float32)
+    state = state._replace(fifo_eps=state.fifo_eps.at[:4].set(stored), fifo_count=jnp.int32(4))
+    draws = np.asarray(jax.jit(p.prior, static_argnums=2)(state, jax.random.PRNGKey(1), 20000))
+    counts = np.array([(draws == s).sum() for s in stored])
+    assert counts.sum() == draws.size and counts[0] == 0  # the easiest pair has zero weight
+    w = stored.astype(np.float64) - stored.min()
+    expected = w[1:] / w.sum() * counts.sum()
+    assert stats.chisquare(counts[1:], expected).pvalue > 1e-3
+    pq = make_ogas(SPACE, prior="quantile", quantile=0.5, **SMALL)
+    stored = np.arange(40, dtype=np.float32) / 10 - 1.0  # [-1, 2.9]
+    state = state._replace(fifo_eps=state.fifo_eps.at[:40].set(stored), fifo_count=jnp.int32(40))
+    q = np.asarray(jax.jit(pq.prior, static_argnums=2)(state, jax.random.PRNGKey(2), 5000))
+    lo = stored[int(np.floor(0.5 * 39))]
+    assert q.min() >= lo and q.max() <= stored.max()
+    assert stats.kstest(q, "uniform", args=(lo, stored.max() - lo)).pvalue > 1e-3
+
+
+# ------------------------------------------------------------------------------- vmap
+def test_vmap_over_independent_states():
+    p, update, _, _ = built("small")
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    states = jax.vmap(p.init)(keys)
+    fbs = [uniform_feedback(SPACE, jax.random.fold_in(k, 1), B) for k in keys]
+    batched_fb = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *fbs)
+    vupdate = jax.jit(jax.vmap(p.update))
+    vsample = jax.jit(jax.vmap(p.sample, in_axes=(0, 0, None)), static_argnums=2)
+    states = vupdate(states, batched_fb)
+    lam = vsample(states, keys, 12)
+    assert lam.shape == (3, 12, SPACE.dim) and bool(jnp.all(SPACE.contains(lam)))
+    for i, k in enumerate(keys):
+        one = update(p.init(k), fbs[i])
+        jax.tree_util.tree_map(
+            lambda a, b: np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b), rtol=1e-4, atol=1e-5), states, one
+        )
+    assert not np.allclose(np.asarray(lam[0]), np.asarray(lam[1]))
+
+
+# ------------------------------------------------------------------- planted conditional
+def corner_loss(space, lam):
+    return jnp.all(space.to_unit(lam) >= 0.8, axis=-1).astype(jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def planted_state():
+    """100 updates of B = 256 uniform λ with signal 1 in the corner [0.8, 1]² of the unit square, else 0."""
+    p, update, _, _ = built("planted")
+    key = jax.random.PRNGKey(0)
+    state = p.init(key)
+    for i in range(100):
+        lam = CORNER_SPACE.sample_uniform(jax.random.fold_in(key, i), 256)
+        state = update(state, make_feedback(lam, corner_loss(CORNER_SPACE, lam), step=i))
+    return state
+
+
+def test_learns_planted_conditional(planted_state):
+    p, _, sample, generate = built("planted")
+    state = planted_state
+    n = 1000
+    hi = generate(state, jax.random.PRNGKey(1), jnp.full((n,), DEFAULTS["eps_clip"], jnp.float32))
+    lo = generate(state, jax.random.PRNGKey(2), jnp.full((n,), float(jnp.min(state.fifo_eps)), jnp.float32))
+    frac_hi = float(jnp.mean(jnp.all(hi >= 0.8, -1)))
+    frac_lo = float(jnp.mean(jnp.all(lo >= 0.8, -1)))
+    # Uniform puts 4 % in the corner; a one-sided binomial test against that is decisive at n = 1000.
+    assert frac_hi > 0.6 and stats.binomtest(int(frac_hi * n), n, 0.04, alternative="greater").pvalue < 1e-10
+    assert frac_lo < 0.1
+    # Through `sample` (mixing ratio 1, proportional prior): the hard corner dominates the draws.
+    lam = sample(state, jax.random.PRNGKey(3), n)
+    assert bool(jnp.all(CORNER_SPACE.contains(lam))) and corner_frac(CORNER_SPACE, lam) > 0.6
+
+
+def test_importance_weights(planted_state):
+    p, update, _, _ = built("planted")
+    zq = jax.random.uniform(jax.random.PRNGKey(9), (4000, 2), jnp.float32)
+    corner = np.asarray(jnp.all(zq >= 0.8, -1))
+    w = np.asarray(p.importance_weights(planted_state, zq))  # FIFO filled by uniform λ
+    assert abs(w.mean() - 1.0) < 0.1 and np.percentile(np.abs(np.log(w)), 95) < np.log(1.5)
+    # Half of every batch drawn in the corner: p_fifo/p_unif = 0.5 + 0.5/0.04 there, 0.5 elsewhere.
+    state = p.init(jax.random.PRNGKey(1))
+    for i in range(30):
+        u = jax.random.uniform(jax.random.PRNGKey(100 + i), (256, 2), jnp.float32)
+        u = u.at[128:].set(0.8 + 0.2 * u[128:])
+        state = update(state, make_feedback(CORNER_SPACE.from_unit(u), jnp.zeros(256), step=i))
+    w = np.asarray(p.importance_weights(state, zq))
+    assert w[corner].mean() < 0.4 and w[~corner].mean() > 1.5
+    assert w.min() >= 1 / DEFAULTS["weight_clip"] - 1e-6 and w.max() <= DEFAULTS["weight_clip"] + 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dim", [4, 308])
+def test_time_calls_reports_positive_times(dim):
+    r = time_calls(ParamSpace.vector("a", dim, 0.0, 1.0), n=16, batch=32, repeats=2, warm_updates=1, **SMALL)
+    assert r["sample_us"] > 0 and r["update_us"] > 0 and r["mixing_ratio"] > 0
