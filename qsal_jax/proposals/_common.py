@@ -6,7 +6,7 @@ Every strategy works in the unit cube ``[0, 1]^D`` and maps to the box at the ve
 Rules fixed here, once for all strategies:
 
 * **Weights** (`safe_weights`): a loss that is non-finite, negative, zero or masked out gets
-  weight 0. Positive finite losses are divided by their maximum *before* any sum, so losses as
+  weight 0 (so does a subnormal one: XLA on CPU flushes denormals to zero). Positive finite losses are divided by their maximum *before* any sum, so losses as
   large as 1e30 (or 1e300 in float64) neither overflow nor lose the relative scale; the result
   lies in ``[0, 1]`` and has ``has_mass == False`` when nothing is positive. What a strategy does
   without mass is its own documented fallback (usually: uniform draws).
