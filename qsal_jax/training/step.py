@@ -1,0 +1,142 @@
+"""The train step: a pure ``(state, batch) -> (state, per_sample_loss, metrics)``.
+
+The per-sample loss vector ``[B]`` is returned in batch order, so entry ``i`` belongs to
+``batch.lam_id[i]`` / ``batch.time_index[i]``: active-learning strategies consume it as their
+per-simulation signal. The optimisation objective is the ``weight``-weighted mean over valid
+entries (``weight > 0``); padding slots (``weight == 0``) contribute nothing, not even NaNs.
+
+Mixed precision: with ``compute_dtype=jnp.bfloat16`` the float32 master parameters and the
+inputs are cast to bf16 for the forward pass, gradients flow back through the cast to the
+float32 master weights, and the loss is always computed in float32. Build the model with the
+same ``dtype`` (``models.build(name, dtype=jnp.bfloat16)``): Flax modules promote their
+operands to their ``dtype``, so a float32 module would compute in float32 on bf16-rounded
+values.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from qsal_jax.training.losses import get_loss, weighted_mean
+from qsal_jax.training.state import TrainState
+
+ApplyFn = Callable[..., jax.Array]  # (params, inputs [B, C, *grid], cond [B, P]) -> [B, C_out, *grid]
+
+
+class Batch(NamedTuple):
+    inputs: jax.Array  # [B, C, *grid] float: state at time index t
+    targets: jax.Array  # [B, C_out, *grid] float: state at t + 1 (what the model should predict)
+    cond: jax.Array  # [B, P] float: scalar PDE parameters of the sample (P may be 0)
+    lam_id: jax.Array  # [B] int32: id of the simulation the sample came from, -1 for padding
+    time_index: jax.Array  # [B] int32: t within that trajectory
+    weight: jax.Array  # [B] float32: weight in the objective; 0 marks padding
+
+
+def make_batch(inputs, targets, cond=None, lam_id=None, time_index=None, weight=None) -> Batch:
+    """A `Batch` with defaults: no conditioning (P = 0), ids ``0..B-1``, time 0, unit weights."""
+    inputs = jnp.asarray(inputs)
+    b = inputs.shape[0]
+    return Batch(
+        inputs=inputs,
+        targets=jnp.asarray(targets),
+        cond=jnp.zeros((b, 0), jnp.float32) if cond is None else jnp.asarray(cond),
+        lam_id=jnp.arange(b, dtype=jnp.int32) if lam_id is None else jnp.asarray(lam_id, jnp.int32),
+        time_index=jnp.zeros(b, jnp.int32) if time_index is None else jnp.asarray(time_index, jnp.int32),
+        weight=jnp.ones(b, jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32),
+    )
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def forward(params: Any, batch: Batch, *, apply_fn: ApplyFn, compute_dtype: Any = None) -> jax.Array:
+    """Model prediction for ``batch.inputs`` as float32 ``[B, C_out, *grid]``."""
+    inputs, cond = batch.inputs, batch.cond
+    if compute_dtype is not None:
+        params, inputs, cond = _cast_floats((params, inputs, cond), compute_dtype)
+    return apply_fn(params, inputs, cond).astype(jnp.float32)
+
+
+def loss_and_per_sample(
+    params: Any, batch: Batch, *, apply_fn: ApplyFn, loss_name: str = "mse", compute_dtype: Any = None
+) -> tuple[jax.Array, jax.Array]:
+    """``(objective [], per_sample [B])``: the weighted mean over valid entries, and the per-sample losses."""
+    pred = forward(params, batch, apply_fn=apply_fn, compute_dtype=compute_dtype)
+    per_sample = get_loss(loss_name)(pred, batch.targets.astype(jnp.float32))
+    return weighted_mean(per_sample, batch.weight), per_sample
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    apply_fn: ApplyFn,
+    optimizer: optax.GradientTransformation,
+    loss_name: str = "mse",
+    compute_dtype: Any = None,
+    ema_decay: float = 0.999,
+    schedule: optax.Schedule | None = None,
+) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
+    """One optimizer step on ``batch``.
+
+    Returns:
+      state: advanced by one step (EMA updated with ``ema_decay`` when ``state.ema_params`` is set).
+      per_sample_loss: ``[B]`` float32 in batch order, 0 for padding entries.
+      metrics: ``loss`` (the objective), ``grad_norm``, ``param_norm``, ``num_valid``, and
+        ``learning_rate`` when ``schedule`` is given.
+    """
+    grad_fn = jax.value_and_grad(loss_and_per_sample, has_aux=True)
+    (objective, per_sample), grads = grad_fn(
+        state.params, batch, apply_fn=apply_fn, loss_name=loss_name, compute_dtype=compute_dtype
+    )
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = state.ema_params
+    if ema_params is not None:
+        ema_params = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema_params, params)
+        ema_params = jax.tree_util.tree_map(lambda e, p: e.astype(p.dtype), ema_params, params)
+    metrics = {
+        "loss": objective,
+        "grad_norm": optax.global_norm(grads),
+        "param_norm": optax.global_norm(params),
+        "num_valid": jnp.sum(batch.weight > 0).astype(jnp.int32),
+    }
+    if schedule is not None:
+        metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+    per_sample = jnp.where(batch.weight > 0, per_sample, 0.0)
+    new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params)
+    return new_state, per_sample, metrics
+
+
+def make_train_step(
+    apply_fn: ApplyFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    loss_name: str = "mse",
+    compute_dtype: Any = None,
+    ema_decay: float = 0.999,
+    schedule: optax.Schedule | None = None,
+    donate: bool = True,
+) -> Callable[[TrainState, Batch], tuple[TrainState, jax.Array, dict[str, jax.Array]]]:
+    """`train_step` with its settings bound, jitted; ``donate=True`` reuses the state's buffers.
+
+    For data-parallel training over a device mesh use
+    `qsal_jax.training.sharding.make_sharded_train_step` instead (same settings).
+    """
+    get_loss(loss_name)  # fail on a typo now, not at the first trace
+    step = functools.partial(
+        train_step,
+        apply_fn=apply_fn,
+        optimizer=optimizer,
+        loss_name=loss_name,
+        compute_dtype=compute_dtype,
+        ema_decay=ema_decay,
+        schedule=schedule,
+    )
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
