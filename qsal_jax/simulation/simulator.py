@@ -81,24 +81,36 @@ class Simulator:
         idx = jnp.asarray([self.space.index(n) for n in self.cond_names])
         return self.space.to_unit(lam)[..., idx]
 
-    def simulate_one(self, lam: jax.Array) -> jax.Array:
-        """One trajectory ``[T, C, *grid]`` for ``lam: [D]`` (differentiable in λ)."""
+    def _initial_state_fine(self, lam: jax.Array):
         pde = self.make_pde(lam)
         x = spectral.grid(pde.num_spatial_dims, pde.num_points, pde.domain_extent, self.dtype)
         u0 = self.initial_condition(lam, x, pde.domain_extent).astype(self.dtype)
         stepper = make_stepper(pde, self.order, dtype=self.dtype)
         if self.warmup_steps:
             u0 = rollout(stepper, self.warmup_steps, save_every=self.warmup_steps, include_init=False)(u0)[-1]
+        return pde, stepper, u0
+
+    def _to_output_grid(self, u: jax.Array, pde) -> jax.Array:
+        """Subsample the trailing spatial axes from the solver grid to ``output_points``."""
+        if not self.output_points or self.output_points == pde.num_points:
+            return u
+        stride = pde.num_points // self.output_points
+        if stride * self.output_points != pde.num_points:
+            raise ValueError(f"{self.name}: output_points ({self.output_points}) must divide num_points ({pde.num_points})")
+        index = (Ellipsis,) + (slice(None, None, stride),) * pde.num_spatial_dims
+        return u[index]
+
+    def initial_state(self, lam: jax.Array) -> jax.Array:
+        """The first frame ``[C, *grid]`` for ``lam: [D]`` on the output grid (no time stepping
+        beyond the warm-up): what a surrogate rollout starts from."""
+        pde, _, u0 = self._initial_state_fine(lam)
+        return self._to_output_grid(u0, pde)
+
+    def simulate_one(self, lam: jax.Array) -> jax.Array:
+        """One trajectory ``[T, C, *grid]`` for ``lam: [D]`` (differentiable in λ)."""
+        pde, stepper, u0 = self._initial_state_fine(lam)
         traj = rollout(stepper, self.num_steps, save_every=self.save_every)(u0)
-        if self.output_points and self.output_points != pde.num_points:
-            stride = pde.num_points // self.output_points
-            if stride * self.output_points != pde.num_points:
-                raise ValueError(
-                    f"{self.name}: output_points ({self.output_points}) must divide num_points ({pde.num_points})"
-                )
-            index = (slice(None), slice(None)) + (slice(None, None, stride),) * pde.num_spatial_dims
-            traj = traj[index]
-        return traj
+        return self._to_output_grid(traj, pde)
 
     def simulate(self, lam: jax.Array) -> Trajectories:
         """Batched: ``lam [B, D]`` → `Trajectories`; non-finite trajectories are zeroed and flagged."""

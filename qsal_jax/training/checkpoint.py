@@ -97,7 +97,9 @@ class Checkpointer:
             "paths": paths,
             "prng_impls": {str(i): str(jax.random.key_impl(x)) for i, x in enumerate(leaves) if _is_key(x)},
         }
-        flat = {f"leaf_{i:05d}": _to_saveable(x) for i, x in enumerate(leaves)}
+        # Zero-size leaves (e.g. an empty conditioning vector) carry no data and orbax refuses
+        # them; they are rebuilt from like_state's shape on restore.
+        flat = {f"leaf_{i:05d}": _to_saveable(x) for i, x in enumerate(leaves) if np.size(x) > 0}
         self._manager.save(
             int(step),
             args=ocp.args.Composite(state=ocp.args.StandardSave(flat), meta=ocp.args.JsonSave(meta)),
@@ -127,12 +129,15 @@ class Checkpointer:
                 f"missing from checkpoint {missing[:5]}, not in like_state {extra[:5]} "
                 f"({len(meta['paths'])} leaves saved, {len(paths)} expected)"
             )
-        target = {f"leaf_{i:05d}": _abstract(x) for i, x in enumerate(leaves)}
+        target = {f"leaf_{i:05d}": _abstract(x) for i, x in enumerate(leaves) if np.size(x) > 0}
         try:
             flat = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
         except Exception as e:
             raise CheckpointError(f"cannot read checkpoint arrays at {where}: {e}") from e
-        restored = [_from_restored(flat[f"leaf_{i:05d}"], x) for i, x in enumerate(leaves)]
+        restored = [
+            _from_restored(flat[f"leaf_{i:05d}"], x) if np.size(x) > 0 else jnp.zeros(np.shape(x), x.dtype)
+            for i, x in enumerate(leaves)
+        ]
         treedef = jax.tree_util.tree_structure(like_state)
         return jax.tree_util.tree_unflatten(treedef, restored)
 

@@ -1,0 +1,187 @@
+"""Online active-learning experiments: ``train_and_evaluate(config, workdir)``.
+
+Builds the simulator, surrogate, strategy and `OnlineEngine` from an ml_collections
+config (see ``configs/online_1d.py``), runs the fused loop with host syncs every
+``online.steps_per_sync`` steps, and leaves in the workdir:
+
+  config.json        the config the run was made with (a resume must match it)
+  metrics.jsonl      one record per online step (+ evaluation records)
+  samples/*.npy      the λ each sync drew (for sampling-density plots)
+  checkpoints/       orbax checkpoints of the whole OnlineState
+  tb/                TensorBoard events
+  summary.json       the five numbers on the test set, budget and wall time
+  *.png              heat map, sampling density, error over training
+
+Killed at any point and started again with the same command, a run resumes from its
+last checkpoint and ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qsal_jax import models, proposals
+from qsal_jax.experiments import test_sets
+from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir
+from qsal_jax.online.engine import OnlineEngine
+from qsal_jax.simulation import get_problem
+from qsal_jax.training import checkpoint
+from qsal_jax.training.state import create_train_state, make_optimizer
+from qsal_jax.training.step import train_step
+
+
+def build_engine(config):
+    """(engine, model, simulator) from a config; no arrays are created."""
+    sim = get_problem(config.problem.name, **dict(config.problem.get("kwargs", {})))
+    model_cfg = dict(config.model)
+    model_cfg.pop("ensemble_size", None)
+    residual = model_cfg.pop("residual", True)
+    model_cfg.setdefault("out_channels", sim.state_shape[0])
+    model = models.get_model(model_cfg)
+    # Residual form u_{t+1} = u_t + f_θ(u_t): the usual choice for one-step PDE emulators.
+    apply_fn = (lambda params, x, cond: x + model.apply(params, x, cond)) if residual else model.apply
+    optimizer = make_optimizer(dict(config.train.optimizer))
+    compute_dtype = jnp.bfloat16 if config.train.get("bf16", False) else None
+    step = functools.partial(
+        train_step, apply_fn=apply_fn, optimizer=optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype
+    )
+    strategy = proposals.build(config.strategy.name, sim.space, **dict(config.strategy.get("settings", {})))
+    engine = OnlineEngine(
+        simulator=sim,
+        strategy=strategy,
+        train_step=step,
+        apply_fn=apply_fn,
+        clients_per_step=config.online.clients_per_step,
+        train_steps_per_step=config.online.train_steps_per_step,
+        batch_size=config.train.batch_size,
+        buffer_capacity=config.buffer.capacity,
+        buffer_policy=config.buffer.policy,
+        seen_threshold=config.buffer.seen_threshold,
+        watermark=config.buffer.watermark,
+        signal=config.strategy.get("signal", "loss"),
+        ensemble_size=config.model.get("ensemble_size", 1),
+    )
+    return engine, model, sim, optimizer
+
+
+def init_state(engine: OnlineEngine, model, optimizer, seed: int):
+    sim = engine.simulator
+    key = jax.random.PRNGKey(seed)
+    key, model_key = jax.random.split(key)
+    x = jnp.zeros((1,) + sim.state_shape, sim.dtype)
+    cond = jnp.zeros((1, len(sim.cond_names)), sim.dtype)
+    make = lambda k: create_train_state(k, model, x, optimizer, sample_cond=cond)
+    if engine.ensemble_size > 1:
+        train = jax.vmap(make)(jax.random.split(model_key, engine.ensemble_size))
+    else:
+        train = make(model_key)
+    return engine.init(key, train)
+
+
+def _scalars(metrics: dict, i: int) -> dict:
+    return {k: float(v[i]) for k, v in metrics.items() if k != "lam"}
+
+
+def evaluate(engine, state, test) -> dict:
+    errs = test_sets.test_errors(engine.apply_fn, state.train.params, test, ensemble_size=engine.ensemble_size)
+    return errs
+
+
+def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
+    """Run (or resume) one online experiment; returns the summary written to ``summary.json``."""
+    claim_workdir(workdir, config, overwrite=overwrite)
+    engine, model, sim, optimizer = build_engine(config)
+    total = config.online.num_steps
+    sync = config.online.steps_per_sync
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    samples_dir = os.path.join(workdir, "samples")
+    os.makedirs(samples_dir, exist_ok=True)
+    metric_log = MetricLog(os.path.join(workdir, "metrics.jsonl"))
+
+    state = init_state(engine, model, optimizer, config.seed)
+    restored = checkpoint.restore_latest(ckpt_dir, state)
+    start = 0
+    if restored is not None:
+        state, start = restored
+        log(f"resumed from checkpoint at online step {start}")
+    metric_log.truncate(start)
+    for f in glob.glob(os.path.join(samples_dir, "*.npy")):
+        if int(os.path.basename(f).split("_")[1].split(".")[0]) > start:
+            os.remove(f)
+
+    e = config.eval
+    test = test_sets.make_test_set(
+        sim, grid_size=e.grid_size, grid_axes=tuple(e.grid_axes), num_random=e.num_random, seed=e.seed
+    )
+    log(f"{sim.name}: λ in {sim.space.dim} dims, test set of {test.u.shape[0]} trajectories, "
+        f"budget {total * engine.clients_per_step} simulations, strategy {config.strategy.name}")
+
+    run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
+    writer = _tensorboard(workdir)
+    progress = Progress(total, start, log)
+    wall = 0.0
+    step = start
+    while step < total:
+        n = min(sync, total - step)
+        t0 = time.perf_counter()
+        state, metrics = run(state, n)
+        metrics = jax.device_get(metrics)
+        wall += time.perf_counter() - t0
+        records = [{"step": step + i + 1, **_scalars(metrics, i)} for i in range(n)]
+        np.save(os.path.join(samples_dir, f"lam_{step + n:08d}.npy"), np.asarray(metrics["lam"]))
+        step += n
+        if config.eval.every and step % config.eval.every == 0 and step < total:
+            errs = evaluate(engine, state, test)
+            records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(errs["one_step"]).items()})
+        metric_log.write(records)
+        if writer is not None:
+            for r in records:
+                for k, v in r.items():
+                    if k != "step":
+                        writer.add_scalar(k, v, r["step"])
+        progress.update(step, loss=records[-1]["train_loss"], buffer=int(records[-1]["buffer_size"]),
+                        rejected=int(state.num_rejected), **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
+        if step % config.online.checkpoint_every == 0 or step == total:
+            checkpoint.save(ckpt_dir, step, state)
+
+    errs = evaluate(engine, state, test)
+    summary = {
+        "experiment": config.get("name", sim.name),
+        "problem": sim.name,
+        "strategy": config.strategy.name,
+        "seed": config.seed,
+        "simulations": int(state.next_lam_id),
+        "rejected_simulations": int(state.num_rejected),
+        "trained_samples": int(state.num_trained),
+        "wall_seconds_this_process": wall,
+        "one_step": test_sets.five_numbers(errs["one_step"]),
+        "rollout": test_sets.five_numbers(errs["rollout"]),
+        "unevenness_one_step": test_sets.unevenness(errs["one_step"]),
+    }
+    np.savez(os.path.join(workdir, "test_errors.npz"), lam=np.asarray(test.lam), is_grid=test.is_grid, **errs)
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    if config.get("plots", True):
+        from qsal_jax.experiments import plots
+
+        plots.plot_run(workdir, test, errs, sim.space)
+    if writer is not None:
+        writer.close()
+    log(f"test one-step nRMSE: " + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step"].items()))
+    return summary
+
+
+def _tensorboard(workdir):
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:  # optional
+        return None
+    return SummaryWriter(os.path.join(workdir, "tb"))

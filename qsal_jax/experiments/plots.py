@@ -1,0 +1,71 @@
+"""Plots of one run: test error over a 2D slice of λ, where the strategy sampled, error over training."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from qsal_jax.experiments.workdir import MetricLog  # noqa: E402
+
+
+def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel):
+    n = len(x_axis)
+    im = ax.imshow(np.asarray(values).reshape(n, n), origin="lower", aspect="auto",
+                   extent=(x_axis[0], x_axis[-1], y_axis[0], y_axis[-1]), cmap="viridis")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    plt.colorbar(im, ax=ax)
+
+
+def plot_run(workdir: str, test, errors: dict, space) -> list[str]:
+    """Write the run's figures into ``workdir``; returns their paths."""
+    written = []
+    if test.grid_axes:
+        xname, yname, ax_x, ax_y = test.grid_axes
+        n = len(ax_x)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        heatmap(axes[0], errors["one_step"][: n * n], ax_x, ax_y, "one-step nRMSE", xname, yname)
+        heatmap(axes[1], errors["rollout"][: n * n], ax_x, ax_y, "rollout nRMSE", xname, yname)
+        fig.tight_layout()
+        path = os.path.join(workdir, "test_error_heatmap.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+
+        files = sorted(glob.glob(os.path.join(workdir, "samples", "lam_*.npy")))
+        if files:
+            lams = [np.load(f).reshape(-1, space.dim) for f in files]
+            half = len(lams) // 2 or 1
+            ix, iy = space.index(xname), space.index(yname)
+            fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+            for a, chunk, title in ((axes[0], lams[:half], "drawn λ, first half"), (axes[1], lams[half:] or lams, "drawn λ, second half")):
+                pts = np.concatenate(chunk)
+                a.hist2d(pts[:, ix], pts[:, iy], bins=16, range=[[space.low[ix], space.high[ix]], [space.low[iy], space.high[iy]]])
+                a.set(title=title, xlabel=xname, ylabel=yname)
+            fig.tight_layout()
+            path = os.path.join(workdir, "sampling_density.png")
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
+
+    records = MetricLog(os.path.join(workdir, "metrics.jsonl")).read()
+    steps = [r["step"] for r in records]
+    if steps:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.semilogy(steps, [r["train_loss"] for r in records], label="train loss", alpha=0.7)
+        evals = [(r["step"], r["test_mean"]) for r in records if "test_mean" in r]
+        if evals:
+            ax.semilogy(*zip(*evals), "o-", label="test one-step nRMSE (mean)")
+        ax.set(xlabel="online step", title="training")
+        ax.legend()
+        fig.tight_layout()
+        path = os.path.join(workdir, "training_curve.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,247 @@
+"""The fused online step: sample λ → simulate → buffer → train → update the strategy.
+
+One jitted program does what the Melissa framework spreads over solver clients, a
+training server and an active-sampling server:
+
+    online_step(state) -> (state, metrics)
+      1. λ = strategy.sample(K)                       the next K solver clients
+      2. u = simulator.simulate(λ)                    K trajectories, blow-ups flagged
+      3. buffer.push(items of the finite trajectories)  (u_t, u_{t+1}, λ, id, t)
+      4. n × [batch = buffer.sample(B); train_step; strategy.update(per-sample losses)]
+      5. metrics
+
+Keys derive from ``fold_in(state.key, state.step)``, so a run is a pure function of
+its config and seed, and a restored checkpoint continues bit for bit. `run_steps`
+scans several online steps between host syncs.
+
+With ``ensemble_size > 1`` the surrogate is an ensemble (stacked parameters, a vmapped
+train step on the same batches); its spread is the "disagreement" signal (OGAS-U) and
+the uncertainty SBAL scores its candidate pool with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from qsal_jax.online import buffers as B
+from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.simulation.simulator import Simulator
+from qsal_jax.training.step import Batch
+
+
+class OnlineState(NamedTuple):
+    train: Any  # TrainState; parameters carry a leading [E] axis when ensemble_size > 1
+    buffer: B.BufferState
+    strategy: Any  # the strategy's own state
+    key: jax.Array  # base PRNG key of the run
+    step: jax.Array  # [] int32 online steps done
+    next_lam_id: jax.Array  # [] int32 id of the next launched simulation
+    num_rejected: jax.Array  # [] int32 trajectories that blew up (never buffered)
+    num_trained: jax.Array  # [] int32 valid samples trained on
+    training_started: jax.Array  # [] bool, the buffer once reached the watermark
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineEngine:
+    """Static description of an online run; hashable, so its methods jit cleanly.
+
+    Attributes:
+      simulator: λ batch → trajectories.
+      strategy: the active-learning `Proposal`.
+      train_step: ``(train_state, Batch) -> (train_state, per_sample_loss [B], metrics)``.
+      apply_fn: ``(params, x, cond) -> prediction`` of one ensemble member.
+      clients_per_step: K simulations launched per online step (the simulation budget unit).
+      train_steps_per_step: n gradient steps per online step.
+      batch_size, buffer_capacity, buffer_policy, seen_threshold: the buffer.
+      watermark: training starts once the buffer has held this many items.
+      signal: "loss" (OGAS-L, Breed) or "disagreement" (OGAS-U) — what strategies see.
+      ensemble_size: E surrogates trained side by side (needed by SBAL and OGAS-U).
+      pool_rollout_steps: surrogate rollout length when scoring a candidate pool.
+    """
+
+    simulator: Simulator
+    strategy: Proposal
+    train_step: Callable
+    apply_fn: Callable
+    clients_per_step: int
+    train_steps_per_step: int
+    batch_size: int
+    buffer_capacity: int
+    buffer_policy: str = "fifo"
+    seen_threshold: int = 1
+    watermark: int = 1
+    signal: str = "loss"
+    ensemble_size: int = 1
+    pool_rollout_steps: int = 4
+
+    def __post_init__(self):
+        items_per_step = self.clients_per_step * (self.simulator.num_frames - 1)
+        if items_per_step > self.buffer_capacity:
+            raise ValueError(
+                f"buffer.capacity ({self.buffer_capacity}) must hold one step of trajectories "
+                f"({self.clients_per_step} clients × {self.simulator.num_frames - 1} items = {items_per_step})"
+            )
+        if self.batch_size > self.buffer_capacity:
+            raise ValueError(f"train.batch_size ({self.batch_size}) must not exceed buffer.capacity ({self.buffer_capacity})")
+        if self.signal not in ("loss", "disagreement"):
+            raise ValueError(f"strategy.signal must be 'loss' or 'disagreement', got {self.signal!r}")
+        if self.signal == "disagreement" and self.ensemble_size < 2:
+            raise ValueError("strategy.signal='disagreement' needs model.ensemble_size >= 2")
+        if self.strategy.pool_size and self.ensemble_size < 2:
+            raise ValueError("a strategy that scores a candidate pool (SBAL) needs model.ensemble_size >= 2")
+
+    # ------------------------------------------------------------------ state
+    def init(self, key: jax.Array, train_state: Any) -> OnlineState:
+        """Fresh state around an initialised train state (stacked over members if E > 1)."""
+        sim = self.simulator
+        shape = sim.state_shape
+        dtype = sim.dtype
+        example = B.Items(
+            inputs=jnp.zeros(shape, dtype),
+            targets=jnp.zeros(shape, dtype),
+            cond=jnp.zeros((len(sim.cond_names),), dtype),
+            lam=jnp.zeros((sim.space.dim,), dtype),
+            lam_id=jnp.zeros((), jnp.int32),
+            time_index=jnp.zeros((), jnp.int32),
+        )
+        key, strategy_key = jax.random.split(key)
+        zero = jnp.zeros((), jnp.int32)
+        state = OnlineState(
+            train=train_state,
+            buffer=B.init_buffer(self.buffer_capacity, example),
+            strategy=self.strategy.init(strategy_key),
+            key=key,
+            step=zero,
+            next_lam_id=zero,
+            num_rejected=zero,
+            num_trained=zero,
+            training_started=jnp.zeros((), bool),
+        )
+        # Fresh buffers for every leaf: shared ones could not be donated to the jitted step.
+        return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
+
+    # ------------------------------------------------------------- ensembles
+    def _predict(self, params, x, cond):
+        """Member predictions ``[E, B, ...]`` (E = 1 without an ensemble)."""
+        if self.ensemble_size > 1:
+            return jax.vmap(self.apply_fn, in_axes=(0, None, None))(params, x, cond)
+        return self.apply_fn(params, x, cond)[None]
+
+    def _train_on(self, train_state, batch: Batch):
+        if self.ensemble_size > 1:
+            new, losses, metrics = jax.vmap(self.train_step, in_axes=(0, None))(train_state, batch)
+            return new, jnp.mean(losses, axis=0), jax.tree_util.tree_map(jnp.mean, metrics)
+        return self.train_step(train_state, batch)
+
+    def _disagreement(self, params, batch: Batch) -> jax.Array:
+        """Per-sample ensemble spread, normalised like nRMSE: ‖std over members‖ / ‖target‖, ``[B]``."""
+        preds = jax.lax.stop_gradient(self._predict(params, batch.inputs, batch.cond))
+        spread = jnp.sqrt(jnp.mean(jnp.var(preds, axis=0), axis=tuple(range(1, preds.ndim - 1))))
+        scale = jnp.sqrt(jnp.mean(batch.targets**2, axis=tuple(range(1, batch.targets.ndim))))
+        return spread / jnp.maximum(scale, 1e-8)
+
+    def _score_pool(self, params, key):
+        """SBAL: uniform candidates, scored by ensemble variance along a short surrogate rollout."""
+        sim = self.simulator
+        pool = sim.space.sample_uniform(key, self.strategy.pool_size, sim.dtype)
+        u0 = jax.vmap(sim.initial_state)(pool)
+        cond = sim.conditioning(pool)
+
+        def member_rollout(p):
+            def body(u, _):
+                u = self.apply_fn(p, u, cond)
+                return u, u
+
+            return jax.lax.scan(body, u0, None, length=self.pool_rollout_steps)[1]  # [S, P, ...]
+
+        preds = jax.vmap(member_rollout)(params)  # [E, S, P, ...]
+        score = jnp.mean(jnp.var(preds, axis=0), axis=(0,) + tuple(range(2, preds.ndim - 1)))
+        return pool, score
+
+    # ------------------------------------------------------------------- step
+    def online_step(self, state: OnlineState) -> tuple[OnlineState, dict]:
+        sim, k = self.simulator, self.clients_per_step
+        step_key = jax.random.fold_in(state.key, state.step)
+        key_pool, key_sample, key_train = jax.random.split(step_key, 3)
+        strategy_state = state.strategy
+
+        if self.strategy.pool_size:
+            pool, score = self._score_pool(state.train.params, key_pool)
+            empty = jnp.zeros((0,), jnp.int32)
+            strategy_state = self.strategy.update(
+                strategy_state,
+                Feedback(jnp.zeros((0, sim.space.dim), sim.dtype), empty, empty, jnp.zeros((0,), sim.dtype),
+                         jnp.zeros((0,), bool), state.train.step if self.ensemble_size == 1 else state.train.step[0],
+                         pool=pool, pool_score=score),
+            )
+
+        # 1–3: launch K clients, reject blow-ups, push the rest.
+        lam = self.strategy.sample(strategy_state, key_sample, k).astype(sim.dtype)
+        traj = sim.simulate(lam)
+        lam_id = state.next_lam_id + jnp.arange(k, dtype=jnp.int32)
+        items = B.trajectories_to_items(traj.u, lam, lam_id, sim.conditioning(lam))
+        valid = jnp.repeat(traj.finite, sim.num_frames - 1)
+        buffer = B.push(state.buffer, items, valid, seen_threshold=self.seen_threshold)
+        started = state.training_started | (B.size(buffer) >= self.watermark)
+
+        # 4: n gradient steps, each feeding its per-sample losses to the strategy.
+        def train_one(carry, key):
+            train_state, buffer, strategy_state = carry
+            buffer_after, drawn, drawn_valid = B.sample(buffer, key, self.batch_size, self.buffer_policy)
+            use = drawn_valid & started
+            batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, use.astype(sim.dtype))
+
+            def do_train(_):
+                new_state, losses, _ = self._train_on(train_state, batch)
+                signal = losses if self.signal == "loss" else self._disagreement(new_state.params, batch)
+                return new_state, buffer_after, losses, signal
+
+            def skip(_):
+                zeros = jnp.zeros((self.batch_size,), sim.dtype)
+                return train_state, buffer, zeros, zeros
+
+            train_state, buffer, losses, signal = jax.lax.cond(jnp.any(use), do_train, skip, None)
+            ts = train_state.step if self.ensemble_size == 1 else train_state.step[0]
+            feedback = Feedback(drawn.lam, drawn.lam_id, drawn.time_index, signal, use, ts)
+            strategy_state = jax.lax.cond(
+                jnp.any(use), lambda s: self.strategy.update(s, feedback), lambda s: s, strategy_state
+            )
+            n_used = jnp.sum(use.astype(jnp.int32))
+            mean_loss = jnp.sum(jnp.where(use, losses, 0.0)) / jnp.maximum(n_used, 1)
+            return (train_state, buffer, strategy_state), (mean_loss, n_used)
+
+        keys = jax.random.split(key_train, self.train_steps_per_step)
+        (train_state, buffer, strategy_state), (losses, used) = jax.lax.scan(
+            train_one, (state.train, buffer, strategy_state), keys
+        )
+        n_rejected = jnp.sum((~traj.finite).astype(jnp.int32))
+        n_trained = jnp.sum(used)
+        new_state = OnlineState(
+            train=train_state,
+            buffer=buffer,
+            strategy=strategy_state,
+            key=state.key,
+            step=state.step + 1,
+            next_lam_id=state.next_lam_id + k,
+            num_rejected=state.num_rejected + n_rejected,
+            num_trained=state.num_trained + n_trained,
+            training_started=started,
+        )
+        metrics = {
+            "train_loss": jnp.sum(losses * used) / jnp.maximum(n_trained, 1),
+            "trained_samples": n_trained,
+            "buffer_size": B.size(buffer),
+            "buffer_seen": B.num_seen(buffer, self.seen_threshold),
+            "rejected": n_rejected,
+            "evicted_unseen": buffer.num_evicted_unseen,
+            "lam": lam,  # [K, D] where the strategy sampled this step
+        }
+        return new_state, metrics
+
+    def run_steps(self, state: OnlineState, num_steps: int) -> tuple[OnlineState, dict]:
+        """``num_steps`` online steps in one `lax.scan`; metrics stacked ``[num_steps, ...]``."""
+        return jax.lax.scan(lambda s, _: self.online_step(s), state, None, length=num_steps)

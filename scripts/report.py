@@ -1,0 +1,26 @@
+"""Gather runs into a table: ``python scripts/report.py --workdirs=runs/a,runs/b --out=runs/table``.
+
+``--workdirs`` also takes glob patterns (``'runs/kdv_*'``). Writes report.md and report.csv.
+"""
+
+import glob
+
+from absl import app, flags
+
+flags.DEFINE_list("workdirs", None, "Run directories or glob patterns.")
+flags.DEFINE_string("out", "runs/report", "Directory for report.md and report.csv.")
+flags.DEFINE_enum("metric", "one_step", ["one_step", "rollout"], "Which test error to tabulate.")
+flags.mark_flag_as_required("workdirs")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from qsal_jax.experiments import report
+
+    dirs = sorted({d for pattern in FLAGS.workdirs for d in (glob.glob(pattern) or [pattern])})
+    print(report.write_report(dirs, FLAGS.out, FLAGS.metric))
+
+
+if __name__ == "__main__":
+    app.run(main)
