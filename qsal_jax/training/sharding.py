@@ -14,6 +14,7 @@ import os
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -100,8 +101,13 @@ def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Copy a pytree (params, a `TrainState`) onto every device of the mesh."""
-    return jax.device_put(tree, replicated_sharding(mesh))
+    """Copy a pytree (params, a `TrainState`) onto every device of the mesh.
+
+    Always a fresh copy: the sharded step donates its state, and ``device_put`` may reuse the
+    caller's buffer for the device-0 replica (even with ``may_alias=False`` on CPU in jax 0.10),
+    so donating it would silently delete the caller's original.
+    """
+    return jax.device_put(jax.tree_util.tree_map(jnp.copy, tree), replicated_sharding(mesh))
 
 
 def make_sharded_train_step(

@@ -1,0 +1,117 @@
+"""Checkpoints: bit-identical continuation after save/restore, arbitrary pytrees (NamedTuples,
+None, typed PRNG keys, numpy and Python scalars), retention, and clear errors."""
+
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qsal_jax import models, training
+from qsal_jax.training import checkpoint
+
+
+def key(seed):
+    # "rbg" compiles much faster than threefry on CPU; model inits draw one array per parameter.
+    return jax.random.key(seed, impl="rbg")
+
+
+def _batches(n):
+    x = jax.random.normal(key(0), (n, 8, 1, 32))
+    return [training.make_batch(x[i], jnp.roll(x[i], 1, axis=-1)) for i in range(n)]
+
+
+def _assert_trees_equal(a, b):
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_restore_continues_bit_identically(tmp_path):
+    model = models.build("fno1d_tiny", modes=6, width=8, depth=2)
+    optimizer = training.make_optimizer(learning_rate=1e-2, warmup_steps=2, total_steps=20)
+    step = training.make_train_step(model.apply, optimizer)
+    batches = _batches(6)
+    init = lambda: training.create_train_state(key(1), model, batches[0].inputs[:1], optimizer, ema=True)
+
+    uninterrupted = init()
+    for b in batches:
+        uninterrupted, _, _ = step(uninterrupted, b)
+
+    state = init()
+    for b in batches[:3]:
+        state, _, _ = step(state, b)
+    checkpoint.save(tmp_path / "ckpt", int(state.step), state)
+    del state
+    restored, at = checkpoint.restore_latest(tmp_path / "ckpt", init())
+    assert at == 3 and int(restored.step) == 3
+    for b in batches[3:]:
+        restored, _, _ = step(restored, b)
+    _assert_trees_equal(restored, uninterrupted)
+
+
+class EngineLike(NamedTuple):
+    rng: jax.Array  # typed key
+    raw_key: jax.Array  # uint32[2] legacy key
+    buffer: jax.Array
+    ids: np.ndarray
+    count: int
+    nothing: None
+    nested: dict
+
+
+def _engine_state(seed):
+    return EngineLike(
+        rng=jax.random.key(seed),
+        raw_key=jax.random.PRNGKey(seed),
+        buffer=jnp.arange(12.0, dtype=jnp.float32).reshape(3, 4) + seed,
+        ids=np.arange(3, dtype=np.int32) + seed,
+        count=seed,
+        nothing=None,
+        nested={"a": jnp.full((2,), seed, jnp.int32), "b": (jnp.bfloat16(seed),)},
+    )
+
+
+def test_arbitrary_pytree_round_trip_and_retention(tmp_path):
+    d = tmp_path / "engine"
+    with checkpoint.Checkpointer(d, max_to_keep=2) as ckpt:
+        for s in (1, 2, 3):
+            ckpt.save(s * 10, _engine_state(s))
+        assert ckpt.all_steps() == [20, 30]
+    out, at = checkpoint.restore_latest(d, _engine_state(0))
+    assert at == 30
+    expect = _engine_state(3)
+    assert isinstance(out, EngineLike) and out.nothing is None and out.count == 3 and isinstance(out.ids, np.ndarray)
+    np.testing.assert_array_equal(jax.random.key_data(out.rng), jax.random.key_data(expect.rng))
+    np.testing.assert_array_equal(jax.random.normal(out.rng, (3,)), jax.random.normal(expect.rng, (3,)))
+    for name in ("raw_key", "buffer", "ids"):
+        np.testing.assert_array_equal(getattr(out, name), getattr(expect, name))
+    assert out.nested["b"][0].dtype == jnp.bfloat16
+    older = checkpoint.restore(d, 20, _engine_state(0))
+    np.testing.assert_array_equal(older.buffer, _engine_state(2).buffer)
+
+
+def test_missing_and_unreadable_checkpoints(tmp_path):
+    like = _engine_state(0)
+    assert checkpoint.restore_latest(tmp_path / "never_written", like) is None
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        checkpoint.restore(tmp_path / "never_written", 1, like)
+
+    d = tmp_path / "c"
+    checkpoint.save(d, 5, like)
+    with pytest.raises(FileNotFoundError, match=r"available steps: \[5\]"):
+        checkpoint.restore(d, 6, like)
+    with pytest.raises(checkpoint.CheckpointError, match="does not match the structure"):
+        checkpoint.restore_latest(d, {"other": jnp.zeros(3)})
+
+    # Damage every array file of the step: restoring must fail loudly, naming the path.
+    for root, _, files in os.walk(d / "5" / "state"):
+        for f in files:
+            if not f.startswith("_"):
+                with open(os.path.join(root, f), "wb") as fh:
+                    fh.write(b"garbage")
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read"):
+        checkpoint.restore_latest(d, like)
