@@ -11,7 +11,7 @@ hard data and sampling λ from the generator, mixed with Uniform(Λ) for explora
     lam = strategy.sample(state, key, n)        # [n, D], always inside the box
     state = strategy.update(state, feedback)    # feedback.loss is the signal, whatever its name
 
-Design (equations in docs/design.md when it exists):
+Design (the equations here are meant to move to docs/design.md once it exists):
 
 * Signal → ε. Valid, finite signals of a batch give batch moments (m_b, v_b); the EMA statistics
   are the moments of the mixture ``d · old + (1 − d) · batch``::
@@ -72,10 +72,10 @@ DEFAULTS = dict(
     schedule="cosine",  # or "linear"
     capacity=4096,  # FIFO pairs
     batch_size=128,  # generator minibatch
-    train_steps=4,  # optimiser steps per update
+    train_steps=4,  # optimiser steps per update (generator and classifier each)
     lr=1e-3,
     grad_clip=1.0,
-    ema_decay=0.9,  # weight of the old statistics
+    ema_decay=0.9,  # weight of the old statistics (the reference's α = 0.3 would be 0.7)
     eps_clip=3.0,
     guidance=1.0,  # CFG weight w: ε̃ = (1 + w) ε̂_c − w ε̂_∅ (larger w piles draws on box faces)
     p_uncond=0.1,  # condition dropout during training
@@ -148,16 +148,17 @@ def standardise(x, mean, var, clip):
 def fifo_push(lam_buf, eps_buf, ptr, count, lam, eps, valid):
     """Write the valid rows of ``lam [B, D]``, ``eps [B]`` into the ring buffers at ``ptr, ptr+1, …``."""
     cap = lam_buf.shape[0]
-    nv = jnp.sum(valid.astype(jnp.int32))
-    rank = jnp.cumsum(valid.astype(jnp.int32)) - 1
+    nv = jnp.sum(valid, dtype=jnp.int32)  # explicit: under x64 a sum would promote to int64
+    rank = jnp.cumsum(valid, dtype=jnp.int32) - 1
     keep = valid & (rank >= nv - cap)  # more valid rows than slots: keep the newest
     idx = jnp.where(keep, (ptr + rank) % cap, cap)  # index `cap` is out of range: dropped
     lam_buf = lam_buf.at[idx].set(lam.astype(lam_buf.dtype), mode="drop")
     eps_buf = eps_buf.at[idx].set(eps.astype(eps_buf.dtype), mode="drop")
-    return lam_buf, eps_buf, (ptr + nv) % cap, jnp.minimum(count + nv, cap)
+    i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
+    return lam_buf, eps_buf, i32((ptr + nv) % cap), i32(jnp.minimum(count + nv, cap))
 
 
-def _check(space: ParamSpace, s: dict) -> None:
+def _check(s: dict) -> None:
     unknown = set(s) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"ogas: unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
@@ -183,7 +184,7 @@ def _check(space: ParamSpace, s: dict) -> None:
 def make_ogas(space: ParamSpace, **settings) -> OGASParts:
     """Build OGAS and its internals; `ogas` returns the `Proposal` view. Settings: see `DEFAULTS`."""
     s = {**DEFAULTS, **settings}
-    _check(space, s)
+    _check(s)
     dim, cap, bs = space.dim, int(s["capacity"]), int(s["batch_size"])
     f32 = jnp.float32
     sched = make_schedule(int(s["steps"]), s["schedule"])
