@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from qsal_jax.proposals.base import make_feedback
+from qsal_jax.proposals.diffusion import make_schedule, respace
 from qsal_jax.proposals.ogas import DEFAULTS, ema_moments, fifo_push, make_ogas, ogas, standardise, time_calls
 from qsal_jax.simulation.param_space import ParamSpace
 
@@ -89,6 +90,8 @@ def test_proposal_view_and_settings():
         ogas(SPACE, widht=3)
     with pytest.raises(ValueError, match="prior"):
         ogas(SPACE, prior="softmax")
+    with pytest.raises(ValueError, match="sample_steps"):
+        ogas(SPACE, steps=20, sample_steps=30)
     with pytest.raises(ValueError, match="min_fill"):
         ogas(SPACE, capacity=8, min_fill=9)
 
@@ -159,6 +162,26 @@ def test_standardise_degenerate_statistics():
     np.testing.assert_array_equal(np.asarray(e), [3.0, -3.0, 0.0])
     m, v, c = ema_moments(f32(0.0), f32(1.0), jnp.int32(0), jnp.array([1e30, -1e30], f32), jnp.ones(2, bool), 0.9)
     assert np.isfinite(float(m)) and np.isfinite(float(v)) and int(c) == 1
+
+
+# --------------------------------------------------------------------------- schedule
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_schedule_closed_forms_and_respacing(kind):
+    sched = make_schedule(50, kind)
+    beta = np.asarray(sched.beta, np.float64)
+    np.testing.assert_allclose(np.asarray(sched.alpha_bar), np.cumprod(1 - beta), rtol=1e-5, atol=1e-9)
+    assert np.all((beta > 0) & (beta < 1)) and float(sched.post_std[0]) == 0.0
+    np.testing.assert_allclose([float(sched.post_c0[0]), float(sched.post_ct[0])], [1.0, 0.0], atol=1e-6)
+    # x_{t-1} | x_t, x0 has variance β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t) (Ho et al. 2020, eq. 7).
+    ab = np.cumprod(1 - beta)
+    np.testing.assert_allclose(np.asarray(sched.post_std[1:]) ** 2, beta[1:] * (1 - ab[:-1]) / (1 - ab[1:]), rtol=1e-4)
+    same = respace(sched, 50)
+    for a, b in zip(sched, same):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    short = respace(sched, 10)
+    assert short.beta.shape == (10,) and int(short.t_model[0]) == 0 and int(short.t_model[-1]) == 49
+    np.testing.assert_allclose(np.asarray(short.alpha_bar), np.asarray(sched.alpha_bar)[np.asarray(short.t_model)], rtol=1e-5)
+    assert float(short.post_std[0]) == 0.0 and abs(float(short.post_c0[0]) - 1.0) < 1e-6
 
 
 # ------------------------------------------------------------------------------- FIFO
@@ -297,6 +320,10 @@ def test_learns_planted_conditional(planted_state):
     # Through `sample` (mixing ratio 1, proportional prior): the hard corner dominates the draws.
     lam = sample(state, jax.random.PRNGKey(3), n)
     assert bool(jnp.all(CORNER_SPACE.contains(lam))) and corner_frac(CORNER_SPACE, lam) > 0.6
+    # A 10-step respaced sampler on the same network still finds the corner.
+    fast = make_ogas(CORNER_SPACE, **PLANTED, sample_steps=10)
+    z = jax.jit(fast.generate)(state, jax.random.PRNGKey(4), jnp.full((n,), DEFAULTS["eps_clip"], jnp.float32))
+    assert float(jnp.mean(jnp.all(z >= 0.8, -1))) > 0.6
 
 
 def test_importance_weights(planted_state):

@@ -29,6 +29,7 @@ class Schedule(NamedTuple):
     post_c0: jax.Array  # posterior mean coefficient of x̂0
     post_ct: jax.Array  # posterior mean coefficient of x_t
     post_std: jax.Array  # √β̃_t, zero at t = 0 (the last step is deterministic)
+    t_model: jax.Array  # [T] int32: the network's time index of each step (identity unless respaced)
 
 
 def make_schedule(steps: int, kind: str = "cosine") -> Schedule:
@@ -46,8 +47,27 @@ def make_schedule(steps: int, kind: str = "cosine") -> Schedule:
         beta = np.linspace(1e-4 * scale, 0.02 * scale, steps)
     else:
         raise ValueError(f"unknown beta schedule {kind!r}; use 'cosine' or 'linear'")
-    ab = np.cumprod(1.0 - beta)
+    return _from_alpha_bar(np.cumprod(1.0 - beta), np.arange(steps))
+
+
+def respace(sched: Schedule, steps: int) -> Schedule:
+    """A ``steps``-step sampling schedule on an evenly spaced subset of the training steps.
+
+    Respacing of Nichol & Dhariwal (2021): keep ᾱ at the chosen steps (always including the
+    first, so the last sampling step stays deterministic) and recompute β from their ratios; the
+    network still sees its training time indices through ``t_model``.
+    """
+    total = sched.alpha_bar.shape[0]
+    if not 2 <= steps <= total:
+        raise ValueError(f"sampling steps must be in [2, {total}], got {steps}")
+    keep = np.unique(np.round(np.linspace(0, total - 1, steps)).astype(np.int64))
+    ab = np.cumprod(1.0 - np.asarray(sched.beta, np.float64))
+    return _from_alpha_bar(ab[keep], np.asarray(sched.t_model)[keep])
+
+
+def _from_alpha_bar(ab: np.ndarray, t_model: np.ndarray) -> Schedule:
     ab_prev = np.concatenate([[1.0], ab[:-1]])
+    beta = 1.0 - ab / ab_prev
     post_var = beta * (1.0 - ab_prev) / (1.0 - ab)
     c = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     return Schedule(
@@ -58,6 +78,7 @@ def make_schedule(steps: int, kind: str = "cosine") -> Schedule:
         post_c0=c(beta * np.sqrt(ab_prev) / (1.0 - ab)),
         post_ct=c((1.0 - ab_prev) * np.sqrt(1.0 - beta) / (1.0 - ab)),
         post_std=c(np.sqrt(post_var)),
+        t_model=jnp.asarray(t_model, jnp.int32),
     )
 
 
@@ -129,7 +150,8 @@ def ddpm_loss(apply, params, sched: Schedule, key, x0, eps, weight, p_uncond: fl
 
 
 def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: float):
-    """Ancestral DDPM sampling with classifier-free guidance, one ``lax.scan`` over T steps.
+    """Ancestral DDPM sampling with classifier-free guidance, one ``lax.scan`` over the T steps of
+    ``sched`` (the training schedule, or a `respace` of it).
 
     ``eps [n]`` target conditions → ``x0 [n, D]`` in [−1, 1]. Boundary rule: the predicted clean
     sample x̂0 is clipped to [−1, 1] at every step ("clip_denoised", Ho et al. 2020); the last step
@@ -148,7 +170,8 @@ def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: fl
 
     def step(x, inp):
         t, k = inp
-        out = apply(params, jnp.concatenate([x, x]) if guided else x, jnp.full((m,), t, jnp.int32), eps2, null2)
+        tm = jnp.full((m,), sched.t_model[t], jnp.int32)
+        out = apply(params, jnp.concatenate([x, x]) if guided else x, tm, eps2, null2)
         e = (1.0 + guidance) * out[:n] - guidance * out[n:] if guided else out
         x0 = (x - sched.sqrt_1m_ab[t] * e) / sched.sqrt_ab[t]
         x0 = jnp.clip(x0, -1.0, 1.0)

@@ -36,7 +36,8 @@ Design (the equations here are meant to move to docs/design.md once it exists):
   needed (the engine does not tell which simulations a strategy proposed), and the weights follow
   the FIFO as it drifts.
 * Generator. Conditional DDPM (diffusion.py) with ε-prediction, cosine β schedule, condition
-  dropout ``p_uncond`` (null token) and classifier-free guidance ``w`` at sampling time.
+  dropout ``p_uncond`` (null token) and classifier-free guidance ``w`` at sampling time;
+  ``sample_steps < steps`` samples on a respaced schedule (Nichol & Dhariwal 2021) to cut the cost.
 * Prior over target ε. ``"proportional"``: an ε is drawn from the stored FIFO ε values with
   probability ∝ ``(ε_i − min ε)^prior_power`` (the positive part above the easiest stored pair;
   uniform over stored values if all are equal). ``"quantile"``: ε ~ Uniform[q-quantile, max] of the
@@ -59,7 +60,7 @@ import jax.numpy as jnp
 import optax
 
 from qsal_jax.proposals.base import Feedback, Proposal, make_feedback
-from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_schedule
+from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_schedule, respace
 from qsal_jax.simulation.param_space import ParamSpace
 
 _SIGNAL_MAX = 1e15  # |signal| clip before the moments: squares stay finite in float32
@@ -68,7 +69,8 @@ _REL_STD_FLOOR = 1e-4
 DEFAULTS = dict(
     hidden=128,  # denoiser width
     depth=3,  # denoiser residual blocks
-    steps=50,  # diffusion steps T
+    steps=50,  # diffusion steps T (training)
+    sample_steps=None,  # ancestral steps when sampling (respaced, ≤ steps); None: all T
     schedule="cosine",  # or "linear"
     capacity=4096,  # FIFO pairs
     batch_size=128,  # generator minibatch
@@ -169,6 +171,8 @@ def _check(s: dict) -> None:
             raise ValueError(f"ogas: {name} must be >= 1, got {s[name]}")
     if s["train_steps"] < 0 or s["ramp_updates"] < 0 or s["min_fill"] < 1:
         raise ValueError("ogas: train_steps and ramp_updates must be >= 0, min_fill >= 1")
+    if s["sample_steps"] is not None and not 2 <= s["sample_steps"] <= s["steps"]:
+        raise ValueError(f"ogas: sample_steps must be None or in [2, steps], got {s['sample_steps']}")
     if s["min_fill"] > s["capacity"]:
         raise ValueError(f"ogas: min_fill ({s['min_fill']}) exceeds capacity ({s['capacity']})")
     if not (0.0 <= s["ema_decay"] < 1.0 and 0.0 <= s["p_uncond"] <= 1.0 and 0.0 <= s["r_max"] <= 1.0):
@@ -188,6 +192,7 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
     dim, cap, bs = space.dim, int(s["capacity"]), int(s["batch_size"])
     f32 = jnp.float32
     sched = make_schedule(int(s["steps"]), s["schedule"])
+    sample_sched = sched if s["sample_steps"] is None else respace(sched, int(s["sample_steps"]))
     net = Denoiser(dim, int(s["hidden"]), int(s["depth"]), int(s["steps"]), float(s["eps_clip"]))
     clf = RatioClassifier(int(s["ratio_hidden"]), int(s["ratio_depth"]))
     den_tx = optax.chain(optax.clip_by_global_norm(s["grad_clip"]), optax.adam(s["lr"]))
@@ -277,7 +282,7 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
 
     def generate(state, key, eps):
         kg, ku = jax.random.split(key)
-        x = ddpm_sample(net.apply, state.denoiser, sched, kg, jnp.asarray(eps, f32), dim, float(s["guidance"]))
+        x = ddpm_sample(net.apply, state.denoiser, sample_sched, kg, jnp.asarray(eps, f32), dim, float(s["guidance"]))
         z = jnp.clip(0.5 * (x + 1.0), 0.0, 1.0)
         ok = jnp.all(jnp.isfinite(z), axis=-1, keepdims=True)
         return jnp.where(ok, z, jax.random.uniform(ku, z.shape, f32))
