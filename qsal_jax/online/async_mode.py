@@ -1,0 +1,460 @@
+"""The asynchronous mode: black-box solvers in K concurrent workers, feeding online training.
+
+The fused engine (`qsal_jax.online.engine`) needs a solver written in JAX. Here the solver is
+any picklable ``solve(lam [D]) -> [T, C, *grid]`` or an external program
+(`qsal_jax.online.external.ExecutableSolver`), run by K workers of any
+``concurrent.futures.Executor`` (by default a spawn-context process pool; a dask
+``distributed.Client`` works too), as the Melissa framework runs its solver clients::
+
+    workers                                  trainer loop (this process, one thread)
+    solve(λ) → u [T, C, *grid]  ──result──▶  check → HostBuffer.push(T − 1 items)
+                                             batch ← buffer.sample(B); jitted train_step
+                                             strategy.update(per-sample losses)
+                                ◀───λ────    a worker is free: λ = strategy.sample(latest state, 1)
+
+Rules, in the order the loop applies them (`AsyncConfig` holds the numbers):
+
+1. *Harvest* finished tasks. A valid trajectory is pushed; a fault (see `external`: error,
+   crash, timeout, garbage, nonfinite) is logged and counted, and its worker slot goes back to
+   the pool of free slots, so the next launch re-draws λ from the strategy.
+2. *Expire* tasks past ``task_timeout_s``. An owned pool is killed and rebuilt (a hung
+   process cannot be cancelled); the other tasks it was running are resubmitted with the same
+   λ and id ("requeued", not faults). A borrowed executor's task is only abandoned.
+3. *Launch* while a slot is free, completed + in-flight < ``simulation_budget``, and the
+   buffer has room (below capacity, or holding items seen ``seen_threshold`` times).
+4. *Train* one step while the buffer is non-empty, once it has held ``watermark`` items.
+   Otherwise wait for the first task to finish (``concurrent.futures.wait`` with a timeout
+   set by the nearest deadline, so the loop never blocks past one).
+5. *Stop* when the budget's simulations have completed, after a final drain: training goes
+   on until every held item has been trained on at least once (watermark ignored).
+
+Latency: each launch records the training step and wall time at which λ was drawn (the
+strategy state it came from reflects the losses of all earlier steps); the first training
+step that uses data from λ records the delay in steps and seconds.
+
+Determinism: not promised. Which task finishes first, and so how many training steps run
+between two launches, depends on timing. What is reproducible is the record: λ of launch
+``id`` is ``strategy.sample(state, fold_in(sample_key, id), 1)`` with the state as of the
+logged step, buffer draws come from a generator seeded by the run key, and every launch,
+result, fault and first use is logged with its id, λ and step.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import logging
+import pickle
+import statistics
+import time
+from collections import Counter
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qsal_jax.online.external import FAULT_KINDS, WorkerPool, call_solver, check_trajectory, classify_exception
+from qsal_jax.online.host_buffer import HostBuffer, trajectory_items
+from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.training.step import Batch
+
+logger = logging.getLogger(__name__)
+
+Conditioning = Callable[[np.ndarray], np.ndarray]  # lam [D] -> cond [P]
+
+
+@dataclasses.dataclass(frozen=True)
+class AsyncConfig:
+    """Settings of an asynchronous run.
+
+    Attributes:
+      num_workers: K concurrent simulations (and size of the default process pool).
+      simulation_budget: stop after this many valid trajectories (faults do not count).
+      batch_size: B items per training step (short batches are zero-padded, weight 0).
+      buffer_capacity, buffer_policy, seen_threshold: the `HostBuffer`.
+      watermark: training starts once the buffer has held this many items.
+      task_timeout_s: a task without a result after this long (from submission) is a fault.
+      max_faults: stop launching after this many faults, so a broken solver ends the run.
+      drain: train on the items left when the budget is reached.
+      max_train_steps: optional cap on training steps (None: no cap).
+    """
+
+    num_workers: int = 2
+    simulation_budget: int = 16
+    batch_size: int = 16
+    buffer_capacity: int = 1024
+    buffer_policy: str = "fifo"
+    seen_threshold: int = 1
+    watermark: int = 64
+    task_timeout_s: float = 600.0
+    max_faults: int = 100
+    drain: bool = True
+    max_train_steps: int | None = None
+
+    def __post_init__(self):
+        if self.num_workers < 1 or self.simulation_budget < 1 or self.batch_size < 1:
+            raise ValueError(f"num_workers, simulation_budget and batch_size must be >= 1: {self}")
+        if not 1 <= self.watermark <= self.buffer_capacity:
+            raise ValueError(f"watermark ({self.watermark}) must lie in [1, buffer_capacity = {self.buffer_capacity}]")
+        if self.batch_size > self.buffer_capacity:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_capacity ({self.buffer_capacity})")
+        if not self.task_timeout_s > 0:
+            raise ValueError(f"task_timeout_s must be > 0, got {self.task_timeout_s}")
+
+    @classmethod
+    def from_config(cls, config: Any = None, **overrides: Any) -> AsyncConfig:
+        """From a dict or ``ConfigDict`` plus keyword overrides; unknown fields are an error."""
+        fields = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}), **overrides)
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown async field(s) {sorted(unknown)}")
+        return cls(**fields)
+
+
+class Launch(NamedTuple):
+    lam_id: int  # unique id of the simulation
+    lam: np.ndarray  # [D] float64, box units
+    step: int  # training steps done when λ was drawn (= updates the strategy state had seen)
+    time_s: float  # seconds since the run started
+
+
+class Latency(NamedTuple):
+    lam_id: int
+    steps: int  # training steps between the draw of λ and the first step that used its data
+    seconds: float  # wall time between the same two events
+
+
+@dataclasses.dataclass(frozen=True)
+class AsyncSummary:
+    """What a run did. ``latency_*`` hold ``mean``, ``median``, ``max`` and ``count``."""
+
+    num_launched: int  # fresh λ submitted (replacements included, requeues not)
+    num_completed: int  # valid trajectories pushed to the buffer
+    num_train_steps: int
+    num_trained_samples: int  # valid items in training batches (repeats counted)
+    num_items_pushed: int
+    num_evicted_unseen: int  # items overwritten before any training used them
+    faults: dict[str, int]  # kind -> count, every kind of `external.FAULT_KINDS` present
+    num_redrawn: int  # replacement tasks launched with a fresh λ after a fault
+    num_requeued: int  # tasks resubmitted unchanged after their pool was rebuilt
+    num_pool_restarts: int
+    latency_steps: dict[str, float]
+    latency_s: dict[str, float]
+    losses: tuple[float, ...]  # objective of each training step
+    launches: tuple[Launch, ...]
+    latencies: tuple[Latency, ...]
+    wall_s: float
+    stopped_early: str | None  # why launching stopped before the budget, or None
+
+    def metrics(self) -> dict[str, float]:
+        """Flat scalars for a metrics writer."""
+        out = {f"faults/{k}": float(v) for k, v in self.faults.items()}
+        out.update({f"latency_steps/{k}": float(v) for k, v in self.latency_steps.items()})
+        out.update({f"latency_s/{k}": float(v) for k, v in self.latency_s.items()})
+        for name in ("num_launched", "num_completed", "num_train_steps", "num_trained_samples", "num_items_pushed",
+                     "num_evicted_unseen", "num_redrawn", "num_requeued", "num_pool_restarts", "wall_s"):
+            out[name] = float(getattr(self, name))
+        out["final_loss"] = self.losses[-1] if self.losses else float("nan")
+        return out
+
+
+class AsyncResult(NamedTuple):
+    train_state: Any
+    strategy_state: Any
+    summary: AsyncSummary
+
+
+def describe(values: list[float]) -> dict[str, float]:
+    """``mean``, ``median``, ``max`` and ``count`` of ``values`` (NaN statistics when empty)."""
+    if not values:
+        return {"mean": float("nan"), "median": float("nan"), "max": float("nan"), "count": 0}
+    return {"mean": statistics.fmean(values), "median": statistics.median(values), "max": max(values),
+            "count": len(values)}
+
+
+class AsyncTrainer:
+    """Static description of an asynchronous run; `run` executes one.
+
+    Args:
+      solver: picklable ``solve(lam float64 [D]) -> float [T, C, *grid]`` (or `ExecutableSolver`).
+      strategy: the active-learning `Proposal`; strategies that score a candidate pool (SBAL)
+        need an ensemble and are not supported here.
+      train_step: ``(TrainState, Batch) -> (TrainState, per_sample_loss [B], metrics)``, e.g.
+        `qsal_jax.training.step.make_train_step`; metrics must hold ``loss``.
+      config: `AsyncConfig`.
+      executor: see `WorkerPool` (None: an owned spawn process pool of ``num_workers``).
+      conditioning: ``lam [D] -> cond [P]`` fed to the model with each item (None: P = 0).
+      trajectory_shape: the ``[T, C, *grid]`` every result must have; None: the first valid one's.
+    """
+
+    def __init__(
+        self,
+        solver: Callable[[np.ndarray], Any],
+        strategy: Proposal,
+        train_step: Callable,
+        config: AsyncConfig = AsyncConfig(),
+        *,
+        executor: Any = None,
+        conditioning: Conditioning | None = None,
+        trajectory_shape: tuple[int, ...] | None = None,
+    ):
+        if strategy.pool_size:
+            raise ValueError("async mode: strategies that score a candidate pool (SBAL) need an ensemble; not supported")
+        self.solver = solver
+        self.strategy = strategy
+        self.train_step = train_step
+        self.config = config
+        self.executor = executor
+        self.conditioning = conditioning
+        self.trajectory_shape = None if trajectory_shape is None else tuple(trajectory_shape)
+        self.sample = jax.jit(strategy.sample, static_argnums=2)
+        self.update = jax.jit(strategy.update)
+
+    def run(self, train_state: Any, key: jax.Array, strategy_state: Any = None) -> AsyncResult:
+        """Simulate and train until the budget is spent and the buffer drained.
+
+        ``key`` seeds the strategy (when ``strategy_state`` is None), the λ draws and the buffer.
+        """
+        key_init, key_sample, key_buffer = jax.random.split(key, 3)
+        if strategy_state is None:
+            strategy_state = self.strategy.init(key_init)
+        seed = int(jax.random.randint(key_buffer, (), 0, np.iinfo(np.int32).max))
+        pool = WorkerPool(self.executor, self.config.num_workers)
+        if pool.uses_processes:
+            _check_picklable(self.solver)
+        return _Run(self, pool, train_state, strategy_state, key_sample, np.random.default_rng(seed)).run()
+
+
+def run_async(
+    solver: Callable[[np.ndarray], Any],
+    strategy: Proposal,
+    train_step: Callable,
+    train_state: Any,
+    key: jax.Array,
+    config: AsyncConfig | Any = None,
+    *,
+    executor: Any = None,
+    conditioning: Conditioning | None = None,
+    trajectory_shape: tuple[int, ...] | None = None,
+    strategy_state: Any = None,
+    **overrides: Any,
+) -> AsyncResult:
+    """``AsyncTrainer(...).run(train_state, key)``; ``config`` may be a dict/ConfigDict, ``overrides`` fields."""
+    if not isinstance(config, AsyncConfig) or overrides:
+        config = AsyncConfig.from_config(dataclasses.asdict(config) if isinstance(config, AsyncConfig) else config,
+                                         **overrides)
+    trainer = AsyncTrainer(solver, strategy, train_step, config, executor=executor, conditioning=conditioning,
+                           trajectory_shape=trajectory_shape)
+    return trainer.run(train_state, key, strategy_state)
+
+
+def _check_picklable(solver: Any) -> None:
+    try:
+        pickle.dumps(solver)
+    except Exception as e:
+        raise TypeError(
+            f"the solver must pickle to run in worker processes ({e}); define it at module level, "
+            "or pass a thread executor"
+        ) from None
+
+
+class _Task(NamedTuple):
+    launch: Launch
+    generation: int  # pool generation the task was submitted to
+    deadline: float  # time.monotonic() after which it is a timeout
+
+
+class _Run:
+    """The mutable state of one run and the loop that advances it (see the module docstring)."""
+
+    def __init__(self, trainer: AsyncTrainer, pool: WorkerPool, train_state, strategy_state, key, rng):
+        c = trainer.config
+        self.t, self.c, self.pool, self.key = trainer, c, pool, key
+        self.train_state, self.strategy_state = train_state, strategy_state
+        self.buffer = HostBuffer(c.buffer_capacity, c.buffer_policy, seen_threshold=c.seen_threshold, rng=rng)
+        self.shape = trainer.trajectory_shape
+        self.tasks: dict[cf.Future, _Task] = {}
+        self.launches: dict[int, Launch] = {}
+        self.latencies: dict[int, Latency] = {}
+        self.faults = Counter({k: 0 for k in FAULT_KINDS})
+        self.losses: list[float] = []
+        self.step = self.completed = self.trained = 0
+        self.redraws_pending = self.redrawn = self.requeued = self.restarts = 0
+        self.started = False
+        self.stopped_early: str | None = None
+        self.t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> AsyncResult:
+        try:
+            self.loop()
+        finally:
+            for fut in self.tasks:
+                fut.cancel()
+            self.pool.close(abandon=bool(self.tasks))
+        return AsyncResult(self.train_state, self.strategy_state, self.summary())
+
+    def loop(self) -> None:
+        while True:
+            self.harvest([f for f in self.tasks if f.done()])
+            self.expire()
+            self.launch()
+            if self.can_train():
+                self.train_once()
+            elif self.tasks:
+                cf.wait(list(self.tasks), timeout=self.wait_s(), return_when=cf.FIRST_COMPLETED)
+            elif self.simulations_done():
+                return
+            else:  # unreachable: a full buffer of unseen items is past the watermark, so it trains
+                raise RuntimeError(f"async run stalled: buffer {self.buffer.size}/{self.c.buffer_capacity}, no task")
+
+    def simulations_done(self) -> bool:
+        return not self.tasks and (self.completed >= self.c.simulation_budget or self.stopped_early is not None)
+
+    def can_train(self) -> bool:
+        if self.buffer.size == 0 or (self.c.max_train_steps is not None and self.step >= self.c.max_train_steps):
+            return False
+        if self.simulations_done():
+            return self.c.drain and self.buffer.num_unseen > 0
+        return self.started
+
+    def wait_s(self) -> float:
+        nearest = min(task.deadline for task in self.tasks.values())
+        return min(max(nearest - time.monotonic(), 0.0), 5.0)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    # ---------------------------------------------------------------- workers
+    def launch(self) -> None:
+        c = self.c
+        while (len(self.tasks) < c.num_workers and self.stopped_early is None
+               and self.completed + len(self.tasks) < c.simulation_budget and self.buffer.has_room()):
+            lam_id = len(self.launches)
+            lam = self.t.sample(self.strategy_state, jax.random.fold_in(self.key, lam_id), 1)
+            launch = Launch(lam_id, np.asarray(lam, np.float64)[0], self.step, self.now())
+            self.launches[lam_id] = launch
+            if self.redraws_pending:
+                self.redraws_pending -= 1
+                self.redrawn += 1
+            logger.info("launch id=%d step=%d lam=%s", lam_id, launch.step, _fmt(launch.lam))
+            self.submit(launch)
+
+    def submit(self, launch: Launch) -> None:
+        try:
+            fut = self.pool.submit(call_solver, self.t.solver, launch.lam)
+        except (RuntimeError, cf.BrokenExecutor) as e:  # shut down or broken before the task left
+            if not self.pool.restart():
+                self.stop(f"the executor refused a task: {e}")
+                return
+            self.restarts += 1
+            fut = self.pool.submit(call_solver, self.t.solver, launch.lam)
+        self.tasks[fut] = _Task(launch, self.pool.generation, time.monotonic() + self.c.task_timeout_s)
+
+    def harvest(self, done: list[cf.Future]) -> None:
+        for fut in done:
+            task = self.tasks.pop(fut, None)
+            if task is None:  # requeued by a pool restart earlier in this pass
+                continue
+            try:
+                u = fut.result(timeout=0)
+            except (cf.BrokenExecutor, cf.CancelledError) as e:
+                self.fault(task, "crash", f"worker lost: {e!r}")
+                self.restart_pool(task.generation)
+            except Exception as e:
+                self.fault(task, classify_exception(e), f"{type(e).__name__}: {e}")
+            else:
+                self.accept(task, u)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        for fut, task in list(self.tasks.items()):
+            if fut in self.tasks and now > task.deadline and not fut.done():
+                del self.tasks[fut]
+                fut.cancel()
+                self.fault(task, "timeout", f"no result after {self.c.task_timeout_s:g} s")
+                if not self.restart_pool(task.generation):
+                    logger.warning("id=%d abandoned; a borrowed executor may keep its worker busy", task.launch.lam_id)
+
+    def restart_pool(self, generation: int) -> bool:
+        """Rebuild an owned pool once per generation and requeue its unfinished tasks."""
+        if generation != self.pool.generation or not self.pool.restart():
+            return False
+        self.restarts += 1
+        logger.warning("worker pool rebuilt (generation %d)", self.pool.generation)
+        for fut, task in list(self.tasks.items()):
+            finished = fut.done() and not fut.cancelled() and fut.exception() is None
+            if task.generation < self.pool.generation and not finished:
+                del self.tasks[fut]
+                self.requeued += 1
+                logger.info("requeue id=%d lam=%s", task.launch.lam_id, _fmt(task.launch.lam))
+                self.submit(task.launch)
+        return True
+
+    def fault(self, task: _Task, kind: str, reason: str) -> None:
+        self.faults[kind] += 1
+        launch = task.launch
+        logger.warning("fault %s id=%d step=%d lam=%s: %s", kind, launch.lam_id, self.step, _fmt(launch.lam), reason)
+        if sum(self.faults.values()) > self.c.max_faults:
+            self.stop(f"more than {self.c.max_faults} faults")
+        else:
+            self.redraws_pending += 1
+
+    def stop(self, reason: str) -> None:
+        if self.stopped_early is None:
+            logger.error("async run stops launching: %s", reason)
+            self.stopped_early = reason
+
+    def accept(self, task: _Task, u: Any) -> None:
+        launch = task.launch
+        problem = check_trajectory(u, self.shape)
+        if problem is not None:
+            self.fault(task, *problem)
+            return
+        if u.shape[0] - 1 > self.c.buffer_capacity:
+            raise ValueError(f"a trajectory of {u.shape[0]} frames does not fit buffer_capacity {self.c.buffer_capacity}")
+        self.shape = u.shape  # the first valid trajectory fixes the shape when none was given
+        cond = np.zeros((0,), np.float32) if self.t.conditioning is None else self.t.conditioning(launch.lam)
+        lost = self.buffer.push(trajectory_items(u, launch.lam, launch.lam_id, cond))
+        self.completed += 1
+        self.started |= self.buffer.size >= self.c.watermark
+        logger.info("result id=%d step=%d frames=%d buffer=%d lost=%d", launch.lam_id, self.step, u.shape[0],
+                    self.buffer.size, lost)
+
+    # --------------------------------------------------------------- training
+    def train_once(self) -> None:
+        items, valid = self.buffer.sample(self.c.batch_size)
+        batch = Batch(*(jnp.asarray(x) for x in (items.inputs, items.targets, items.cond, items.lam_id,
+                                                  items.time_index)), weight=jnp.asarray(valid, jnp.float32))
+        self.train_state, per_sample, metrics = self.t.train_step(self.train_state, batch)
+        feedback = Feedback(jnp.asarray(items.lam), batch.lam_id, batch.time_index, per_sample, jnp.asarray(valid),
+                            jnp.asarray(self.train_state.step, jnp.int32))
+        self.strategy_state = self.t.update(self.strategy_state, feedback)
+        # Wait for the step: keeps wall-clock latencies honest and the host at most one step ahead.
+        self.losses.append(float(metrics["loss"]))
+        step, now = self.step, self.now()
+        self.step += 1
+        self.trained += int(valid.sum())
+        for lam_id in np.unique(items.lam_id[valid]).tolist():
+            if lam_id not in self.latencies:
+                launch = self.launches[lam_id]
+                self.latencies[lam_id] = Latency(lam_id, step - launch.step, now - launch.time_s)
+                logger.info("first use id=%d step=%d latency=%d steps %.3f s", lam_id, step,
+                            step - launch.step, now - launch.time_s)
+
+    def summary(self) -> AsyncSummary:
+        lat = [self.latencies[i] for i in sorted(self.latencies)]
+        return AsyncSummary(
+            num_launched=len(self.launches), num_completed=self.completed, num_train_steps=self.step,
+            num_trained_samples=self.trained, num_items_pushed=self.buffer.num_pushed,
+            num_evicted_unseen=self.buffer.num_evicted_unseen, faults=dict(self.faults), num_redrawn=self.redrawn,
+            num_requeued=self.requeued, num_pool_restarts=self.restarts,
+            latency_steps=describe([float(x.steps) for x in lat]), latency_s=describe([x.seconds for x in lat]),
+            losses=tuple(self.losses), launches=tuple(self.launches[i] for i in sorted(self.launches)),
+            latencies=tuple(lat), wall_s=self.now(), stopped_early=self.stopped_early,
+        )
+
+
+def _fmt(lam: np.ndarray) -> str:
+    return np.array2string(np.asarray(lam), precision=6, separator=", ", max_line_width=10_000)

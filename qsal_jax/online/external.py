@@ -1,0 +1,289 @@
+"""Black-box solvers for the asynchronous mode: the worker-side call and result checks.
+
+A black-box solver is any picklable callable ``solve(lam: float64 [D]) -> float [T, C, *grid]``
+(T ≥ 2 saved states, the first one the initial state), or an external program wrapped by
+`ExecutableSolver`. This module imports only NumPy and the standard library: it is what a
+spawned worker process imports to run a task, so a worker starts in a fraction of a second
+instead of paying for JAX.
+
+Faults are sorted into kinds (counted separately in the run summary):
+
+=========== ============================================================================
+error       the solver raised, or the program exited with a non-zero status
+crash       the worker process died (``BrokenExecutor``); the pool is recreated
+timeout     the task ran past its deadline (a hung program or worker)
+garbage     not a float array ``[T ≥ 2, C, *grid]`` of the expected shape, or unreadable
+nonfinite   NaN or ±inf anywhere in the trajectory
+=========== ============================================================================
+
+`WorkerPool` is the trainer's handle on the executor the workers run in. Built from a factory
+(the default: a spawn-context process pool) it is *owned*: after a hang or a dead worker it is
+thrown away, its processes killed, and a fresh one built, because a hung process can be neither
+cancelled nor joined and would otherwise block shutdown. A borrowed executor (one passed in, or
+a dask ``Client``'s) is never restarted or shut down here: a hung task is only abandoned.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import functools
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import numpy as np
+
+FAULT_KINDS = ("error", "crash", "timeout", "garbage", "nonfinite")
+
+Solve = Callable[[np.ndarray], Any]  # lam float64 [D] -> float [T, C, *grid]
+
+
+class SolverError(RuntimeError):
+    """The solver failed: it raised, or its program exited with a non-zero status."""
+
+
+class SolverTimeout(SolverError):
+    """The solver's program ran past its time limit and was killed."""
+
+
+class SolverOutputError(SolverError):
+    """The solver's program finished but its output file is missing or unreadable."""
+
+
+def call_solver(solve: Solve, lam: np.ndarray) -> Any:
+    """What a worker runs: ``solve(lam)`` on a float64 ``[D]`` copy of λ, result unchecked.
+
+    The result is checked on the trainer side (`check_trajectory`), so a worker never decides
+    what counts as garbage and a faulty result costs one transfer, not a lost worker.
+    """
+    return solve(np.array(lam, dtype=np.float64))
+
+
+def classify_exception(exc: BaseException) -> str:
+    """Fault kind of an exception raised by a task: ``timeout``, ``garbage`` or ``error``.
+
+    ``BrokenExecutor`` (a dead worker process) is told apart by the caller, which must also
+    recreate the pool.
+    """
+    if isinstance(exc, SolverTimeout):
+        return "timeout"
+    if isinstance(exc, SolverOutputError):
+        return "garbage"
+    return "error"
+
+
+def check_trajectory(u: Any, expected_shape: tuple[int, ...] | None = None) -> tuple[str, str] | None:
+    """``None`` for a usable trajectory, else ``(kind, reason)`` with kind ``garbage`` or ``nonfinite``.
+
+    Usable: a NumPy float array ``[T, C, *grid]`` with ``T ≥ 2``, at least one spatial axis,
+    shape ``expected_shape`` when given, and finite everywhere.
+    """
+    if not isinstance(u, np.ndarray):
+        return "garbage", f"returned {type(u).__name__}, expected a numpy array [T, C, *grid]"
+    if not np.issubdtype(u.dtype, np.floating):
+        return "garbage", f"dtype {u.dtype}, expected a floating dtype"
+    if u.ndim < 3 or u.shape[0] < 2:
+        return "garbage", f"shape {u.shape}, expected [T >= 2, C, *grid]"
+    if expected_shape is not None and u.shape != tuple(expected_shape):
+        return "garbage", f"shape {u.shape}, expected {tuple(expected_shape)}"
+    if not np.all(np.isfinite(u)):
+        return "nonfinite", f"{int(np.size(u) - np.isfinite(u).sum())} non-finite values"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutableSolver:
+    """An external program as a solver: λ in a file (or on stdin), trajectory ``.npy`` out.
+
+    ``argv`` is the command line with the placeholders ``{lam}`` (path of the λ file) and
+    ``{out}`` (path of the ``.npy`` the program must write, ``[T, C, *grid]``), e.g.::
+
+        ExecutableSolver((sys.executable, "scripts/external_solver.py",
+                          "--lam-file", "{lam}", "--out", "{out}"), timeout_s=30)
+
+    Attributes:
+      argv: program and arguments; ``{lam}``/``{out}`` are replaced by plain string substitution.
+      timeout_s: wall-clock limit of one run; past it the program's whole process group is
+        killed and `SolverTimeout` raised, so a hung program never holds a worker.
+      lam_format: ``json`` (a list of D floats), ``npy`` (float64 ``[D]``), or ``stdin`` (the
+        JSON list on standard input; ``{lam}`` then reads ``-``).
+      env: variables added to the inherited environment.
+      cwd: working directory of the program (default: the worker's).
+    """
+
+    argv: tuple[str, ...]
+    timeout_s: float = 60.0
+    lam_format: str = "json"
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+
+    def __post_init__(self):
+        # Accept lists and mappings but store tuples, so the solver stays hashable and picklable.
+        object.__setattr__(self, "argv", tuple(str(a) for a in self.argv))
+        env = self.env.items() if isinstance(self.env, Mapping) else self.env
+        object.__setattr__(self, "env", tuple((str(k), str(v)) for k, v in env))
+        if not self.argv:
+            raise ValueError("ExecutableSolver: argv is empty")
+        if self.lam_format not in ("json", "npy", "stdin"):
+            raise ValueError(f"ExecutableSolver: lam_format must be json, npy or stdin, got {self.lam_format!r}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"ExecutableSolver: timeout_s must be > 0, got {self.timeout_s}")
+        if not any("{out}" in a for a in self.argv):
+            raise ValueError("ExecutableSolver: argv must contain the {out} placeholder")
+
+    def __call__(self, lam: np.ndarray) -> np.ndarray:
+        """Run the program on ``lam [D]``; returns the array it wrote (unchecked, see `check_trajectory`)."""
+        lam = np.asarray(lam, dtype=np.float64)
+        with tempfile.TemporaryDirectory(prefix="qsal_solver_") as tmp:
+            out = os.path.join(tmp, "out.npy")
+            lam_path, stdin = _write_lam(lam, tmp, self.lam_format)
+            argv = [a.replace("{lam}", lam_path).replace("{out}", out) for a in self.argv]
+            code, stderr = _run(argv, stdin, self.timeout_s, dict(os.environ, **dict(self.env)), self.cwd, tmp)
+            if code != 0:
+                raise SolverError(f"{os.path.basename(argv[0])} exited with status {code}: {stderr[-500:].strip()}")
+            try:
+                return np.load(out, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:
+                raise SolverOutputError(f"{os.path.basename(argv[0])} wrote no readable .npy at {{out}}: {e}") from None
+
+
+def _write_lam(lam: np.ndarray, tmp: str, lam_format: str) -> tuple[str, bytes | None]:
+    """``(path for {lam}, bytes for stdin or None)``."""
+    if lam_format == "stdin":
+        return "-", json.dumps(lam.tolist()).encode()
+    if lam_format == "npy":
+        path = os.path.join(tmp, "lam.npy")
+        np.save(path, lam)
+        return path, None
+    path = os.path.join(tmp, "lam.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(lam.tolist(), f)
+    return path, None
+
+
+def _run(argv: Sequence[str], stdin: bytes | None, timeout_s: float, env: dict, cwd: str | None, tmp: str) -> tuple[int, str]:
+    """Run ``argv`` in its own session; ``(exit status, stderr text)``; raises `SolverTimeout`.
+
+    Output goes to files, not pipes, and the whole process group is killed on timeout, so a
+    grandchild that keeps a pipe open cannot make the wait outlive the limit.
+    """
+    err_path = os.path.join(tmp, "stderr.txt")
+    with open(err_path, "wb") as err, open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=devnull,
+            stderr=err,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        try:
+            proc.communicate(stdin, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise SolverTimeout(f"{os.path.basename(argv[0])} ran past {timeout_s:g} s and was killed") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+    with open(err_path, "rb") as f:
+        return proc.returncode, f.read().decode(errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def spawn_process_pool(num_workers: int) -> cf.ProcessPoolExecutor:
+    """``num_workers`` worker processes started with ``spawn``.
+
+    Not ``fork``: the trainer process runs JAX's thread pools, and forking a multithreaded
+    process can deadlock the child.
+    """
+    return cf.ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def discard_executor(executor: cf.Executor) -> None:
+    """Shut ``executor`` down without waiting; kill its worker processes if it has any.
+
+    A killed process pool marks its pending futures broken and its manager thread exits, so
+    the interpreter's exit hook has nothing left to join. Threads cannot be killed: a hung
+    thread of a ``ThreadPoolExecutor`` still blocks exit, so thread workers must bound their
+    own time (as `ExecutableSolver` does with its subprocess timeout).
+    """
+    kill = getattr(executor, "kill_workers", None)  # Python >= 3.14
+    procs = list((getattr(executor, "_processes", None) or {}).values())  # earlier versions
+    if kill is not None:
+        kill()
+    else:
+        for p in procs:
+            p.kill()
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.join(timeout=10)
+
+
+class WorkerPool:
+    """The executor the workers run in, owned (restartable) or borrowed.
+
+    ``executor`` may be ``None`` (own a `spawn_process_pool` of ``num_workers``), a zero-argument
+    factory returning an ``Executor`` (owned), an ``Executor`` (borrowed), or a dask
+    ``distributed.Client`` (borrowed through ``client.get_executor(pure=False)``, so that two
+    tasks with equal λ are still two simulations).
+    """
+
+    def __init__(self, executor: Any, num_workers: int):
+        self._factory: Callable[[], cf.Executor] | None = None
+        if executor is None:
+            self._factory = functools.partial(spawn_process_pool, num_workers)
+        elif isinstance(executor, cf.Executor):
+            self.executor = executor
+        elif hasattr(executor, "get_executor"):
+            self.executor = executor.get_executor(pure=False)
+        elif callable(executor):
+            self._factory = executor
+        else:
+            raise TypeError(f"executor must be None, an Executor, a dask Client or a factory; got {type(executor).__name__}")
+        if self._factory is not None:
+            self.executor = self._factory()
+        self.generation = 0  # bumped by each restart; tasks remember the generation they ran in
+
+    @property
+    def owned(self) -> bool:
+        return self._factory is not None
+
+    @property
+    def uses_processes(self) -> bool:
+        """Tasks cross a process boundary here, so the solver must pickle."""
+        return isinstance(self.executor, cf.ProcessPoolExecutor)
+
+    def submit(self, fn: Callable, *args: Any) -> cf.Future:
+        return self.executor.submit(fn, *args)
+
+    def restart(self) -> bool:
+        """Replace an owned executor by a fresh one (killing the old workers); False if borrowed."""
+        if not self.owned:
+            return False
+        discard_executor(self.executor)
+        self.executor = self._factory()
+        self.generation += 1
+        return True
+
+    def close(self, *, abandon: bool) -> None:
+        """Shut an owned executor down: wait for it, or kill it when tasks are being ``abandon``-ed."""
+        if not self.owned:
+            return
+        if abandon:
+            discard_executor(self.executor)
+        else:
+            self.executor.shutdown(wait=True)
