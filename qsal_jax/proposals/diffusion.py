@@ -61,7 +61,7 @@ def respace(sched: Schedule, steps: int) -> Schedule:
     if not 2 <= steps <= total:
         raise ValueError(f"sampling steps must be in [2, {total}], got {steps}")
     keep = np.unique(np.round(np.linspace(0, total - 1, steps)).astype(np.int64))
-    ab = np.cumprod(1.0 - np.asarray(sched.beta, np.float64))
+    ab = np.asarray(sched.alpha_bar, np.float64)
     return _from_alpha_bar(ab[keep], np.asarray(sched.t_model)[keep])
 
 
