@@ -68,8 +68,20 @@ def build_engine(config):
         watermark=config.buffer.watermark,
         signal=config.strategy.get("signal", "loss"),
         ensemble_size=config.model.get("ensemble_size", 1),
+        mesh=_mesh(config.online.get("shard", "auto")),
     )
     return engine, model, sim, optimizer
+
+
+def _mesh(shard):
+    """``online.shard``: True, False or "auto" (shard over all devices of an accelerator backend)."""
+    if shard == "auto":
+        shard = jax.device_count() > 1 and jax.default_backend() != "cpu"
+    if not shard:
+        return None
+    from qsal_jax.training.sharding import make_mesh
+
+    return make_mesh()
 
 
 def init_state(engine: OnlineEngine, model, optimizer, seed: int):
@@ -107,6 +119,10 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     metric_log = MetricLog(os.path.join(workdir, "metrics.jsonl"))
 
     state = init_state(engine, model, optimizer, config.seed)
+    if engine.mesh is not None:
+        from qsal_jax.training.sharding import replicate
+
+        state = replicate(state, engine.mesh)
     restored = checkpoint.restore_latest(ckpt_dir, state)
     start = 0
     if restored is not None:

@@ -54,7 +54,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qsal_jax.online.external import FAULT_KINDS, WorkerPool, call_solver, check_trajectory, classify_exception
+from qsal_jax.online.external import (
+    FAULT_KINDS,
+    ExecutableSolver,
+    WorkerPool,
+    call_solver,
+    check_trajectory,
+    classify_exception,
+)
 from qsal_jax.online.host_buffer import HostBuffer, trajectory_items
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.training.step import Batch
@@ -201,6 +208,11 @@ class AsyncTrainer:
     ):
         if strategy.pool_size:
             raise ValueError("async mode: strategies that score a candidate pool (SBAL) need an ensemble; not supported")
+        if isinstance(solver, ExecutableSolver) and solver.timeout_s >= config.task_timeout_s:
+            # Otherwise the worker is killed first and its program, in a session of its own, outlives it.
+            raise ValueError(
+                f"ExecutableSolver.timeout_s ({solver.timeout_s:g}) must be below task_timeout_s ({config.task_timeout_s:g})"
+            )
         self.solver = solver
         self.strategy = strategy
         self.train_step = train_step

@@ -62,12 +62,12 @@ def capacity(buffer: BufferState) -> int:
 
 
 def size(buffer: BufferState) -> jax.Array:
-    return jnp.sum(buffer.occupied.astype(jnp.int32))
+    return jnp.sum(buffer.occupied, dtype=jnp.int32)
 
 
 def num_seen(buffer: BufferState, threshold: int = 1) -> jax.Array:
     """Number of held items drawn at least ``threshold`` times."""
-    return jnp.sum((buffer.occupied & (buffer.seen >= threshold)).astype(jnp.int32))
+    return jnp.sum(buffer.occupied & (buffer.seen >= threshold), dtype=jnp.int32)
 
 
 def push(buffer: BufferState, new: Items, valid: jax.Array, *, seen_threshold: int = 1) -> BufferState:
@@ -89,7 +89,7 @@ def push(buffer: BufferState, new: Items, valid: jax.Array, *, seen_threshold: i
     # Valid rows take the cheapest slots in order; invalid rows go nowhere.
     rank = (jnp.cumsum(valid.astype(jnp.int32)) - 1).astype(jnp.int32)
     target = jnp.where(valid, slots[jnp.clip(rank, 0, n - 1)], cap)
-    lost = jnp.sum((valid & buffer.occupied[jnp.clip(target, 0, cap - 1)] & ~well_seen[jnp.clip(target, 0, cap - 1)]).astype(jnp.int32))
+    lost = jnp.sum(valid & buffer.occupied[jnp.clip(target, 0, cap - 1)] & ~well_seen[jnp.clip(target, 0, cap - 1)], dtype=jnp.int32)
     stamps = buffer.num_pushed + rank
     items = jax.tree_util.tree_map(lambda old, x: old.at[target].set(x.astype(old.dtype), mode="drop"), buffer.items, new)
     return BufferState(
@@ -97,7 +97,7 @@ def push(buffer: BufferState, new: Items, valid: jax.Array, *, seen_threshold: i
         occupied=buffer.occupied.at[target].set(True, mode="drop"),
         seen=buffer.seen.at[target].set(0, mode="drop"),
         stamp=buffer.stamp.at[target].set(stamps, mode="drop"),
-        num_pushed=buffer.num_pushed + jnp.sum(valid.astype(jnp.int32)),
+        num_pushed=buffer.num_pushed + jnp.sum(valid, dtype=jnp.int32),
         num_evicted_unseen=buffer.num_evicted_unseen + lost,
     )
 

@@ -14,6 +14,11 @@ Keys derive from ``fold_in(state.key, state.step)``, so a run is a pure function
 its config and seed, and a restored checkpoint continues bit for bit. `run_steps`
 scans several online steps between host syncs.
 
+With a ``mesh`` the K solver clients and every training batch are split over the
+mesh's "data" axis while parameters, optimiser state, buffer and strategy state stay
+replicated: the same program runs on 1 CPU, N GPUs or a TPU slice. (The buffer is
+replicated, so its capacity is bounded by one device's memory.)
+
 With ``ensemble_size > 1`` the surrogate is an ensemble (stacked parameters, a vmapped
 train step on the same batches); its spread is the "disagreement" signal (OGAS-U) and
 the uncertainty SBAL scores its candidate pool with.
@@ -77,8 +82,14 @@ class OnlineEngine:
     signal: str = "loss"
     ensemble_size: int = 1
     pool_rollout_steps: int = 4
+    mesh: Any = None  # jax.sharding.Mesh with a "data" axis, or None
 
     def __post_init__(self):
+        if self.mesh is not None:
+            n = self.mesh.shape["data"]
+            for field in ("clients_per_step", "batch_size"):
+                if getattr(self, field) % n:
+                    raise ValueError(f"online.{field} ({getattr(self, field)}) must be divisible by the {n} devices of the mesh")
         items_per_step = self.clients_per_step * (self.simulator.num_frames - 1)
         if items_per_step > self.buffer_capacity:
             raise ValueError(
@@ -123,6 +134,15 @@ class OnlineEngine:
         )
         # Fresh buffers for every leaf: shared ones could not be donated to the jitted step.
         return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
+
+    def _split(self, x):
+        """Constrain the leading axis to the mesh's data axis (no-op without a mesh)."""
+        if self.mesh is None:
+            return x
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        spec = PartitionSpec("data", *([None] * (x.ndim - 1)))
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
 
     # ------------------------------------------------------------- ensembles
     def _predict(self, params, x, cond):
@@ -180,8 +200,9 @@ class OnlineEngine:
             )
 
         # 1–3: launch K clients, reject blow-ups, push the rest.
-        lam = self.strategy.sample(strategy_state, key_sample, k).astype(sim.dtype)
+        lam = self._split(self.strategy.sample(strategy_state, key_sample, k).astype(sim.dtype))
         traj = sim.simulate(lam)
+        traj = traj._replace(u=self._split(traj.u))
         lam_id = state.next_lam_id + jnp.arange(k, dtype=jnp.int32)
         items = B.trajectories_to_items(traj.u, lam, lam_id, sim.conditioning(lam))
         valid = jnp.repeat(traj.finite, sim.num_frames - 1)
@@ -194,6 +215,7 @@ class OnlineEngine:
             buffer_after, drawn, drawn_valid = B.sample(buffer, key, self.batch_size, self.buffer_policy)
             use = drawn_valid & started
             batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, use.astype(sim.dtype))
+            batch = jax.tree_util.tree_map(self._split, batch)
 
             def do_train(_):
                 new_state, losses, _ = self._train_on(train_state, batch)
@@ -206,11 +228,12 @@ class OnlineEngine:
 
             train_state, buffer, losses, signal = jax.lax.cond(jnp.any(use), do_train, skip, None)
             ts = train_state.step if self.ensemble_size == 1 else train_state.step[0]
-            feedback = Feedback(drawn.lam, drawn.lam_id, drawn.time_index, signal, use, ts)
-            strategy_state = jax.lax.cond(
-                jnp.any(use), lambda s: self.strategy.update(s, feedback), lambda s: s, strategy_state
-            )
-            n_used = jnp.sum(use.astype(jnp.int32))
+            if not self.strategy.pool_size:  # pool-scoring strategies learn from their pool only
+                feedback = Feedback(drawn.lam, drawn.lam_id, drawn.time_index, signal, use, ts)
+                strategy_state = jax.lax.cond(
+                    jnp.any(use), lambda s: self.strategy.update(s, feedback), lambda s: s, strategy_state
+                )
+            n_used = jnp.sum(use, dtype=jnp.int32)
             mean_loss = jnp.sum(jnp.where(use, losses, 0.0)) / jnp.maximum(n_used, 1)
             return (train_state, buffer, strategy_state), (mean_loss, n_used)
 
@@ -218,8 +241,8 @@ class OnlineEngine:
         (train_state, buffer, strategy_state), (losses, used) = jax.lax.scan(
             train_one, (state.train, buffer, strategy_state), keys
         )
-        n_rejected = jnp.sum((~traj.finite).astype(jnp.int32))
-        n_trained = jnp.sum(used)
+        n_rejected = jnp.sum(~traj.finite, dtype=jnp.int32)
+        n_trained = jnp.sum(used, dtype=jnp.int32)
         new_state = OnlineState(
             train=train_state,
             buffer=buffer,
