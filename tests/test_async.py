@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import multiprocessing
+import pickle
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -77,14 +78,17 @@ def run(setup, solver, strategy=None, executor=None, seed=0, **overrides):
                                 executor=executor, trajectory_shape=SHAPE, **{**SMALL, **overrides})
 
 
-def check_completed(summary, budget, faults=None):
-    """The budget completed, every pushed item was trained once (fifo + drain), losses finite."""
+def check_completed(summary, budget, faults=None, policy="fifo"):
+    """The budget completed, every pushed item was trained on (once with fifo + drain), losses finite."""
     expected = {k: 0 for k in external.FAULT_KINDS} | (faults or {})
     assert summary.faults == expected
     assert summary.stopped_early is None
     assert summary.num_completed == budget
     assert summary.num_items_pushed == budget * (T - 1)
-    assert summary.num_trained_samples == summary.num_items_pushed
+    if policy == "fifo":
+        assert summary.num_trained_samples == summary.num_items_pushed
+    else:
+        assert summary.num_trained_samples >= summary.num_items_pushed
     assert summary.num_train_steps == len(summary.losses) > 0
     assert np.all(np.isfinite(summary.losses))
     assert summary.latency_steps["count"] == budget
@@ -138,7 +142,7 @@ def test_host_buffer_rejects_bad_settings_and_shapes():
         buf.push(items(5))
     buf.push(items(2))
     bad = HostItems(*(np.zeros((1, 1, 5), np.float32) if i < 2 else x[:1] for i, x in enumerate(items(1))))
-    with pytest.raises(ValueError, match="differs"):
+    with pytest.raises(ValueError, match="differ from"):
         buf.push(bad)
 
 
@@ -169,6 +173,9 @@ def test_config_validation():
     pool_strategy = proposals.build("uniform", SPACE)._replace(pool_size=8)
     with pytest.raises(ValueError, match="candidate pool"):
         async_mode.AsyncTrainer(lambda lam: lam, pool_strategy, lambda s, b: s)
+    with pytest.raises(ValueError, match="below task_timeout_s"):
+        async_mode.AsyncTrainer(executable(timeout_s=60), proposals.build("uniform", SPACE), lambda s, b: s,
+                                async_mode.AsyncConfig(task_timeout_s=30))
 
 
 # ---------------------------------------------------------- external program
@@ -184,7 +191,9 @@ def executable(tmp_path=None, fault=None, once=None, lam_format="json", timeout_
 @pytest.mark.parametrize("lam_format", ["json", "npy", "stdin"])
 def test_executable_matches_in_process_solver(solver, lam_format):
     lam = np.array([0.7, 0.4, 1.0, 2.0])
-    u = executable(lam_format=lam_format)(lam)
+    solve = executable(lam_format=lam_format)
+    assert pickle.loads(pickle.dumps(solve)) == solve  # travels to process workers
+    u = solve(lam)
     assert u.shape == SHAPE and u.dtype == np.float32 and external.check_trajectory(u, SHAPE) is None
     np.testing.assert_allclose(u, solver(lam), rtol=1e-6, atol=1e-6)
 
@@ -237,10 +246,10 @@ def test_default_process_pool_trains(setup, solver, caplog):
 
 def test_dask_local_cluster(setup, solver):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as client:
-            summary = run(setup, solver, executor=client).summary
-    check_completed(summary, 4)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        summary = run(setup, solver, executor=client, buffer_policy="reservoir").summary
+    check_completed(summary, 4, policy="reservoir")
 
 
 @pytest.mark.parametrize("fault, kind", [("crash", "error"), ("garbage", "garbage"), ("nan", "nonfinite"),
@@ -271,7 +280,7 @@ def test_hung_or_dead_worker_rebuilds_the_pool(setup, ext, tmp_path, caplog, fau
 
 def test_broken_solver_stops_after_max_faults(setup):
     with cf.ThreadPoolExecutor(2) as threads:
-        summary = run(setup, external.ExecutableSolver(("false", "{out}")), executor=threads, max_faults=3).summary
+        summary = run(setup, external.ExecutableSolver(("false", "{out}"), timeout_s=10), executor=threads, max_faults=3).summary
     assert summary.faults["error"] >= 4 and summary.num_completed == 0 and summary.stopped_early
     assert summary.num_train_steps == 0 and summary.latency_steps["count"] == 0
 

@@ -207,11 +207,12 @@ class AsyncTrainer:
         trajectory_shape: tuple[int, ...] | None = None,
     ):
         if strategy.pool_size:
-            raise ValueError("async mode: strategies that score a candidate pool (SBAL) need an ensemble; not supported")
+            raise ValueError("async mode: strategies scoring a candidate pool (SBAL) need an ensemble; not supported")
         if isinstance(solver, ExecutableSolver) and solver.timeout_s >= config.task_timeout_s:
             # Otherwise the worker is killed first and its program, in a session of its own, outlives it.
             raise ValueError(
-                f"ExecutableSolver.timeout_s ({solver.timeout_s:g}) must be below task_timeout_s ({config.task_timeout_s:g})"
+                f"ExecutableSolver.timeout_s ({solver.timeout_s:g}) must be below "
+                f"task_timeout_s ({config.task_timeout_s:g})"
             )
         self.solver = solver
         self.strategy = strategy
@@ -425,7 +426,7 @@ class _Run:
             self.fault(task, *problem)
             return
         if u.shape[0] - 1 > self.c.buffer_capacity:
-            raise ValueError(f"a trajectory of {u.shape[0]} frames does not fit buffer_capacity {self.c.buffer_capacity}")
+            raise ValueError(f"{u.shape[0]} frames do not fit buffer_capacity {self.c.buffer_capacity}")
         self.shape = u.shape  # the first valid trajectory fixes the shape when none was given
         cond = np.zeros((0,), np.float32) if self.t.conditioning is None else self.t.conditioning(launch.lam)
         lost = self.buffer.push(trajectory_items(u, launch.lam, launch.lam_id, cond))

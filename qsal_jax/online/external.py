@@ -167,7 +167,9 @@ def _write_lam(lam: np.ndarray, tmp: str, lam_format: str) -> tuple[str, bytes |
     return path, None
 
 
-def _run(argv: Sequence[str], stdin: bytes | None, timeout_s: float, env: dict, cwd: str | None, tmp: str) -> tuple[int, str]:
+def _run(
+    argv: Sequence[str], stdin: bytes | None, timeout_s: float, env: dict, cwd: str | None, tmp: str
+) -> tuple[int, str]:
     """Run ``argv`` in its own session; ``(exit status, stderr text)``; raises `SolverTimeout`.
 
     Output goes to files, not pipes, and the whole process group is killed on timeout, so a
@@ -253,7 +255,9 @@ class WorkerPool:
         elif callable(executor):
             self._factory = executor
         else:
-            raise TypeError(f"executor must be None, an Executor, a dask Client or a factory; got {type(executor).__name__}")
+            raise TypeError(
+                f"executor must be None, an Executor, a dask Client or a factory; got {type(executor).__name__}"
+            )
         if self._factory is not None:
             self.executor = self._factory()
         self.generation = 0  # bumped by each restart; tasks remember the generation they ran in

@@ -93,10 +93,10 @@ class HostBuffer:
             raise ValueError(f"HostBuffer.push: {n} items exceed the capacity {self.capacity}; raise the capacity")
         if self._items is None:
             self._items = HostItems(*(np.zeros((self.capacity,) + x.shape[1:], x.dtype) for x in items))
-        elif items.inputs.shape[1:] != self._items.inputs.shape[1:] or items.cond.shape[1:] != self._items.cond.shape[1:]:
+        elif any(new.shape[1:] != old.shape[1:] for new, old in zip(items, self._items)):
             raise ValueError(
-                f"HostBuffer.push: item shape {items.inputs.shape[1:]} / cond {items.cond.shape[1:]} differs from "
-                f"the stored {self._items.inputs.shape[1:]} / {self._items.cond.shape[1:]}"
+                f"HostBuffer.push: item shapes {[x.shape[1:] for x in items]} differ from the stored "
+                f"{[x.shape[1:] for x in self._items]} (inputs, targets, cond, lam, lam_id, time_index)"
             )
         # Cost order: empty slots, then well-seen items by age, then unseen items by age.
         tier = np.where(~self._occupied, 0, np.where(self._seen >= self.seen_threshold, 1, 2))
