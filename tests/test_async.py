@@ -314,3 +314,10 @@ def test_each_launch_samples_the_latest_strategy_state(setup, solver):
     assert int(result.strategy_state.updates) == s.num_train_steps
     assert [int(x.lam[-1]) for x in s.launches] == [x.step for x in s.launches]
     assert max(x.step for x in s.launches) > 0  # launches happened after training began
+
+
+def test_max_train_steps_stops_launching(setup, solver):
+    with cf.ThreadPoolExecutor(2) as threads:
+        summary = run(setup, solver, executor=threads, simulation_budget=30, watermark=5, max_train_steps=3).summary
+    assert summary.num_train_steps == 3 and "max_train_steps" in summary.stopped_early
+    assert summary.num_completed < 30 and summary.num_launched == summary.num_completed

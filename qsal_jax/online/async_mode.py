@@ -283,7 +283,7 @@ class _Run:
 
     def __init__(self, trainer: AsyncTrainer, pool: WorkerPool, train_state, strategy_state, key, rng):
         c = trainer.config
-        self.t, self.c, self.pool, self.key = trainer, c, pool, key
+        self.trainer, self.cfg, self.pool, self.key = trainer, c, pool, key
         self.train_state, self.strategy_state = train_state, strategy_state
         self.buffer = HostBuffer(c.buffer_capacity, c.buffer_policy, seen_threshold=c.seen_threshold, rng=rng)
         self.shape = trainer.trajectory_shape
@@ -320,16 +320,16 @@ class _Run:
             elif self.simulations_done():
                 return
             else:  # unreachable: a full buffer of unseen items is past the watermark, so it trains
-                raise RuntimeError(f"async run stalled: buffer {self.buffer.size}/{self.c.buffer_capacity}, no task")
+                raise RuntimeError(f"async run stalled: buffer {self.buffer.size}/{self.cfg.buffer_capacity}, no task")
 
     def simulations_done(self) -> bool:
-        return not self.tasks and (self.completed >= self.c.simulation_budget or self.stopped_early is not None)
+        return not self.tasks and (self.completed >= self.cfg.simulation_budget or self.stopped_early is not None)
 
     def can_train(self) -> bool:
-        if self.buffer.size == 0 or (self.c.max_train_steps is not None and self.step >= self.c.max_train_steps):
+        if self.buffer.size == 0 or (self.cfg.max_train_steps is not None and self.step >= self.cfg.max_train_steps):
             return False
         if self.simulations_done():
-            return self.c.drain and self.buffer.num_unseen > 0
+            return self.cfg.drain and self.buffer.num_unseen > 0
         return self.started
 
     def wait_s(self) -> float:
@@ -341,11 +341,11 @@ class _Run:
 
     # ---------------------------------------------------------------- workers
     def launch(self) -> None:
-        c = self.c
+        c = self.cfg
         while (len(self.tasks) < c.num_workers and self.stopped_early is None
                and self.completed + len(self.tasks) < c.simulation_budget and self.buffer.has_room()):
             lam_id = len(self.launches)
-            lam = self.t.sample(self.strategy_state, jax.random.fold_in(self.key, lam_id), 1)
+            lam = self.trainer.sample(self.strategy_state, jax.random.fold_in(self.key, lam_id), 1)
             launch = Launch(lam_id, np.asarray(lam, np.float64)[0], self.step, self.now())
             self.launches[lam_id] = launch
             if self.redraws_pending:
@@ -355,15 +355,15 @@ class _Run:
             self.submit(launch)
 
     def submit(self, launch: Launch) -> None:
-        try:
-            fut = self.pool.submit(call_solver, self.t.solver, launch.lam)
-        except (RuntimeError, cf.BrokenExecutor) as e:  # shut down or broken before the task left
-            if not self.pool.restart():
-                self.stop(f"the executor refused a task: {e}")
-                return
-            self.restarts += 1
-            fut = self.pool.submit(call_solver, self.t.solver, launch.lam)
-        self.tasks[fut] = _Task(launch, self.pool.generation, time.monotonic() + self.c.task_timeout_s)
+        for attempt in range(2):
+            try:
+                fut = self.pool.submit(call_solver, self.trainer.solver, launch.lam)
+                break
+            except (RuntimeError, cf.BrokenExecutor) as e:  # shut down, or broken before the task left
+                if attempt or not self.restart_pool(self.pool.generation):
+                    self.stop(f"the executor refused a task: {e}")
+                    return
+        self.tasks[fut] = _Task(launch, self.pool.generation, time.monotonic() + self.cfg.task_timeout_s)
 
     def harvest(self, done: list[cf.Future]) -> None:
         for fut in done:
@@ -386,7 +386,7 @@ class _Run:
             if fut in self.tasks and now > task.deadline and not fut.done():
                 del self.tasks[fut]
                 fut.cancel()
-                self.fault(task, "timeout", f"no result after {self.c.task_timeout_s:g} s")
+                self.fault(task, "timeout", f"no result after {self.cfg.task_timeout_s:g} s")
                 if not self.restart_pool(task.generation):
                     logger.warning("id=%d abandoned; a borrowed executor may keep its worker busy", task.launch.lam_id)
 
@@ -409,8 +409,8 @@ class _Run:
         self.faults[kind] += 1
         launch = task.launch
         logger.warning("fault %s id=%d step=%d lam=%s: %s", kind, launch.lam_id, self.step, _fmt(launch.lam), reason)
-        if sum(self.faults.values()) > self.c.max_faults:
-            self.stop(f"more than {self.c.max_faults} faults")
+        if sum(self.faults.values()) > self.cfg.max_faults:
+            self.stop(f"more than {self.cfg.max_faults} faults")
         else:
             self.redraws_pending += 1
 
@@ -425,29 +425,32 @@ class _Run:
         if problem is not None:
             self.fault(task, *problem)
             return
-        if u.shape[0] - 1 > self.c.buffer_capacity:
-            raise ValueError(f"{u.shape[0]} frames do not fit buffer_capacity {self.c.buffer_capacity}")
+        if u.shape[0] - 1 > self.cfg.buffer_capacity:
+            raise ValueError(f"{u.shape[0]} frames do not fit buffer_capacity {self.cfg.buffer_capacity}")
         self.shape = u.shape  # the first valid trajectory fixes the shape when none was given
-        cond = np.zeros((0,), np.float32) if self.t.conditioning is None else self.t.conditioning(launch.lam)
+        conditioning = self.trainer.conditioning
+        cond = np.zeros((0,), np.float32) if conditioning is None else conditioning(launch.lam)
         lost = self.buffer.push(trajectory_items(u, launch.lam, launch.lam_id, cond))
         self.completed += 1
-        self.started |= self.buffer.size >= self.c.watermark
+        self.started |= self.buffer.size >= self.cfg.watermark
         logger.info("result id=%d step=%d frames=%d buffer=%d lost=%d", launch.lam_id, self.step, u.shape[0],
                     self.buffer.size, lost)
 
     # --------------------------------------------------------------- training
     def train_once(self) -> None:
-        items, valid = self.buffer.sample(self.c.batch_size)
+        items, valid = self.buffer.sample(self.cfg.batch_size)
         batch = Batch(*(jnp.asarray(x) for x in (items.inputs, items.targets, items.cond, items.lam_id,
                                                   items.time_index)), weight=jnp.asarray(valid, jnp.float32))
-        self.train_state, per_sample, metrics = self.t.train_step(self.train_state, batch)
+        self.train_state, per_sample, metrics = self.trainer.train_step(self.train_state, batch)
         feedback = Feedback(jnp.asarray(items.lam), batch.lam_id, batch.time_index, per_sample, jnp.asarray(valid),
                             jnp.asarray(self.train_state.step, jnp.int32))
-        self.strategy_state = self.t.update(self.strategy_state, feedback)
+        self.strategy_state = self.trainer.update(self.strategy_state, feedback)
         # Wait for the step: keeps wall-clock latencies honest and the host at most one step ahead.
         self.losses.append(float(metrics["loss"]))
         step, now = self.step, self.now()
         self.step += 1
+        if self.cfg.max_train_steps is not None and self.step >= self.cfg.max_train_steps:
+            self.stop(f"max_train_steps ({self.cfg.max_train_steps}) reached")
         self.trained += int(valid.sum())
         for lam_id in np.unique(items.lam_id[valid]).tolist():
             if lam_id not in self.latencies:
