@@ -4,6 +4,8 @@ Thin on purpose: the work happens in `qsal_jax.experiments` (importable from a n
 Run it again with the same arguments after an interruption and it resumes.
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -17,8 +19,14 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     from qsal_jax.experiments import run_experiment
+    from qsal_jax.experiments.validation import ConfigError
+    from qsal_jax.experiments.workdir import WorkdirMismatch
+    from qsal_jax.training.checkpoint import CheckpointError
 
-    run_experiment(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+    try:
+        run_experiment(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+    except (ConfigError, WorkdirMismatch, CheckpointError) as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,238 @@
-"""Config validation before anything compiles (grown into the full schema by the reliability work)."""
+"""Validate an experiment config before anything is built or compiled.
+
+Each experiment kind has a schema: field path → rule. A bad value stops the run with
+one line naming the field, the value and what is allowed, e.g.
+
+    ConfigError: strategy.settings.alpha_max = 1.5: must be in [0, 1]
+
+Cross-field rules (buffer capacity ≥ batch size, divisibility by the device count,
+problem and strategy names that exist) run after the per-field ones.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
 
 
 class ConfigError(ValueError):
     """A config field has a bad value; the message names the field, the value and what is allowed."""
 
 
+# ------------------------------------------------------------------ rule makers
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[Any], str | None]:
+    def rule(v):
+        if not _is_int(v):
+            return f"must be an integer, got {type(v).__name__}"
+        if lo is not None and v < lo:
+            return f"must be >= {lo}"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}"
+        return None
+
+    return rule
+
+
+def real(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> Callable[[Any], str | None]:
+    def rule(v):
+        if not _is_real(v):
+            return f"must be a finite number, got {v!r}"
+        if lo is not None and (v <= lo if open_lo else v < lo):
+            return f"must be {'>' if open_lo else '>='} {lo}" if hi is None else f"must be in {'(' if open_lo else '['}{lo}, {hi}]"
+        if hi is not None and v > hi:
+            return f"must be <= {hi}" if lo is None else f"must be in {'(' if open_lo else '['}{lo}, {hi}]"
+        return None
+
+    return rule
+
+
+def one_of(*choices) -> Callable[[Any], str | None]:
+    return lambda v: None if v in choices else f"must be one of {list(choices)}"
+
+
+def boolean(v):
+    return None if isinstance(v, bool) else f"must be true or false, got {type(v).__name__}"
+
+
+def string(v):
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def pair_increasing(v):
+    try:
+        lo, hi = v
+    except (TypeError, ValueError):
+        return "must be a (low, high) pair"
+    if not (_is_real(lo) and _is_real(hi)):
+        return "must hold two finite numbers"
+    return None if lo < hi else "needs low < high"
+
+
+def positive_or_vector(v):
+    if _is_real(v):
+        return None if v > 0 else "must be > 0"
+    if isinstance(v, (list, tuple)) and v and all(_is_real(x) and x > 0 for x in v):
+        return None
+    return "must be a number > 0 or a list of them"
+
+
+def shard_option(v):
+    return None if v in (True, False, "auto") else "must be true, false or 'auto'"
+
+
+# ------------------------------------------------------------------- schemas
+STRATEGY_SETTINGS = {
+    "sigma": positive_or_vector,
+    "alpha0": real(0, 1),
+    "alpha1": real(0),
+    "alpha_max": real(0, 1),
+    "population": integer(1),
+    "pool_size": integer(1),
+    "beta": real(0),
+    "selection": one_of("power", "topk"),
+    "sequence": one_of("halton", "sobol"),
+    "scramble": boolean,
+    "k": real(0),
+    "c": real(0),
+}
+
+ONLINE = {
+    "seed": integer(0),
+    "problem.name": string,
+    "problem.kwargs.num_points": integer(8),
+    "problem.kwargs.output_points": integer(4),
+    "problem.kwargs.num_steps": integer(1),
+    "problem.kwargs.save_every": integer(1),
+    "problem.kwargs.substeps": integer(1),
+    "problem.kwargs.dt": real(0, open_lo=True),
+    "problem.kwargs.amplitude": pair_increasing,
+    "problem.kwargs.domain_extent": pair_increasing,
+    "problem.kwargs.diffusivity": pair_increasing,
+    "problem.kwargs.order": integer(1, 4),
+    "model.name": string,
+    "model.ensemble_size": integer(1),
+    "model.residual": boolean,
+    "strategy.name": string,
+    "strategy.signal": one_of("loss", "disagreement"),
+    "train.batch_size": integer(1),
+    "train.loss": one_of("mse", "relative_mse", "relative_l2", "nrmse"),
+    "train.bf16": boolean,
+    "train.optimizer.learning_rate": real(0, open_lo=True),
+    "train.optimizer.warmup_steps": integer(0),
+    "train.optimizer.weight_decay": real(0),
+    "train.optimizer.grad_clip_norm": real(0),
+    "online.num_steps": integer(1),
+    "online.clients_per_step": integer(1),
+    "online.train_steps_per_step": integer(1),
+    "online.steps_per_sync": integer(1),
+    "online.checkpoint_every": integer(1),
+    "online.shard": shard_option,
+    "buffer.capacity": integer(1),
+    "buffer.policy": one_of("fifo", "firo", "reservoir"),
+    "buffer.seen_threshold": integer(1),
+    "buffer.watermark": integer(1),
+    "eval.grid_size": integer(0),
+    "eval.num_random": integer(0),
+    "eval.seed": integer(0),
+    "eval.every": integer(0),
+}
+for _k, _rule in STRATEGY_SETTINGS.items():
+    ONLINE[f"strategy.settings.{_k}"] = _rule
+
+SCHEMAS: dict[str, dict[str, Callable]] = {"online": ONLINE}
+REQUIRED = {
+    "online": ("seed", "problem.name", "model.name", "strategy.name", "train.batch_size", "online.num_steps",
+               "online.clients_per_step", "online.train_steps_per_step", "buffer.capacity", "buffer.policy"),
+}
+
+
+def _get(config, path: str):
+    node = config
+    for part in path.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError, AttributeError):
+            return _MISSING
+    return node
+
+
+_MISSING = object()
+
+
+def fail(path: str, value, why: str):
+    raise ConfigError(f"{path} = {value!r}: {why}")
+
+
 def validate_config(config) -> None:
-    return None
+    """Raise `ConfigError` for the first bad field of ``config``; return None if it is sound."""
+    kind = config.get("kind", "online")
+    if kind not in SCHEMAS:
+        # kinds with their own validators register them in SCHEMAS; others are checked where built
+        return None
+    for path in REQUIRED.get(kind, ()):
+        if _get(config, path) is _MISSING:
+            fail(path, None, "is required")
+    for path, rule in SCHEMAS[kind].items():
+        value = _get(config, path)
+        if value is _MISSING or value is None and path.endswith(("grad_clip_norm", "output_points")):
+            continue
+        why = rule(value)
+        if why:
+            fail(path, value, why)
+    if kind == "online":
+        _online_cross_checks(config)
+
+
+def _online_cross_checks(config) -> None:
+    from qsal_jax import models, proposals
+    from qsal_jax.simulation import PROBLEMS
+
+    if config.problem.name not in PROBLEMS:
+        fail("problem.name", config.problem.name, f"must be one of {sorted(PROBLEMS)}")
+    if config.strategy.name not in proposals.names():
+        fail("strategy.name", config.strategy.name, f"must be one of {list(proposals.names())}")
+    if config.model.name not in models.available():
+        fail("model.name", config.model.name, f"must be one of {models.available()}")
+    s = config.get("strategy", {}).get("settings", {}) or {}
+    if "alpha0" in s and "alpha_max" in s and s["alpha0"] > s["alpha_max"]:
+        fail("strategy.settings.alpha0", s["alpha0"], f"must not exceed alpha_max ({s['alpha_max']})")
+    if config.buffer.capacity < config.train.batch_size:
+        fail("buffer.capacity", config.buffer.capacity, f"must be >= train.batch_size ({config.train.batch_size})")
+    if config.buffer.get("watermark", 1) > config.buffer.capacity:
+        fail("buffer.watermark", config.buffer.watermark, f"must be <= buffer.capacity ({config.buffer.capacity})")
+    kw = config.problem.get("kwargs", {}) or {}
+    n, out = kw.get("num_points"), kw.get("output_points")
+    if n and out and n % out:
+        fail("problem.kwargs.output_points", out, f"must divide problem.kwargs.num_points ({n})")
+    if config.strategy.get("signal", "loss") == "disagreement" and config.model.get("ensemble_size", 1) < 2:
+        fail("model.ensemble_size", config.model.get("ensemble_size", 1), "must be >= 2 for strategy.signal='disagreement'")
+    if config.strategy.name == "sbal" and config.model.get("ensemble_size", 1) < 2:
+        fail("model.ensemble_size", config.model.get("ensemble_size", 1), "must be >= 2 for strategy 'sbal'")
+    try:
+        from qsal_jax.simulation import get_problem
+
+        space = get_problem(config.problem.name, **dict(kw)).space
+    except TypeError as e:
+        fail("problem.kwargs", dict(kw), f"not accepted by problem {config.problem.name!r} ({e})")
+    except ValueError as e:
+        fail("problem.kwargs", dict(kw), str(e))
+    if config.eval.get("grid_size", 0):
+        axes = tuple(config.eval.get("grid_axes", ()))
+        if len(axes) != 2 or not all(a in space.names for a in axes):
+            fail("eval.grid_axes", axes, f"must name two parameters of the problem, from {list(space.names[:8])}")
+    shard = config.online.get("shard", "auto")
+    if shard is True:
+        import jax
+
+        d = jax.device_count()
+        for path in ("train.batch_size", "online.clients_per_step"):
+            if _get(config, path) % d:
+                fail(path, _get(config, path), f"must be divisible by the device count ({d}) when online.shard is true")
