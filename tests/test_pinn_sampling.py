@@ -36,9 +36,9 @@ def test_rad_iid_frequencies():
     r = np.array([0.1, 0.5, 1.0, 2.0, 0.0, 3.0, 0.2, 0.7])
     p = rad(SPACE, k=2.0, c=0.5, pool_size=8, replace=True)
     fb = _pool_fb(p, r)
-    s = p.update(p.init(jax.random.PRNGKey(0)), fb)
+    s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), fb)
     n = 40_000
-    counts = np.bincount(_rows(fb.pool, p.sample(s, jax.random.PRNGKey(1), n)), minlength=8)
+    counts = np.bincount(_rows(fb.pool, jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(1), n)), minlength=8)
     assert stats.chisquare(counts, n * _rad_p(r, 2.0, 0.5)).pvalue > 1e-3
 
 
@@ -46,9 +46,9 @@ def test_rad_without_replacement_first_pick_and_distinct():
     r = np.array([0.3, 1.0, 2.0, 0.0, 0.5, 1.5])
     p = rad(SPACE, k=1.0, c=0.0, pool_size=6)
     fb = _pool_fb(p, r)
-    s = p.update(p.init(jax.random.PRNGKey(0)), fb)
+    s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), fb)
     reps = 6000
-    x = jax.jit(jax.vmap(lambda key: p.sample(s, key, 3)))(jax.random.split(jax.random.PRNGKey(1), reps))
+    x = jax.jit(jax.vmap(lambda key: jax.jit(p.sample, static_argnums=2)(s, key, 3)))(jax.random.split(jax.random.PRNGKey(1), reps))
     idx = _rows(fb.pool, np.asarray(x).reshape(-1, 2)).reshape(reps, 3)
     assert all(len(set(row)) == 3 for row in idx)
     assert not np.any(idx == 3), "c = 0 and r = 0: never picked while others remain"
@@ -70,7 +70,7 @@ def test_rad_weights_guards():
 
 def test_rad_uniform_before_the_first_pool():
     p = rad(SPACE, pool_size=16)
-    x = np.asarray(SPACE.to_unit(p.sample(p.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 3000)))
+    x = np.asarray(SPACE.to_unit(jax.jit(p.sample, static_argnums=2)(p.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 3000)))
     for j in range(2):
         assert stats.kstest(x[:, j], "uniform").pvalue > 1e-3
 
@@ -106,9 +106,9 @@ def test_r3_first_sample_is_uniform_and_population_size_is_enforced():
     s = p.init(jax.random.PRNGKey(0))
     assert not bool(jnp.any(s.retain))
     with pytest.raises(ValueError, match="population"):
-        p.sample(s, jax.random.PRNGKey(1), 31)
+        jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(1), 31)
     with pytest.raises(ValueError, match="population"):
-        p.update(s, make_feedback(np.zeros((8, 2), np.float32), np.ones(8)))
+        jax.jit(p.update)(s, make_feedback(np.zeros((8, 2), np.float32), np.ones(8)))
 
 
 def test_retained_mask_edge_cases():

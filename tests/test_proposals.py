@@ -81,9 +81,19 @@ class Compiled(NamedTuple):
     fb: Callable  # key -> Feedback
 
 
+def _tiny_ogas() -> dict:
+    """Small OGAS networks, so its contract checks cost seconds (only settings it knows)."""
+    from qsal_jax.proposals.ogas import DEFAULTS
+
+    tiny = dict(hidden=16, depth=1, steps=8, capacity=256, batch_size=32, train_steps=1, min_fill=32, ratio_hidden=16, ratio_depth=1)
+    return {k: v for k, v in tiny.items() if k in DEFAULTS}
+
+
 @pytest.fixture(params=CASES, ids=IDS, scope="module")
 def strategy(request):
     name, settings = request.param
+    if name == "ogas":
+        settings = {**_tiny_ogas(), **settings}
     p = proposals.build(name, SPACE, **settings)
     return Compiled(
         p, jax.jit(p.init), jax.jit(p.sample, static_argnums=2), jax.jit(p.update), jax.jit(lambda k: make_fb(p, k))

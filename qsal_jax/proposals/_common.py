@@ -90,8 +90,22 @@ def safe_weights(loss: jax.Array, valid: jax.Array | None = None, dtype=DEFAULT_
     x = jnp.where(ok, x, jnp.zeros((), x.dtype))
     top = jnp.max(x, initial=jnp.zeros((), x.dtype))
     has_mass = top > 0
-    w = jnp.where(has_mass, x / jnp.where(has_mass, top, jnp.ones((), x.dtype)), jnp.zeros((), x.dtype))
+    w = jnp.where(has_mass, divide_by_max(x, jnp.where(has_mass, top, jnp.ones((), x.dtype))), jnp.zeros((), x.dtype))
     return w.astype(dtype), has_mass
+
+
+def divide_by_max(x: jax.Array, top: jax.Array) -> jax.Array:
+    """``x / top`` for a normal ``top > 0``, safe even when ``1/top`` is subnormal.
+
+    XLA may compute a division as ``x * (1/top)``, and flushes a subnormal ``1/top`` (top above
+    ~4.5e307 in float64, ~8.5e37 in float32) to zero. Both are first scaled by ``2^-e``
+    (``top = m 2^e``), in two halves so that neither factor leaves the normal range.
+    """
+    _, e = jnp.frexp(top)
+    h1 = e // 2
+    f1 = jnp.exp2(-h1.astype(x.dtype))
+    f2 = jnp.exp2(-(e - h1).astype(x.dtype))
+    return (x * f1 * f2) / (top * f1 * f2)
 
 
 def categorical_cdf(w: jax.Array) -> jax.Array:

@@ -84,8 +84,10 @@ def breed(
         n_c = jnp.floor(alpha(state) * n + 0.5).astype(jnp.int32)
         z_gm = C.gm_sample(k_gm, state.centres, state.cdf, sigma, n)
         z_u = C.uniform_unit(k_u, n, dim, dtype)
-        z = jnp.where((jnp.arange(n) < n_c)[:, None], z_gm, z_u)
-        return C.to_box(space, jax.random.permutation(k_perm, z, axis=0))
+        # Rows of z_gm and z_u are i.i.d., so shuffling which rows are concentrated is the same as
+        # shuffling the rows, without moving [n, D] data.
+        concentrated = jax.random.permutation(k_perm, jnp.arange(n) < n_c)
+        return C.to_box(space, jnp.where(concentrated[:, None], z_gm, z_u))
 
     def update(state: BreedState, feedback: Feedback) -> BreedState:
         b = feedback.loss.shape[0]

@@ -59,7 +59,7 @@ def batch_excess(loss: jax.Array, valid: jax.Array, dtype=C.DEFAULT_DTYPE):
     ok = jnp.asarray(valid, bool) & jnp.isfinite(x)
     x = jnp.where(ok, x, jnp.zeros((), x.dtype))
     top = jnp.max(jnp.abs(x), initial=jnp.zeros((), x.dtype))
-    x = x / jnp.where(top > 0, top, jnp.ones((), x.dtype))
+    x = C.divide_by_max(x, jnp.where(top > 0, top, jnp.ones((), x.dtype)))
     cnt = jnp.maximum(jnp.sum(ok), 1).astype(x.dtype)
     m = jnp.sum(x) / cnt
     s = jnp.sqrt(jnp.sum(jnp.where(ok, (x - m) ** 2, 0)) / cnt)

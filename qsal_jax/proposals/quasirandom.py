@@ -6,7 +6,8 @@
   ``init`` (a random permutation of the digits per position, as in Matoušek 1998; since ``b_d``
   is prime every such map is a bijection). Trailing zero digits are scrambled too, so the
   first point is not the origin and large bases lose the Halton correlation between dimensions.
-  Digits are taken to the float resolution of ``dtype`` (24 for float32).
+  Digits are taken to the float resolution of ``dtype`` (24 in base 2 for float32, 3 in
+  bases above 256).
 * **Sobol'** with Joe & Kuo (2008) direction numbers (the table shipped with SciPy; read once at
   factory time, so this option needs SciPy installed), Gray-code order as in
   ``scipy.stats.qmc.Sobol``, scrambled by a random lower-triangular *linear matrix scramble*
@@ -116,6 +117,11 @@ def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool =
     if sequence == "halton":
         bases_np = first_primes(dim)
         n_digits = jnp.finfo(dtype).nmant + 1
+        # Digits past b^-K < 2^-(mantissa) are invisible in `dtype`: base 2 needs 24 (float32), bases
+        # above 256 only 3. Dimensions are grouped by digit count so large bases do not pay for 24.
+        digits_np = np.minimum(np.ceil(n_digits / np.log2(bases_np)).astype(int), n_digits)
+        groups = [np.nonzero(digits_np == k)[0] for k in np.unique(digits_np)]
+        order_back = np.argsort(np.concatenate(groups))
 
         def init(key: jax.Array) -> HaltonState:
             shape = (dim, n_digits)
@@ -127,19 +133,31 @@ def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool =
             add = jax.random.randint(k_add, shape, 0, b, dtype=jnp.int32)
             return HaltonState(jnp.zeros((), jnp.int32), mul, add)
 
-        def sample(state: HaltonState, key: jax.Array, n: int) -> jax.Array:
-            del key
-            b = jnp.asarray(bases_np, jnp.int32)
-            inv_b = (1.0 / jnp.asarray(bases_np, dtype)).astype(dtype)
-            q0 = jnp.broadcast_to((state.index + jnp.arange(n, dtype=jnp.int32))[:, None], (n, dim))
+        def radical_inverse(i, mul, add, bases, k_digits):
+            """Scrambled radical inverse ``[n, G]`` of indices ``i [n]`` in ``bases [G]``, ``k_digits`` digits."""
+            b = jnp.asarray(bases, jnp.int32)
+            inv_b = (1.0 / jnp.asarray(bases, dtype)).astype(dtype)
+            q0 = jnp.broadcast_to(i[:, None], (i.shape[0], b.shape[0]))
+
+            bb = jnp.broadcast_to(b, q0.shape)
 
             def digit(k, carry):
+                # Everything is non-negative: truncating lax.div/rem skip jnp's floor-sign fix-ups.
                 q, acc, scale = carry
-                a = q % b
-                d = (state.mul[:, k] * a + state.add[:, k]) % b
-                return q // b, acc + d.astype(dtype) * scale, scale * inv_b
+                q_next = jax.lax.div(q, bb)
+                d = jax.lax.rem(mul[:, k] * (q - q_next * bb) + add[:, k], bb)
+                return q_next, acc + d.astype(dtype) * scale, scale * inv_b
 
-            _, z, _ = jax.lax.fori_loop(0, n_digits, digit, (q0, jnp.zeros((n, dim), dtype), inv_b))
+            init_carry = (q0, jnp.zeros(q0.shape, dtype), inv_b)
+            return jax.lax.fori_loop(0, int(k_digits), digit, init_carry)[1]
+
+        def sample(state: HaltonState, key: jax.Array, n: int) -> jax.Array:
+            del key
+            i = state.index + jnp.arange(n, dtype=jnp.int32)
+            parts = [
+                radical_inverse(i, state.mul[g], state.add[g], bases_np[g], digits_np[g[0]]) for g in groups
+            ]
+            z = jnp.concatenate(parts, axis=1)[:, order_back]
             return to_box(space, jnp.clip(z, 0.0, 1.0))
 
         return Proposal(init, sample, update)

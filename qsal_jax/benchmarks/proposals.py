@@ -1,0 +1,114 @@
+"""Proposal suite: µs per jitted ``sample`` and ``update`` call, per strategy, dimension and population.
+
+Each strategy is measured where it is used: offline/PINN strategies draw their whole population
+(``breed``, ``r3``, ``uniform``, ``quasirandom``: ``n = population``; ``rad``: ``n = population / 10``
+from a pool of ``population``), online/pool strategies draw a launch batch (``breed_online``,
+``sbal``, ``ogas``: ``n = 64``) and ``update`` sees a training batch of 256 rows (``breed_online``,
+``ogas``) or the whole population / scored pool (the others). The state is one ``update`` old,
+so mixtures and pools are live. Times are medians after a warm-up call, ``block_until_ready``;
+``update`` donates its state (chained ``state = update(state, fb)``), as the fused online step does.
+
+cfg keys (all optional): ``repeats``; ``gpu`` (adds population 100 000); ``proposal_dims``;
+``proposal_populations``; ``proposal_strategies`` (registry names or `VARIANTS` labels; add
+``"ogas"`` to time it too).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qsal_jax import proposals
+from qsal_jax.benchmarks.timing import backend_info, time_fn
+from qsal_jax.proposals.base import Feedback
+from qsal_jax.simulation.param_space import ParamSpace
+
+STRATEGIES = ("uniform", "quasirandom", "quasirandom_sobol", "breed", "breed_online", "sbal", "r3", "rad")
+# Benchmark labels that are a registered strategy with fixed extra settings.
+VARIANTS = {"quasirandom_sobol": ("quasirandom", {"sequence": "sobol"})}
+ONLINE_N, TRAIN_BATCH = 64, 256
+
+
+def _plan(name: str, population: int) -> tuple[dict, int, int]:
+    """(settings, n drawn per sample call, feedback rows) for one strategy at one population."""
+    if name in ("breed", "r3"):
+        return {"population": population}, population, population
+    if name == "breed_online":
+        return {"population": population, "alpha0": 0.5}, ONLINE_N, TRAIN_BATCH
+    if name == "sbal":
+        return {"pool_size": population}, ONLINE_N, TRAIN_BATCH
+    if name == "rad":
+        return {"pool_size": population}, max(1, population // 10), TRAIN_BATCH
+    if name == "ogas":
+        return {}, ONLINE_N, TRAIN_BATCH
+    return {}, population, population
+
+
+def _feedback(space: ParamSpace, key, rows: int, pool_size: int) -> Feedback:
+    k_lam, k_loss, k_id, k_pool, k_score = jax.random.split(key, 5)
+    return Feedback(
+        lam=space.sample_uniform(k_lam, rows),
+        lam_id=jax.random.randint(k_id, (rows,), 0, 4 * rows, jnp.int32),
+        time_index=jnp.zeros((rows,), jnp.int32),
+        loss=jax.random.exponential(k_loss, (rows,), jnp.float32),
+        valid=jnp.ones((rows,), bool),
+        step=jnp.asarray(1000, jnp.int32),
+        pool=space.sample_uniform(k_pool, pool_size) if pool_size else None,
+        pool_score=jax.random.uniform(k_score, (pool_size,), jnp.float32) if pool_size else None,
+    )
+
+
+def time_update_chain(update, state, fb, repeats: int) -> float:
+    """Median seconds of ``state = update(state, fb)`` with the state donated, as in a fused step
+    (without donation a [M, D] state would be copied on every call)."""
+    state = jax.block_until_ready(update(state, fb))  # warm-up: compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(update(state, fb))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def measure(name: str, dim: int, population: int, repeats: int = 5) -> dict:
+    """One record: median µs of jitted ``sample`` and ``update`` for ``name`` at (dim, population)."""
+    space = ParamSpace.vector("lam", dim, -1.0, 1.0)
+    strategy, extra = VARIANTS.get(name, (name, {}))
+    settings, n, rows = _plan(strategy, population)
+    p = proposals.build(strategy, space, **settings, **extra)
+    key = jax.random.PRNGKey(0)
+    fb = _feedback(space, jax.random.fold_in(key, 1), rows, p.pool_size)
+    sample = jax.jit(p.sample, static_argnums=2)
+    state = jax.jit(p.update)(jax.jit(p.init)(key), fb)
+    sample_s = time_fn(sample, state, jax.random.fold_in(key, 2), n, repeats=repeats)
+    update_s = time_update_chain(jax.jit(p.update, donate_argnums=0), state, fb, repeats)
+    return {
+        "suite": "proposals",
+        "name": name,
+        "dim": dim,
+        "population": population,
+        "n": n,
+        "feedback_rows": rows,
+        "sample_us": sample_s * 1e6,
+        "update_us": update_s * 1e6,
+        "backend": jax.default_backend(),
+    }
+
+
+def run(cfg: dict) -> list[dict]:
+    dims = cfg.get("proposal_dims", (4, 308))
+    pops = cfg.get("proposal_populations", (1_000, 10_000, 100_000) if cfg.get("gpu") else (1_000, 10_000))
+    names = cfg.get("proposal_strategies", STRATEGIES)
+    repeats = int(cfg.get("repeats", 5))
+    info = backend_info()
+    records = []
+    for name in names:
+        for dim in dims:
+            for pop in pops:
+                rec = measure(name, dim, pop, repeats)
+                rec["device"] = info["device"]
+                records.append(rec)
+    return records
