@@ -71,6 +71,10 @@ def test_registry_errors_and_get_model():
         models.build("fno1d_tiny", widht=3)
     m = models.get_model({"name": "fno1d_tiny", "out_channels": 2, "modes": 4})
     assert m.out_channels == 2 and m.modes == (4,)
+    m = models.get_model({"name": "unet2d", "channel_mults": [1, 2], "hidden": 8})
+    assert m.channel_mults == (1, 2) and isinstance(hash(m.apply), int)
+    ml_collections = pytest.importorskip("ml_collections")
+    assert models.get_model(ml_collections.ConfigDict({"name": "fno2d_tiny", "width": 4})).width == 4
     with pytest.raises(ValueError, match="name"):
         models.get_model({"out_channels": 2})
 

@@ -81,6 +81,9 @@ def build(name: str, **overrides: Any) -> nn.Module:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
     cls, defaults = _ARCHITECTURES[arch]
     fields = {**defaults, **preset, **overrides}
+    # Lists (from JSON or ConfigDict) become tuples: modules must stay hashable, because
+    # ``model.apply`` is a static argument of jitted functions (e.g. training.evaluate).
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     if cls is FNO and isinstance(fields["modes"], int):
         fields["modes"] = (fields["modes"],) * len(defaults["modes"])
     unknown = set(fields) - set(cls.__dataclass_fields__)
