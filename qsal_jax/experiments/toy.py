@@ -1,0 +1,463 @@
+"""Toy experiment: offline rounds of Breed against Uniform on the rolling-ball oracle.
+
+The set-up of Dymchenko & Raffin (2023). The oracle ``O(x)`` rolls a ball from ``x`` in the box
+``[low, high]^D`` down the double well (`qsal_jax.solvers.rolling_ball`) and returns where it
+comes to rest; an MLP ``f_θ(x) ≈ O(x)`` is trained on MSE. Round ``r`` of ``num_rounds``:
+
+1. train ``iterations`` Adam steps on the dataset S;
+2. per-sample losses ``l_i`` on S → ``strategy.update(make_feedback(S, l, step=r))``;
+3. draw ``per_round`` new points with ``strategy.sample``, call the oracle on them (the
+   simulation budget is ``initial + num_rounds · per_round`` calls, equal for every strategy);
+4. update S by ``data_update.rule``:
+
+   * ``replace``    S ← the new points (the slides' rule: S = S_c ∪ S_u);
+   * ``accumulate`` S ← S ∪ new points (every simulation is kept);
+   * ``window``     S ← the most recent ``data_update.window`` points of S ∪ new points.
+
+A last training phase runs on the final S, so every run trains ``(num_rounds + 1) · iterations``
+steps. Scores, on two validation sets simulated once per problem (not part of any budget):
+
+* ``uniform``: i.i.d. uniform points over the box;
+* ``hard``: points within ``epsilon`` of the basin boundary, found by bisection along segments
+  between uniform points of different basins (`boundary_points`), then jittered uniformly in the
+  ε-ball. Within ε of each such point the answer of the oracle flips.
+
+Per-sample error ``e_i = mean_d (f_θ(x_i) − O(x_i))_d²`` (so the set's MSE is ``mean e_i``);
+``summary.json`` carries the five numbers of ``e`` on each set, with ``one_step`` = the uniform
+set's so that `qsal_jax.experiments.report` reads it. The strategy is named
+``"<strategy>/<rule>"`` (``"breed/accumulate"``). `run_toy_comparison` runs a list of such
+variants over seeds and writes ``report.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+import os
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qsal_jax import models, proposals
+from qsal_jax.experiments import test_sets
+from qsal_jax.experiments.validation import ConfigError
+from qsal_jax.experiments.workdir import MetricLog, claim_workdir
+from qsal_jax.simulation.param_space import ParamSpace
+from qsal_jax.solvers import rolling_ball
+from qsal_jax.training.losses import mse
+from qsal_jax.training.state import TrainState, make_optimizer
+from qsal_jax.training.step import Batch, train_step
+
+DATA_UPDATES = ("replace", "accumulate", "window")
+_ORACLE_CHUNK = 512  # the oracle is compiled for this batch size only; calls are padded to it
+
+
+# --------------------------------------------------------------------------- problem
+def make_space(problem) -> ParamSpace:
+    """The box ``[low, high]^dim`` with axes ``x_0 … x_{dim-1}``."""
+    return ParamSpace.vector("x", int(problem.dim), float(problem.low), float(problem.high))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_oracle(dim: int, method: str):
+    well = rolling_ball.default_double_well(dim, jnp.float32)
+    rest = jax.jit(lambda xs: rolling_ball.oracle(well, xs, method=method))
+    label = jax.jit(lambda x_min: rolling_ball.basin(well, x_min))
+    return rest, label
+
+
+def make_oracle(problem):
+    """``(oracle, label)``: host functions ``x [B, D] → rest position [B, D]`` and ``rest → basin [B]``.
+
+    The jitted oracle is shared by every run in the process (one compilation per dim/method);
+    batches are padded to a fixed chunk so no batch size triggers a recompilation.
+    """
+    rest, label = _compiled_oracle(int(problem.dim), str(problem.get("method", "flow")))
+
+    def oracle(xs) -> np.ndarray:
+        xs = np.asarray(xs, np.float32)
+        out = []
+        for i in range(0, xs.shape[0], _ORACLE_CHUNK):
+            chunk = xs[i : i + _ORACLE_CHUNK]
+            padded = np.zeros((_ORACLE_CHUNK, xs.shape[1]), np.float32)
+            padded[: chunk.shape[0]] = chunk
+            out.append(np.asarray(rest(padded))[: chunk.shape[0]])
+        return np.concatenate(out) if out else np.zeros_like(xs)
+
+    return oracle, lambda y: np.asarray(label(np.asarray(y, np.float32)))
+
+
+# --------------------------------------------------------------------------- validation sets
+def boundary_points(oracle, label, space: ParamSpace, key, n: int, *, steps: int = 20):
+    """``n`` points on the basin boundary by bisection; returns ``(p, a, b)``, each ``[n, D]``.
+
+    Uniform points are split by basin and paired A-with-B (drawing more until ``n`` pairs exist);
+    each segment [a, b] is halved ``steps`` times keeping one end in each basin, so ``a`` and
+    ``b`` straddle the boundary at distance ``|b − a| = |b₀ − a₀| / 2^steps`` and ``p`` is their
+    midpoint. A segment may cross the boundary more than once; bisection finds one crossing.
+    """
+    a_list, b_list, drawn = [], [], 0
+    while sum(len(a) for a in a_list) < n or sum(len(b) for b in b_list) < n:
+        xs = np.asarray(space.sample_uniform(jax.random.fold_in(key, drawn), 4 * n))
+        lab = label(oracle(xs))
+        a_list.append(xs[lab == 0])
+        b_list.append(xs[lab == 1])
+        drawn += 1
+        if drawn > 50:
+            raise RuntimeError("boundary_points: one basin is (almost) empty in this box")
+    a = np.concatenate(a_list)[:n]
+    b = np.concatenate(b_list)[:n]
+    for _ in range(steps):
+        mid = 0.5 * (a + b)
+        in_b = label(oracle(mid)) == 1
+        b = np.where(in_b[:, None], mid, b)
+        a = np.where(in_b[:, None], a, mid)
+    return 0.5 * (a + b), a, b
+
+
+def jitter_in_ball(key, p, epsilon: float, space: ParamSpace) -> np.ndarray:
+    """Each row of ``p [n, D]`` moved to a uniform point of its ε-ball (clipped to the box)."""
+    n, d = p.shape
+    k_dir, k_rad = jax.random.split(key)
+    direction = np.array(jax.random.normal(k_dir, (n, d)), np.float64)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    radius = epsilon * np.asarray(jax.random.uniform(k_rad, (n, 1)), np.float64) ** (1.0 / d)
+    return np.clip(p + radius * direction, space.low_array, space.high_array).astype(np.float32)
+
+
+def _validation_key(problem, evaluation) -> tuple:
+    fields = ("dim", "low", "high", "method")
+    return tuple(problem.get(f) for f in fields) + tuple(
+        evaluation.get(f) for f in ("num_uniform", "num_hard", "epsilon", "bisection_steps", "seed")
+    )
+
+
+_VALIDATION_CACHE: dict[tuple, dict] = {}
+
+
+def make_validation_sets(problem, evaluation) -> dict:
+    """``{"uniform": (x, y), "hard": (x, y)}`` with ``x, y [M, D]`` float32; cached per settings."""
+    cache_key = _validation_key(problem, evaluation)
+    if cache_key in _VALIDATION_CACHE:
+        return _VALIDATION_CACHE[cache_key]
+    space = make_space(problem)
+    oracle, label = make_oracle(problem)
+    key = jax.random.PRNGKey(int(evaluation.seed))
+    k_uni, k_bnd, k_jit = jax.random.split(key, 3)
+    x_uni = np.asarray(space.sample_uniform(k_uni, int(evaluation.num_uniform)))
+    p, _, _ = boundary_points(oracle, label, space, k_bnd, int(evaluation.num_hard), steps=int(evaluation.bisection_steps))
+    x_hard = jitter_in_ball(k_jit, p, float(evaluation.epsilon), space)
+    sets = {"uniform": (x_uni, oracle(x_uni)), "hard": (x_hard, oracle(x_hard))}
+    _VALIDATION_CACHE[cache_key] = sets
+    return sets
+
+
+# --------------------------------------------------------------------------- dataset
+def update_dataset(x, y, x_new, y_new, rule: str, window: int | None = None):
+    """The dataset after a round: ``replace``, ``accumulate`` or ``window`` (module docstring)."""
+    if rule == "replace":
+        return np.asarray(x_new), np.asarray(y_new)
+    x_all, y_all = np.concatenate([x, x_new]), np.concatenate([y, y_new])
+    if rule == "accumulate":
+        return x_all, y_all
+    if rule == "window":
+        if not window or window < 1:
+            raise ValueError(f"update_dataset: window rule needs window >= 1, got {window}")
+        return x_all[-window:], y_all[-window:]
+    raise ValueError(f"update_dataset: rule must be one of {DATA_UPDATES}, got {rule!r}")
+
+
+def dataset_capacity(initial: int, per_round: int, num_rounds: int, rule: str, window: int | None = None) -> int:
+    """The largest dataset a run can hold: the fixed (padded) shape everything is compiled for."""
+    if rule == "replace":
+        return max(initial, per_round)
+    total = initial + num_rounds * per_round
+    return total if rule == "accumulate" else min(total, max(initial, int(window)))
+
+
+def _pad(a: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.zeros((capacity,) + a.shape[1:], np.float32)
+    out[: a.shape[0]] = a
+    return out
+
+
+# --------------------------------------------------------------------------- config
+def check_config(config) -> None:
+    """Raise `ConfigError` naming the first bad field, before anything compiles."""
+    if config.data_update.rule not in DATA_UPDATES:
+        raise ConfigError(f"data_update.rule: must be one of {DATA_UPDATES}, got {config.data_update.rule!r}")
+    if config.data_update.rule == "window" and int(config.data_update.get("window", 0) or 0) < 1:
+        raise ConfigError(f"data_update.window: the window rule needs window >= 1, got {config.data_update.get('window')}")
+    if config.strategy.name not in proposals.names():
+        raise ConfigError(f"strategy.name: unknown strategy {config.strategy.name!r}; known: {proposals.names()}")
+    r = config.rounds
+    for field in ("initial", "per_round", "iterations"):
+        if int(r[field]) < 1:
+            raise ConfigError(f"rounds.{field}: must be >= 1, got {r[field]}")
+    if int(r.num_rounds) < 0:
+        raise ConfigError(f"rounds.num_rounds: must be >= 0, got {r.num_rounds}")
+    if float(config.problem.low) >= float(config.problem.high):
+        raise ConfigError(f"problem: need low < high, got [{config.problem.low}, {config.problem.high}]")
+
+
+def build_strategy(config, space: ParamSpace, capacity: int):
+    """The strategy of ``config.strategy``; a ``population`` setting defaults to the dataset capacity."""
+    settings = dict(config.strategy.get("settings", {}))
+    factory = proposals.get(config.strategy.name)
+    if "population" in inspect.signature(factory).parameters:
+        settings.setdefault("population", capacity)
+    strategy = factory(space, **settings)
+    if strategy.pool_size:
+        raise ConfigError(
+            f"strategy.name: {config.strategy.name!r} scores a candidate pool, which here would cost oracle "
+            "calls outside the budget; the toy runs strategies without a pool (uniform, quasirandom, breed)"
+        )
+    return strategy
+
+
+def variant_name(config) -> str:
+    return f"{config.strategy.name}/{config.data_update.rule}"
+
+
+# --------------------------------------------------------------------------- training
+def make_round_fn(model, space: ParamSpace, optimizer, iterations: int, batch_size: int):
+    """Jitted ``(state, x, y, valid, key) → (state, per_sample_loss [cap], mean_loss)``.
+
+    ``iterations`` Adam steps on the valid rows (first ``sum(valid)`` rows of the padded arrays):
+    full-batch with a 0/1 weight when ``batch_size == 0``, else minibatches drawn with replacement.
+    """
+
+    def apply_fn(params, x, cond):
+        del cond
+        return model.apply(params, 2.0 * space.to_unit(x) - 1.0)  # inputs scaled to [-1, 1]^D
+
+    def round_fn(state, x, y, valid, key):
+        size = jnp.sum(valid)
+
+        def body(i, state):
+            if batch_size:
+                idx = jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0, size)
+                batch = Batch(x[idx], y[idx], jnp.zeros((batch_size, 0)), idx.astype(jnp.int32),
+                              jnp.zeros(batch_size, jnp.int32), jnp.ones(batch_size, jnp.float32))
+            else:
+                cap = x.shape[0]
+                batch = Batch(x, y, jnp.zeros((cap, 0)), jnp.arange(cap, dtype=jnp.int32),
+                              jnp.zeros(cap, jnp.int32), valid.astype(jnp.float32))
+            state, _, _ = train_step(state, batch, apply_fn=apply_fn, optimizer=optimizer, loss_name="mse")
+            return state
+
+        state = jax.lax.fori_loop(0, iterations, body, state)
+        per_sample = jnp.where(valid, mse(apply_fn(state.params, x, None), y), 0.0)
+        return state, per_sample, jnp.sum(per_sample) / jnp.maximum(size, 1)
+
+    predict = jax.jit(lambda params, x: apply_fn(params, x, None))
+    return jax.jit(round_fn), predict
+
+
+class Programs(NamedTuple):
+    """The jitted pieces of a run; shared by runs of equal settings (`build_programs` caches them)."""
+
+    init_state: Callable  # key -> TrainState
+    round_fn: Callable  # see `make_round_fn`
+    predict: Callable  # (params, x [M, D]) -> [M, D]
+    strategy: proposals.Proposal
+    init_strategy: Callable  # jitted strategy.init
+    update: Callable  # jitted strategy.update
+    sample: Callable  # jitted strategy.sample, n static
+
+
+_PROGRAMS: dict[str, Programs] = {}
+
+
+def build_programs(config, capacity: int) -> Programs:
+    """Model, optimizer, strategy and their jitted functions for ``config`` (cached per settings).
+
+    A comparison runs many seeds of few settings in one process; reusing the jitted functions
+    saves a compilation of each per run.
+    """
+    r = config.rounds
+    parts = (config.problem, config.model, config.train, config.strategy, r.iterations, r.num_rounds, capacity)
+    cache_key = json.dumps([p.to_dict() if hasattr(p, "to_dict") else p for p in parts], sort_keys=True, default=str)
+    if cache_key in _PROGRAMS:
+        return _PROGRAMS[cache_key]
+    space = make_space(config.problem)
+    strategy = build_strategy(config, space, capacity)
+    model_cfg = dict(config.model)
+    model_cfg.setdefault("out_features", space.dim)
+    model = models.get_model(model_cfg)
+    optimizer = make_optimizer(dict(config.train.optimizer), total_steps=(r.num_rounds + 1) * r.iterations)
+    round_fn, predict = make_round_fn(model, space, optimizer, int(r.iterations), int(config.train.get("batch_size", 0)))
+
+    @jax.jit
+    def init_state(key):
+        params = model.init(key, jnp.zeros((1, space.dim), jnp.float32))
+        return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), None)
+
+    prog = Programs(init_state, round_fn, predict, strategy, jax.jit(strategy.init), jax.jit(strategy.update),
+                    jax.jit(strategy.sample, static_argnums=2))
+    _PROGRAMS[cache_key] = prog
+    return prog
+
+
+def _errors(predict, params, sets) -> dict:
+    """Per-sample squared error ``[M]`` on each validation set."""
+    return {name: np.mean((np.asarray(predict(params, x)) - y) ** 2, axis=1) for name, (x, y) in sets.items()}
+
+
+def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
+    """Run one toy experiment (or, with ``config.compare``, the whole comparison); returns the summary.
+
+    A workdir that already holds a finished run of the same config is not rerun.
+    """
+    if config.get("compare", False):
+        return run_toy_comparison(config, workdir, overwrite=overwrite, log=log)
+    check_config(config)
+    claim_workdir(workdir, config, overwrite=overwrite)
+    summary_path = os.path.join(workdir, "summary.json")
+    if os.path.exists(summary_path) and not overwrite:
+        with open(summary_path) as f:
+            return json.load(f)
+    for stale in ("metrics.jsonl",):
+        if os.path.exists(os.path.join(workdir, stale)):
+            os.remove(os.path.join(workdir, stale))
+
+    t_start = time.perf_counter()
+    space = make_space(config.problem)
+    oracle, _ = make_oracle(config.problem)
+    sets = make_validation_sets(config.problem, config.eval)
+    r, rule, window = config.rounds, config.data_update.rule, config.data_update.get("window")
+    capacity = dataset_capacity(r.initial, r.per_round, r.num_rounds, rule, window)
+    prog = build_programs(config, capacity)
+
+    key = jax.random.PRNGKey(int(config.seed))
+    k_model, k_init, k_strategy, k_train, k_sample = jax.random.split(key, 5)
+    state = prog.init_state(k_model)
+    s_state = prog.init_strategy(k_strategy)
+    round_fn, predict, update, sample = prog.round_fn, prog.predict, prog.update, prog.sample
+    total_steps = (r.num_rounds + 1) * r.iterations
+    x = np.asarray(space.sample_uniform(k_init, int(r.initial)))
+    y = oracle(x)
+    simulations = x.shape[0]
+    metric_log = MetricLog(os.path.join(workdir, "metrics.jsonl"))
+    drawn = [np.concatenate([x, np.zeros((x.shape[0], 1), np.float32)], axis=1)]  # rows: x, round
+
+    for rnd in range(int(r.num_rounds) + 1):
+        valid = np.arange(capacity) < x.shape[0]
+        state, per_sample, train_loss = round_fn(state, _pad(x, capacity), _pad(y, capacity), valid,
+                                                 jax.random.fold_in(k_train, rnd))
+        errs = _errors(predict, state.params, sets)
+        record = {"step": rnd, "simulations": simulations, "dataset_size": int(x.shape[0]),
+                  "train_loss": float(train_loss), **{f"mse_{k}": float(v.mean()) for k, v in errs.items()}}
+        metric_log.write([record])
+        if rnd == r.num_rounds:
+            break
+        feedback = proposals.make_feedback(_pad(x, capacity), per_sample, step=rnd, valid=valid)
+        s_state = update(s_state, feedback)
+        x_new = np.asarray(sample(s_state, jax.random.fold_in(k_sample, rnd), int(r.per_round)))
+        y_new = oracle(x_new)
+        simulations += x_new.shape[0]
+        drawn.append(np.concatenate([x_new, np.full((x_new.shape[0], 1), rnd + 1, np.float32)], axis=1))
+        x, y = update_dataset(x, y, x_new, y_new, rule, window)
+
+    errs = _errors(predict, state.params, sets)
+    summary = {
+        "experiment": config.get("name", "toy_rolling_ball"),
+        "problem": f"rolling_ball_{space.dim}d",
+        "strategy": variant_name(config),
+        "seed": int(config.seed),
+        "simulations": int(simulations),
+        "final_dataset_size": int(x.shape[0]),
+        "train_iterations": int(total_steps),
+        "wall_seconds_this_process": time.perf_counter() - t_start,
+        "mse_uniform": float(errs["uniform"].mean()),
+        "mse_hard": float(errs["hard"].mean()),
+        "uniform": test_sets.five_numbers(errs["uniform"]),
+        "hard": test_sets.five_numbers(errs["hard"]),
+        "one_step": test_sets.five_numbers(errs["uniform"]),
+        "unevenness_one_step": test_sets.unevenness(errs["uniform"]),
+    }
+    np.savez(os.path.join(workdir, "samples.npz"), drawn=np.concatenate(drawn), final_x=x, final_y=y,
+             **{f"errors_{k}": v for k, v in errs.items()})
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+    log(f"{summary['strategy']} seed {summary['seed']}: {simulations} simulations, "
+        f"MSE uniform {summary['mse_uniform']:.4g}, hard {summary['mse_hard']:.4g} "
+        f"({summary['wall_seconds_this_process']:.1f}s)")
+    return summary
+
+
+# --------------------------------------------------------------------------- comparison
+def run_toy_comparison(config, workdir: str, *, variants=None, seeds=None, overwrite: bool = False, log=print) -> dict:
+    """Run every ``"<strategy>/<rule>"`` variant × seed and write ``report.md`` in ``workdir``.
+
+    Variants and seeds default to ``config.comparison``. Each run lives in
+    ``workdir/<strategy>_<rule>/seed_<s>``; finished runs are reused. Returns
+    ``{"table": rows, "markdown": text}``.
+    """
+    variants = tuple(variants or config.comparison.variants)
+    seeds = tuple(seeds if seeds is not None else config.comparison.seeds)
+    summaries = []
+    for variant in variants:
+        name, _, rule = variant.partition("/")
+        for seed in seeds:
+            run_cfg = copy.deepcopy(config)
+            with run_cfg.unlocked():
+                run_cfg.compare = False
+                run_cfg.strategy.name = name
+                run_cfg.strategy.settings = dict(config.comparison.settings.get(name, {}))
+                run_cfg.data_update.rule = rule or config.data_update.rule
+                run_cfg.seed = int(seed)
+            run_dir = os.path.join(workdir, f"{name}_{run_cfg.data_update.rule}", f"seed_{seed}")
+            summaries.append(train_and_evaluate(run_cfg, run_dir, overwrite=overwrite, log=log))
+    table = comparison_table(summaries)
+    md = comparison_markdown(table, config)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "report.md"), "w") as f:
+        f.write(md + "\n")
+    log(md)
+    return {"table": table, "markdown": md}
+
+
+def comparison_table(summaries: list[dict]) -> dict:
+    """variant → {"seeds", "simulations", "<set>": {number: (mean, std) over seeds}} for both sets."""
+    groups: dict[str, list[dict]] = {}
+    for s in summaries:
+        groups.setdefault(s["strategy"], []).append(s)
+    table = {}
+    for variant, runs in groups.items():
+        row = {"seeds": len(runs), "simulations": int(np.mean([s["simulations"] for s in runs]))}
+        for which in ("uniform", "hard"):
+            row[which] = {n: (float(np.mean([s[which][n] for s in runs])), float(np.std([s[which][n] for s in runs])))
+                          for n in ("mean", "std", "max", "p95", "p99")}
+        table[variant] = row
+    return table
+
+
+def comparison_markdown(table: dict, config=None) -> str:
+    """Markdown: MSE (mean ± std over seeds) and p95 on both validation sets, and MSE / baseline."""
+    base_name = next((v for v in table if v.startswith("uniform/")), None)
+    base = table.get(base_name)
+    lines = []
+    if config is not None:
+        r = config.rounds
+        lines += [f"Rolling ball, {config.problem.dim}D box [{config.problem.low}, {config.problem.high}]: "
+                  f"{r.initial} initial + {r.num_rounds} rounds × {r.per_round} oracle calls, "
+                  f"{r.iterations} Adam steps per round; window = {config.data_update.get('window')}.", ""]
+    head = ["variant", "seeds", "sims", "MSE uniform", "p95 uniform", "MSE hard", "p95 hard"]
+    if base:
+        head += [f"MSE uniform / {base_name}", f"MSE hard / {base_name}"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, row in table.items():
+        cells = [variant, str(row["seeds"]), str(row["simulations"])]
+        for which in ("uniform", "hard"):
+            m, s = row[which]["mean"]
+            cells += [f"{m:.3e} ± {s:.1e}", f"{row[which]['p95'][0]:.3e}"]
+        if base:
+            cells += [f"{row[w]['mean'][0] / base[w]['mean'][0]:.3f}" for w in ("uniform", "hard")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

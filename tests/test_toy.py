@@ -1,0 +1,107 @@
+"""Toy rolling-ball experiment: data-update rules, the near-boundary validation set, end-to-end runs."""
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from qsal_jax.experiments import report, toy
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
+import toy_rolling_ball  # noqa: E402
+
+
+def test_update_rules_keep_the_right_dataset_sizes():
+    rng = np.random.default_rng(0)
+    x0, y0 = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
+    sizes = {"replace": [], "accumulate": [], "window": []}
+    for rule in sizes:
+        x, y = x0, y0
+        for rnd in range(5):
+            x_new = np.full((20, 2), rnd, float)
+            x, y = toy.update_dataset(x, y, x_new, x_new + 0.5, rule, window=50)
+            sizes[rule].append(len(x))
+            assert x.shape == y.shape
+            np.testing.assert_array_equal(x[-20:], x_new)  # the newest points are always kept, last
+        assert max(sizes[rule]) <= toy.dataset_capacity(30, 20, 5, rule, 50)
+    assert sizes["replace"] == [20] * 5
+    assert sizes["accumulate"] == [50, 70, 90, 110, 130]
+    assert sizes["window"] == [50] * 5
+    # The window holds the most recent 50 points: rounds 2..4 (60 points) minus the oldest 10.
+    np.testing.assert_array_equal(x[:, 0], np.repeat([2, 3, 4], 20)[-50:])
+    assert toy.dataset_capacity(30, 20, 5, "window", 500) == 130  # never more than the budget
+    with pytest.raises(ValueError, match="rule"):
+        toy.update_dataset(x0, y0, x0, y0, "keep")
+
+
+def test_hard_validation_set_straddles_the_basin_boundary():
+    """Every hard point has a point of the other basin within 2ε; uniform points mostly do not."""
+    cfg = toy_rolling_ball.get_config("tiny")
+    oracle, label = toy.make_oracle(cfg.problem)
+    space = toy.make_space(cfg.problem)
+    eps = float(cfg.eval.epsilon)
+
+    p, a, b = toy.boundary_points(oracle, label, space, jax.random.PRNGKey(3), 32, steps=12)
+    assert np.all(label(oracle(a)) == 0) and np.all(label(oracle(b)) == 1)
+    assert np.max(np.linalg.norm(a - b, axis=1)) <= 4 * np.sqrt(2) / 2**12 + 1e-6
+
+    sets = toy.make_validation_sets(cfg.problem, cfg.eval)
+    rng = np.random.default_rng(0)
+
+    def flips_nearby(x, k=32):
+        # k uniform points in the 2ε-disc around each row: a boundary within ε leaves >= 19% of
+        # that disc on the other side, so a miss has probability <= 0.81^32 ~ 1e-3 per point.
+        r = 2 * eps * np.sqrt(rng.uniform(size=(len(x), k, 1)))
+        ang = rng.uniform(0, 2 * np.pi, size=(len(x), k))
+        nb = np.clip(x[:, None] + r * np.stack([np.cos(ang), np.sin(ang)], -1), space.low_array, space.high_array)
+        own = label(oracle(x))
+        other = label(oracle(nb.reshape(-1, 2))).reshape(len(x), k)
+        return np.mean(np.any(other != own[:, None], axis=1))
+
+    hard_x, hard_y = sets["hard"]
+    assert np.all(np.isfinite(hard_y)) and np.all(space.contains(hard_x))
+    assert flips_nearby(hard_x) >= 0.95
+    assert flips_nearby(sets["uniform"][0]) <= 0.3
+
+
+def test_tiny_comparison_writes_summaries_and_report(tmp_path):
+    """breed/{replace,accumulate,window} and uniform/accumulate end to end, each with summary.json."""
+    cfg = toy_rolling_ball.get_config("tiny,compare")
+    out = toy.train_and_evaluate(cfg, str(tmp_path))
+    expected_sizes = {"replace": 32, "accumulate": 96, "window": 48}
+    dirs = []
+    for variant in cfg.comparison.variants:
+        name, rule = variant.split("/")
+        run_dir = tmp_path / f"{name}_{rule}" / "seed_0"
+        dirs.append(str(run_dir))
+        s = json.loads((run_dir / "summary.json").read_text())
+        assert s["strategy"] == variant
+        assert s["simulations"] == 32 + 2 * 32
+        assert s["final_dataset_size"] == expected_sizes[rule]
+        for which in ("uniform", "hard", "one_step"):
+            assert all(np.isfinite(v) for v in s[which].values())
+        assert s["mse_uniform"] == pytest.approx(s["uniform"]["mean"])
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [r["simulations"] for r in records] == [32, 64, 96]
+    md = (tmp_path / "report.md").read_text()
+    assert "breed/accumulate" in md and "MSE hard / uniform/accumulate" in md
+    assert set(out["table"]) == set(cfg.comparison.variants)
+    # The project's generic report reads the summaries too.
+    table = report.aggregate(report.load_summaries(dirs))
+    assert set(table) == set(cfg.comparison.variants)
+
+
+def test_config_errors_name_the_field(tmp_path):
+    cfg = toy_rolling_ball.get_config("tiny")
+    cfg.data_update.rule = "keep_all"
+    with pytest.raises(ValueError, match="data_update.rule"):
+        toy.train_and_evaluate(cfg, str(tmp_path))
+    cfg = toy_rolling_ball.get_config("tiny,window")
+    cfg.data_update.window = 0
+    with pytest.raises(ValueError, match="data_update.window"):
+        toy.train_and_evaluate(cfg, str(tmp_path))
+    with pytest.raises(ValueError, match="unknown argument"):
+        toy_rolling_ball.get_config("tiny,breeed")
