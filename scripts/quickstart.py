@@ -8,7 +8,6 @@ table and plots are. Takes a few minutes on 2 CPU cores.
 """
 
 import os
-import sys
 
 from absl import app, flags
 
@@ -16,20 +15,24 @@ flags.DEFINE_string("workdir", "runs/quickstart", "Root directory of the runs.")
 flags.DEFINE_list("strategies", ["uniform", "breed_online"], "Strategies to compare.")
 flags.DEFINE_integer("seeds", 2, "Seeds per strategy.")
 flags.DEFINE_string("config_args", "", "Extra config arguments, e.g. 'tiny' for a seconds-long run.")
+flags.DEFINE_string("config", "configs/online_1d.py", "Config file whose get_config takes strategy names as arguments.")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs"))
-    import online_1d
+    import importlib.util
 
     from qsal_jax.experiments import report, run_experiment
+
+    spec = importlib.util.spec_from_file_location("experiment_config", FLAGS.config)
+    config_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(config_module)
 
     workdirs = []
     for strategy in FLAGS.strategies:
         for seed in range(FLAGS.seeds):
-            config = online_1d.get_config(",".join(filter(None, [strategy, FLAGS.config_args])))
+            config = config_module.get_config(",".join(filter(None, [strategy, FLAGS.config_args])))
             config.seed = seed
             workdir = os.path.join(FLAGS.workdir, f"{strategy}_seed{seed}")
             print(f"\n=== {strategy}, seed {seed} -> {workdir}")

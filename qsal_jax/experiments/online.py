@@ -45,6 +45,8 @@ def build_engine(config):
     model_cfg.pop("ensemble_size", None)
     residual = model_cfg.pop("residual", True)
     model_cfg.setdefault("out_channels", sim.state_shape[0])
+    if config.train.get("bf16", False):
+        model_cfg["dtype"] = jnp.bfloat16  # the module computes in bf16; master weights stay float32
     model = models.get_model(model_cfg)
     # Residual form u_{t+1} = u_t + f_θ(u_t): the usual choice for one-step PDE emulators.
     apply_fn = (lambda params, x, cond: x + model.apply(params, x, cond)) if residual else model.apply
@@ -103,8 +105,7 @@ def _scalars(metrics: dict, i: int) -> dict:
 
 
 def evaluate(engine, state, test) -> dict:
-    errs = test_sets.test_errors(engine.apply_fn, state.train.params, test, ensemble_size=engine.ensemble_size)
-    return errs
+    return test_sets.test_errors(engine.apply_fn, state.train.params, test, ensemble_size=engine.ensemble_size)
 
 
 def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:

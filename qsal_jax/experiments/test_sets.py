@@ -2,10 +2,9 @@
 
 A test set is a regular n × n grid over a 2D slice of λ (the heat-map axes, other
 parameters at mid-box) plus uniform random λ over the whole box, simulated once with a
-fixed key (not part of any strategy's simulation budget). Trajectories that blow up are
-dropped from the set. Each test trajectory gets two numbers: the mean one-step nRMSE
-over its frames, and the nRMSE of an autoregressive rollout of the surrogate from its
-first frame.
+fixed key (not part of any strategy's simulation budget). Each test trajectory gets two
+numbers (`qsal_jax.training.evaluate`): the mean one-step nRMSE over its frames, and the
+mean nRMSE of an autoregressive rollout of the surrogate from its first frame.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qsal_jax.simulation.simulator import Simulator
-from qsal_jax.training.losses import nrmse
+from qsal_jax.training.evaluate import evaluate, summary_stats
 
 
 class TestSet(NamedTuple):
@@ -25,6 +24,7 @@ class TestSet(NamedTuple):
     u: jax.Array  # [M, T, C, *grid]
     cond: jax.Array  # [M, P]
     is_grid: np.ndarray  # [M] bool: member of the heat-map grid (first n*n rows)
+    valid: np.ndarray  # [M] bool: the solver trajectory is finite
     grid_axes: tuple  # (x name, y name, x values [n], y values [n]) or ()
 
 
@@ -40,13 +40,13 @@ def make_test_set(sim: Simulator, *, grid_size: int, grid_axes=(), num_random: i
         is_grid += [False] * num_random
     lam = jnp.concatenate(parts)
     traj = jax.jit(sim.simulate)(lam)
-    keep = np.asarray(traj.finite)
+    valid = np.asarray(traj.finite)
     is_grid = np.asarray(is_grid)
-    if not keep.all() and grid_size and grid_axes and not keep[: grid_size**2].all():
-        # A blown-up grid point keeps its slot (error NaN in the heat map) so the grid stays square.
-        keep[: grid_size**2] = True
+    # Blown-up random points are dropped; blown-up grid points keep their slot (NaN in the heat
+    # map) so the grid stays square.
+    keep = valid | is_grid
     lam, u = lam[keep], traj.u[keep]
-    return TestSet(lam, u, sim.conditioning(lam), is_grid[keep], axes_info)
+    return TestSet(lam, u, sim.conditioning(lam), is_grid[keep], valid[keep], axes_info)
 
 
 def predict_mean(apply_fn, params, x, cond, ensemble_size: int):
@@ -56,47 +56,20 @@ def predict_mean(apply_fn, params, x, cond, ensemble_size: int):
     return apply_fn(params, x, cond)
 
 
-def test_errors(apply_fn, params, test: TestSet, *, ensemble_size: int = 1, chunk: int = 64) -> dict:
-    """Per-trajectory ``one_step`` and ``rollout`` nRMSE, each ``[M]`` (NumPy)."""
-    m, t = test.u.shape[:2]
-
-    @jax.jit
-    def errors(params, u, cond):
-        b = u.shape[0]
-        x = u[:, :-1].reshape((-1,) + u.shape[2:])
-        c = jnp.repeat(cond, t - 1, axis=0)
-        pred = predict_mean(apply_fn, params, x, c, ensemble_size)
-        one_step = nrmse(pred, u[:, 1:].reshape(pred.shape)).reshape(b, t - 1).mean(axis=1)
-
-        def body(v, _):
-            v = predict_mean(apply_fn, params, v, cond, ensemble_size)
-            return v, v
-
-        _, roll = jax.lax.scan(body, u[:, 0], None, length=t - 1)  # [T-1, b, ...]
-        roll = jnp.moveaxis(roll, 0, 1)
-        rollout = nrmse(roll.reshape(b, -1), u[:, 1:].reshape(b, -1))
-        return one_step, rollout
-
-    outs = [errors(params, test.u[i : i + chunk], test.cond[i : i + chunk]) for i in range(0, m, chunk)]
-    return {
-        "one_step": np.concatenate([np.asarray(o[0]) for o in outs]),
-        "rollout": np.concatenate([np.asarray(o[1]) for o in outs]),
-    }
+def test_errors(apply_fn, params, test: TestSet, *, ensemble_size: int = 1, batch_size: int = 32) -> dict:
+    """Per-trajectory ``one_step`` and ``rollout`` nRMSE, each ``[M]`` (NumPy); NaN where the
+    test trajectory itself blew up (a grid slot kept for the heat map)."""
+    model = lambda p, x, c: predict_mean(apply_fn, p, x, c, ensemble_size)
+    errs = evaluate(model, params, test.u, test.cond, batch_size=batch_size)
+    out = {k: np.where(test.valid, errs[k], np.nan) for k in ("one_step", "rollout")}
+    return out
 
 
 def five_numbers(errors) -> dict:
-    """The project's comparison numbers: mean, std, max, p95, p99 of per-sample errors."""
+    """`summary_stats` (mean, std, max, p95, p99) over the finite entries: NaN marks test
+    trajectories that blew up in the solver, not surrogate failures (those are inf and kept)."""
     e = np.asarray(errors, np.float64)
-    e = e[np.isfinite(e)]
-    if e.size == 0:
-        return {k: float("nan") for k in ("mean", "std", "max", "p95", "p99")}
-    return {
-        "mean": float(e.mean()),
-        "std": float(e.std()),
-        "max": float(e.max()),
-        "p95": float(np.percentile(e, 95)),
-        "p99": float(np.percentile(e, 99)),
-    }
+    return summary_stats(e[~np.isnan(e)])
 
 
 def unevenness(errors) -> float:
