@@ -69,3 +69,31 @@ def plot_run(workdir: str, test, errors: dict, space) -> list[str]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_seed_bands(workdirs, out_path: str, key: str = "test_mean") -> str | None:
+    """Test error over training, one line per strategy with a ±1 std band over seeds."""
+    import json
+
+    curves: dict[str, list[dict[int, float]]] = {}
+    for w in workdirs:
+        with open(os.path.join(w, "summary.json")) as f:
+            strategy = json.load(f)["strategy"]
+        points = {r["step"]: r[key] for r in MetricLog(os.path.join(w, "metrics.jsonl")).read() if key in r}
+        if points:
+            curves.setdefault(strategy, []).append(points)
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy, runs in curves.items():
+        steps = sorted(set.intersection(*(set(r) for r in runs)))
+        values = np.array([[r[s] for s in steps] for r in runs])
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        ax.plot(steps, mean, "o-", label=f"{strategy} ({len(runs)} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+    ax.set(xlabel="online step", ylabel=f"{key.replace('_', ' ')} (one-step nRMSE)", yscale="log", title="test error over training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path

@@ -60,6 +60,10 @@ def write_report(workdirs, out_dir: str, metric: str = "one_step") -> str:
     table = aggregate(load_summaries(workdirs), metric)
     md = to_markdown(table, metric)
     os.makedirs(out_dir, exist_ok=True)
+    from qsal_jax.experiments.plots import plot_seed_bands
+
+    if plot_seed_bands(workdirs, os.path.join(out_dir, "test_error_over_training.png")):
+        md += "\n\n![test error over training](test_error_over_training.png)"
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(md + "\n")
     with open(os.path.join(out_dir, "report.csv"), "w", newline="") as f:
