@@ -11,7 +11,7 @@ hard data and sampling λ from the generator, mixed with Uniform(Λ) for explora
     lam = strategy.sample(state, key, n)        # [n, D], always inside the box
     state = strategy.update(state, feedback)    # feedback.loss is the signal, whatever its name
 
-Design (the equations here are meant to move to docs/design.md once it exists):
+Design (the equations live here; docs/design.md summarises the boundary rule):
 
 * Signal → ε. Valid, finite signals of a batch give batch moments (m_b, v_b); the EMA statistics
   are the moments of the mixture ``d · old + (1 − d) · batch``::
