@@ -72,13 +72,18 @@ def check_draws(lam, n=N):
 
 
 class Compiled(NamedTuple):
-    """A strategy with its functions jitted once per test module (compiles dominate the run time)."""
+    """A strategy with its functions jitted once per test module (compiles dominate the run time).
+
+    ``sample`` and ``update`` count their traces: every test in the module calls them with the
+    same shapes, so a count above 1 means some state or feedback changed an aval (a recompile).
+    """
 
     p: Proposal
     init: Callable
     sample: Callable  # (state, key, n) with n static
     update: Callable
     fb: Callable  # key -> Feedback
+    traces: dict
 
 
 def _tiny_ogas() -> dict:
@@ -95,8 +100,18 @@ def strategy(request):
     if name == "ogas":
         settings = {**_tiny_ogas(), **settings}
     p = proposals.build(name, SPACE, **settings)
+    traces = {"sample": 0, "update": 0}
+
+    def sample(state, key, n):
+        traces["sample"] += 1
+        return p.sample(state, key, n)
+
+    def update(state, fb):
+        traces["update"] += 1
+        return p.update(state, fb)
+
     return Compiled(
-        p, jax.jit(p.init), jax.jit(p.sample, static_argnums=2), jax.jit(p.update), jax.jit(lambda k: make_fb(p, k))
+        p, jax.jit(p.init), jax.jit(sample, static_argnums=2), jax.jit(update), jax.jit(lambda k: make_fb(p, k)), traces
     )
 
 
@@ -110,26 +125,15 @@ def test_registry():
 
 
 def test_contract_shapes_bounds_and_no_retrace(strategy):
-    p = strategy.p
-    traces = {"sample": 0, "update": 0}
-
-    def sample(state, key):
-        traces["sample"] += 1
-        return p.sample(state, key, N)
-
-    def update(state, fb):
-        traces["update"] += 1
-        return p.update(state, fb)
-
-    j_sample, j_update = jax.jit(sample), jax.jit(update)
-    s0 = strategy.init(jax.random.PRNGKey(0))
-    check_draws(j_sample(s0, jax.random.PRNGKey(1)))
-    s1 = j_update(s0, strategy.fb(jax.random.PRNGKey(2)))
+    c = strategy
+    s0 = c.init(jax.random.PRNGKey(0))
+    check_draws(c.sample(s0, jax.random.PRNGKey(1), N))
+    s1 = c.update(s0, c.fb(jax.random.PRNGKey(2)))
     assert avals(s1) == avals(s0), "update must keep every state leaf's shape and dtype"
-    s2 = j_update(s1, strategy.fb(jax.random.PRNGKey(3))._replace(step=jnp.asarray(2, jnp.int32)))
-    check_draws(j_sample(s2, jax.random.PRNGKey(4)))
-    check_draws(j_sample(s1, jax.random.PRNGKey(5)))
-    assert traces == {"sample": 1, "update": 1}
+    s2 = c.update(s1, c.fb(jax.random.PRNGKey(3))._replace(step=jnp.asarray(2, jnp.int32)))
+    check_draws(c.sample(s2, jax.random.PRNGKey(4), N))
+    check_draws(c.sample(s1, jax.random.PRNGKey(5), N))
+    assert c.traces == {"sample": 1, "update": 1}
 
 
 def test_contract_same_key_same_draws(strategy):
@@ -179,6 +183,7 @@ def test_contract_degenerate_signals(strategy, bad):
     leaves = [np.asarray(x) for x in jax.tree.leaves(s) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
     assert all(np.all(~np.isnan(x)) for x in leaves), "no NaN may enter the state"
     check_draws(c.sample(s, jax.random.PRNGKey(2), N))
+    assert c.traces["sample"] <= 1 and c.traces["update"] <= 1
 
 
 def test_non_finite_feedback_lambda_is_ignored(strategy):
@@ -196,8 +201,8 @@ def test_non_finite_feedback_lambda_is_ignored(strategy):
 def test_qmc_unscrambled_matches_scipy(sequence):
     space = ParamSpace.vector("x", 6, 0.0, 1.0)
     p = qr.quasirandom(space, sequence=sequence, scramble=False, dtype=jnp.float64)
-    got = np.asarray(p.sample(p.init(jax.random.PRNGKey(0)), None, 100))
-    ref = qmc.Halton(6, scramble=False).random(100) if sequence == "halton" else qmc.Sobol(6, scramble=False, bits=32).random(100)
+    got = np.asarray(p.sample(p.init(jax.random.PRNGKey(0)), None, 128))
+    ref = qmc.Halton(6, scramble=False).random(128) if sequence == "halton" else qmc.Sobol(6, scramble=False, bits=32).random(128)
     np.testing.assert_allclose(got, ref, atol=1e-12)
 
 
