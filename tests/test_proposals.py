@@ -256,10 +256,10 @@ def _pool_fb(p, score):
 
 
 def _pool_index(pool, lam):
-    """Row of ``pool`` equal to each row of ``lam`` (the strategy maps box → unit → box)."""
+    """Row of ``pool`` equal to each row of ``lam``."""
     d = np.abs(np.asarray(lam, np.float64)[:, None, :] - np.asarray(pool, np.float64)[None, :, :]).max(-1)
     idx = d.argmin(1)
-    assert np.all(d[np.arange(len(idx)), idx] < 1e-5)
+    assert np.all(d[np.arange(len(idx)), idx] == 0), "pool members come back exactly as scored"
     return idx
 
 

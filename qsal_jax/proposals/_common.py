@@ -181,45 +181,43 @@ def check_sigma(sigma, dim: int) -> None:
         raise ValueError(f"sigma (unit-cube units) must be finite and > 0, got {sigma}")
 
 
-def pool_select(key: jax.Array, pool: jax.Array, logw: jax.Array, n: int, *, replace: bool, greedy: bool = False):
-    """Pick ``n`` rows of ``pool [P, D]`` with probabilities ∝ ``exp(logw)``.
+def pool_select(key: jax.Array, logw: jax.Array, n: int, *, replace: bool, greedy: bool = False) -> jax.Array:
+    """Indices ``[n] int32`` of pool members picked with probabilities ∝ ``exp(logw [P])``.
 
     Without replacement this is the Gumbel-top-k trick (Kool et al., 2019): the order of the
     picks is successive sampling ∝ ``exp(logw)`` among the rest. ``greedy`` takes the top-n
-    ``logw`` (ties: lower index). ``-inf`` entries are picked only once everything else is.
-    If ``n > P`` without replacement, the remaining ``n - P`` rows are fresh uniform draws.
-    Returns ``(rows [n, D], index [n] int32)`` (index ``-1`` for uniform fill rows).
+    ``logw`` (ties: lower index). ``-inf`` entries are picked only once everything else is;
+    nothing finite → all equally likely. If ``n > P`` without replacement, the last ``n - P``
+    indices are ``-1`` (the caller fills them with uniform draws).
     """
-    p = pool.shape[0]
-    k_pick, k_fill = jax.random.split(key)
+    p = logw.shape[0]
     logw = jnp.where(jnp.isnan(logw) | (logw == jnp.inf), -jnp.inf, logw)
-    # Nothing finite: every row is equally (un)likely.
     logw = jnp.where(jnp.any(jnp.isfinite(logw)), logw, jnp.zeros_like(logw))
     if replace:
         w = jnp.exp(logw - jnp.max(logw))
-        idx = categorical_sample(k_pick, categorical_cdf(w), n)
-        return pool[idx], idx
+        return categorical_sample(key, categorical_cdf(w), n)
     k = min(n, p)
-    score = logw if greedy else logw + jax.random.gumbel(k_pick, (p,), dtype=logw.dtype)
-    _, idx = jax.lax.top_k(score, k)
-    idx = idx.astype(jnp.int32)
-    rows = pool[idx]
-    if k < n:
-        fill = uniform_unit(k_fill, n - k, pool.shape[1], pool.dtype)
-        rows = jnp.concatenate([rows, fill], axis=0)
-        idx = jnp.concatenate([idx, jnp.full((n - k,), -1, jnp.int32)])
-    return rows, idx
+    score = logw if greedy else logw + jax.random.gumbel(key, (p,), dtype=logw.dtype)
+    idx = jax.lax.top_k(score, k)[1].astype(jnp.int32)
+    return jnp.concatenate([idx, jnp.full((n - k,), -1, jnp.int32)]) if k < n else idx
 
 
 def check_pool(space: ParamSpace, fb, pool_size: int, dtype):
-    """Validate and convert ``fb.pool``/``fb.pool_score``; returns ``(z [P, D], score [P])``."""
+    """Validate ``fb.pool``/``fb.pool_score``; returns ``(pool [P, D] box units, score [P])``.
+
+    The pool stays in box units so that a selected member is returned bit for bit as it was
+    scored; a row with a non-finite entry gets score NaN (never preferred) and the box centre.
+    """
     if fb.pool is None or fb.pool_score is None:
         raise ValueError("this strategy needs Feedback.pool and Feedback.pool_score (the scored candidate pool)")
-    if fb.pool.shape[0] != pool_size or fb.pool_score.shape != (pool_size,):
+    if fb.pool.shape != (pool_size, space.dim) or fb.pool_score.shape != (pool_size,):
         raise ValueError(
-            f"Feedback.pool must have {pool_size} rows (the strategy's pool_size) and pool_score shape "
+            f"Feedback.pool must have shape [{pool_size}, {space.dim}] (pool_size, D) and pool_score "
             f"[{pool_size}], got {fb.pool.shape} and {fb.pool_score.shape}"
         )
-    z, finite = lam_to_unit(space, fb.pool, dtype)
+    lam = jnp.asarray(fb.pool)
+    finite = jnp.all(jnp.isfinite(lam), axis=-1)
+    centre = space.from_unit(jnp.full((space.dim,), 0.5, dtype))
+    lam = jnp.where(finite[:, None], space.clip(lam.astype(dtype)), centre)
     score = jnp.where(finite, jnp.asarray(fb.pool_score), jnp.nan)
-    return z, score
+    return lam, score

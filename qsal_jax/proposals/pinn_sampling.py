@@ -97,13 +97,13 @@ def rad(
 
     def init(key: jax.Array) -> PoolState:
         del key
-        return init_pool_state(pool_size, space.dim, dtype)
+        return init_pool_state(space, pool_size, dtype)
 
     def sample(state: PoolState, key: jax.Array, n: int) -> jax.Array:
         return sample_from_pool(space, state, key, n, replace=replace, greedy=False, dtype=dtype)
 
     def update(state: PoolState, feedback: Feedback) -> PoolState:
-        z, score = C.check_pool(space, feedback, pool_size, dtype)
-        return PoolState(z, rad_log_weights(score, k, c, dtype), jnp.ones((), bool))
+        pool, score = C.check_pool(space, feedback, pool_size, dtype)
+        return PoolState(pool, rad_log_weights(score, k, c, dtype), jnp.ones((), bool))
 
     return Proposal(init, sample, update, pool_size=pool_size)

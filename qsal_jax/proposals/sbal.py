@@ -28,24 +28,27 @@ from qsal_jax.simulation.param_space import ParamSpace
 
 
 class PoolState(NamedTuple):
-    pool: jax.Array  # [P, D] float: scored candidates, unit cube
+    pool: jax.Array  # [P, D] float: the scored candidates, box units (returned as scored)
     logw: jax.Array  # [P] float: log selection weight (-inf for none)
     has_pool: jax.Array  # [] bool: a scored pool has arrived
 
 
-def init_pool_state(pool_size: int, dim: int, dtype) -> PoolState:
+def init_pool_state(space: ParamSpace, pool_size: int, dtype) -> PoolState:
+    centre = space.from_unit(jnp.full((space.dim,), 0.5, dtype))
     return PoolState(
-        pool=jnp.full((pool_size, dim), 0.5, dtype),
+        pool=jnp.broadcast_to(centre, (pool_size, space.dim)),
         logw=jnp.zeros((pool_size,), dtype),
         has_pool=jnp.zeros((), bool),
     )
 
 
-def sample_from_pool(space, state: PoolState, key, n: int, *, replace: bool, greedy: bool, dtype):
+def sample_from_pool(space, state: PoolState, key, n: int, *, replace: bool, greedy: bool, dtype) -> jax.Array:
+    """``n`` pool members (see `_common.pool_select`), uniform draws before a pool and for overflow."""
     k_pool, k_u = jax.random.split(key)
-    z_pool, _ = C.pool_select(k_pool, state.pool, state.logw, n, replace=replace, greedy=greedy)
-    z_u = C.uniform_unit(k_u, n, space.dim, dtype)
-    return C.to_box(space, jnp.where(state.has_pool, z_pool, z_u))
+    idx = C.pool_select(k_pool, state.logw, n, replace=replace, greedy=greedy)
+    fresh = C.to_box(space, C.uniform_unit(k_u, n, space.dim, dtype))
+    use_pool = state.has_pool & (idx >= 0)
+    return jnp.where(use_pool[:, None], state.pool[jnp.maximum(idx, 0)], fresh)
 
 
 def sbal(
@@ -66,17 +69,17 @@ def sbal(
 
     def init(key: jax.Array) -> PoolState:
         del key
-        return init_pool_state(pool_size, space.dim, dtype)
+        return init_pool_state(space, pool_size, dtype)
 
     def sample(state: PoolState, key: jax.Array, n: int) -> jax.Array:
         return sample_from_pool(space, state, key, n, replace=False, greedy=selection == "topk", dtype=dtype)
 
     def update(state: PoolState, feedback: Feedback) -> PoolState:
-        z, score = C.check_pool(space, feedback, pool_size, dtype)
+        pool, score = C.check_pool(space, feedback, pool_size, dtype)
         w, has_mass = C.safe_weights(score, dtype=dtype)
         # β log(u/u_max): overflow-free for any β; zero weight → -inf (picked last).
         logw = jnp.where(w > 0, jnp.asarray(beta, dtype) * jnp.log(jnp.where(w > 0, w, 1)), -jnp.inf)
         logw = jnp.where(has_mass, logw, jnp.zeros_like(logw)).astype(dtype)
-        return PoolState(z, logw, jnp.ones((), bool))
+        return PoolState(pool, logw, jnp.ones((), bool))
 
     return Proposal(init, sample, update, pool_size=pool_size)
