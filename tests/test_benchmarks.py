@@ -1,0 +1,117 @@
+"""Every benchmark suite runs at tiny sizes, returns its documented keys, and the roofline
+annotation gives every solver, training and online record a positive floor."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qsal_jax.benchmarks import online, proposals, roofline, solvers, training
+
+TINY_ONLINE = dict(num_points=32, output_points=None, num_steps=3, model="fno1d_tiny", clients_per_step=2,
+                   train_steps_per_step=2, batch_size=4, capacity=64, watermark=4, steps=2, sbal_pool=8)
+TINY_RATES = {"rate_sizes": {"copy_mib": 4, "matmul_n": 64}, "repeats": 1}
+
+
+@pytest.fixture(scope="module")
+def records():
+    recs = solvers.run({"solver_sizes": {"ks_1d": (32, 2, 4)}, "solver_problems": ["ks_1d"], "exponax": False, "repeats": 1})
+    recs += training.run({"cases": [{"model": "fno1d_tiny", "grid": (32,), "batch_size": 2}], "steps": 1, "warmup": 1})
+    recs += proposals.run({"proposal_strategies": ["uniform"], "proposal_dims": (2,), "proposal_populations": (64,), "repeats": 1})
+    recs += online.run({"repeats": 1, "online_sizes": TINY_ONLINE, "online_strategies": ["uniform"], "neuralop": False})
+    return recs
+
+
+def _by_suite(records, suite):
+    found = [r for r in records if r["suite"] == suite]
+    assert found, f"no {suite} records"
+    return found
+
+
+def test_every_suite_returns_its_documented_keys(records):
+    (s,) = _by_suite(records, "solvers")
+    assert {"name", "num_points", "batch", "num_steps", "ours_s", "ours_steps_per_s", "backend"} <= s.keys()
+    (t,) = _by_suite(records, "training")
+    assert {"name", "model", "grid", "batch_size", "dtype", "samples_per_s", "step_ms", "params"} <= t.keys()
+    (p,) = _by_suite(records, "proposals")
+    assert {"name", "dim", "population", "sample_us", "update_us"} <= p.keys()
+    on = {r["name"]: r for r in _by_suite(records, "online")}
+    assert set(on) == {"ks_1d/throughput", "ks_1d/overhead/uniform"}
+    tp = on["ks_1d/throughput"]
+    for key in ("loop_steps_per_s", "trained_samples_per_s", "train_alone_steps_per_s", "simulate_alone_steps_per_s",
+                "fraction_of_slower", "fraction_of_serial"):
+        assert np.isfinite(tp[key]) and tp[key] > 0, key
+    assert tp["slower_part"] in ("train", "simulate")
+    # Every timed step trains a full batch: the warm-up filled the buffer past its watermark.
+    np.testing.assert_allclose(tp["trained_samples_per_s"] / tp["loop_steps_per_s"], 2 * 4)
+    np.testing.assert_allclose(
+        tp["fraction_of_slower"], tp["loop_steps_per_s"] / min(tp["train_alone_steps_per_s"], tp["simulate_alone_steps_per_s"])
+    )
+    assert on["ks_1d/overhead/uniform"]["overhead_pct"] == 0.0
+
+
+def test_overhead_plan_pairs_sbal_with_an_ensemble_uniform():
+    plan = online.overhead_plan(["quasirandom", "sbal"])
+    assert [p[0] for p in plan] == ["uniform", "quasirandom", "uniform/e3", "sbal/e3"]
+    assert dict((p[0], p[3]) for p in plan)["sbal/e3"] == "uniform/e3"
+    assert dict((p[0], p[2]) for p in plan)["sbal/e3"] == 3
+    assert online.overhead_plan(["uniform"]) == [("uniform", "uniform", 1, "uniform")]
+
+
+def test_neuralop_comparison_is_skipped_with_a_reason_without_torch():
+    try:
+        import neuralop  # noqa: F401
+        import torch  # noqa: F401
+    except Exception:
+        rec = online.compare_neuralop(dict(online.NEURALOP_CASE))
+        assert "skipped" in rec and rec["suite"] == "online"
+    else:
+        pytest.skip("torch and neuralop are installed: the comparison would run")
+
+
+def test_device_rates_are_positive():
+    rates = roofline.device_rates(TINY_RATES)
+    for key in ("copy_gbps", "matmul_f32_tflops", "matmul_bf16_tflops"):
+        assert rates[key] > 0, key
+
+
+def test_annotation_gives_positive_floors(records):
+    rates = {"copy_gbps": 10.0, "matmul_f32_tflops": 0.1, "matmul_bf16_tflops": 0.1}
+    annotated = roofline.annotate(records, rates)
+    assert len(annotated) == len(records)
+    checked = 0
+    for rec in annotated:
+        if rec["suite"] in ("solvers", "training") or rec["name"].endswith("/throughput"):
+            assert "roofline_error" not in rec, rec.get("roofline_error")
+            assert rec["flops"] > 0 and rec["bytes"] > 0 and rec["floor_s"] > 0 and rec["over_floor"] > 0
+            assert rec["bound"] in ("memory", "compute") and rec["cost_source"] in ("xla", "jaxpr")
+            np.testing.assert_allclose(rec["floor_s"], max(rec["bytes"] / 10e9, rec["flops"] / 0.1e12))
+            checked += 1
+        else:
+            assert "floor_s" not in rec
+    assert checked == 3
+    (tp,) = [r for r in annotated if r["name"].endswith("/throughput")]
+    assert tp["train_floor_s"] > 0 and tp["simulate_floor_s"] > 0
+
+
+def test_jaxpr_cost_counts_matmuls_scans_and_ffts():
+    n = 16
+    x = jax.ShapeDtypeStruct((n, n), jnp.float32)
+    flops, nbytes = roofline.jaxpr_cost(lambda a: a @ a, x)
+    assert flops == 2 * n**3 and nbytes == 2 * n * n * 4
+    scanned, _ = roofline.jaxpr_cost(lambda a: jax.lax.scan(lambda c, _: (c @ c, None), a, None, length=5)[0], x)
+    assert scanned == 5 * 2 * n**3
+    fft, _ = roofline.jaxpr_cost(jnp.fft.fft, jax.ShapeDtypeStruct((3, n), jnp.complex64))
+    assert fft == 5.0 * 3 * n * math.log2(n)
+
+
+@pytest.mark.parametrize("analysis", [{"flops": 4.0, "bytes accessed": 8.0}, [{"flops": 4.0, "bytes accessed": 8.0}], None, []])
+def test_xla_cost_accepts_every_shape_of_cost_analysis(analysis):
+    class Compiled:
+        def cost_analysis(self):
+            return analysis
+
+    got = roofline._xla_cost(Compiled())
+    assert got == ((4.0, 8.0) if analysis else None)
