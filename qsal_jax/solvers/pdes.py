@@ -62,6 +62,17 @@ class SemilinearPDE:
         return (self.num_channels,) + (self.num_points,) * self.num_spatial_dims
 
 
+@struct.dataclass
+class PeriodicPDE(SemilinearPDE):
+    """The fields every PDE on the periodic box shares, in exponax's argument order:
+    ``(num_spatial_dims, domain_extent, num_points, dt, *, coefficients…)``."""
+
+    num_spatial_dims: int = struct.field(pytree_node=False)
+    domain_extent: jax.Array
+    num_points: int = struct.field(pytree_node=False)
+    dt: jax.Array
+
+
 def is_static_zero(c) -> bool:
     """True for a Python 0 coefficient: the term is skipped at trace time (no FFTs spent on it).
 
@@ -99,7 +110,7 @@ def _gradient_norm_term(pde, u_hat, derivative, mask):
 
 
 @struct.dataclass
-class GeneralNonlinear(SemilinearPDE):
+class GeneralNonlinear(PeriodicPDE):
     """exponax's generic form: u_t = Σ_j a_j Σ_d ∂_d^j u + b0 u² + b1 ½(1·∇)(u²) + b2 ½‖∇u‖².
 
     ``linear_coefficients = (a0, a1, …, aJ)`` and ``nonlinear_coefficients = (b0, b1, b2)``
@@ -109,10 +120,6 @@ class GeneralNonlinear(SemilinearPDE):
     `qsal_jax.solvers.difficulty` for the APEBench γ/δ parameterisation.
     """
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     linear_coefficients: tuple = (0.0, 0.0, 0.01)
     nonlinear_coefficients: tuple = (0.0, -1.0, 0.0)
     conservative: bool = struct.field(pytree_node=False, default=True)
@@ -138,13 +145,9 @@ class GeneralNonlinear(SemilinearPDE):
 
 
 @struct.dataclass
-class AdvectionDiffusion(SemilinearPDE):
+class AdvectionDiffusion(PeriodicPDE):
     """Linear advection–diffusion u_t = −c·∇u + ν Δu; ``velocity`` scalar (all axes) or ``[D]``."""
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     velocity: jax.Array = 1.0
     diffusivity: jax.Array = 0.01
 
@@ -158,13 +161,9 @@ class AdvectionDiffusion(SemilinearPDE):
 
 
 @struct.dataclass
-class Burgers(SemilinearPDE):
+class Burgers(PeriodicPDE):
     """Viscous Burgers u_t = −b ½ (1·∇)(u²) + ν Δu (single channel, conservative form)."""
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     diffusivity: jax.Array = 0.1
     convection_scale: jax.Array = 1.0
 
@@ -176,17 +175,13 @@ class Burgers(SemilinearPDE):
 
 
 @struct.dataclass
-class KortewegDeVries(SemilinearPDE):
+class KortewegDeVries(PeriodicPDE):
     """KdV u_t = −b ½ (1·∇)(u²) − δ Σ_d ∂_d³ u − μ Σ_d ∂_d⁴ u + ν Δu.
 
     With b = 6, δ = 1 this is u_t + 6 u u_x + u_xxx = 0, whose solitons
     u = c/2 sech²(√c/2 (x − c t)) travel at speed c. μ > 0 damps the highest modes.
     """
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     convection_scale: jax.Array = 6.0
     dispersivity: jax.Array = 1.0
     hyper_diffusivity: jax.Array = 0.0
@@ -203,8 +198,14 @@ class KortewegDeVries(SemilinearPDE):
         return -self.convection_scale * _convection_term(self, u_hat, derivative, mask)
 
 
+def _ks_linear(pde, derivative):
+    """−ν₂ Δ − ν₄ Δ² in Fourier space (anti-diffusion plus hyper-diffusion)."""
+    lap = spectral.laplacian_symbol(derivative)
+    return -pde.second_order_scale * lap - pde.fourth_order_scale * lap**2
+
+
 @struct.dataclass
-class KuramotoSivashinsky(SemilinearPDE):
+class KuramotoSivashinsky(PeriodicPDE):
     """Combustion-form KS: u_t = −ν₂ Δu − ν₄ Δ²u − b ½ ‖∇u‖² (1D and 2D).
 
     With ν₂ = ν₄ = b = 1 this is the classic u_t + ½ u_x² + u_xx + u_xxxx = 0
@@ -213,37 +214,27 @@ class KuramotoSivashinsky(SemilinearPDE):
     gradient-norm term cannot create a mean, so the mean of u is conserved.
     """
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     second_order_scale: jax.Array = 1.0
     fourth_order_scale: jax.Array = 1.0
     gradient_norm_scale: jax.Array = 1.0
 
     def linear_operator(self, derivative):
-        lap = spectral.laplacian_symbol(derivative)
-        return -self.second_order_scale * lap - self.fourth_order_scale * lap**2
+        return _ks_linear(self, derivative)
 
     def nonlinear(self, u_hat, derivative, mask):
         return -self.gradient_norm_scale * _gradient_norm_term(self, u_hat, derivative, mask)
 
 
 @struct.dataclass
-class KuramotoSivashinskyConservative(SemilinearPDE):
+class KuramotoSivashinskyConservative(PeriodicPDE):
     """Conservative-form KS: u_t = −ν₂ Δu − ν₄ Δ²u − b ½ (1·∇)(u²); the mean is conserved."""
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     second_order_scale: jax.Array = 1.0
     fourth_order_scale: jax.Array = 1.0
     convection_scale: jax.Array = 1.0
 
     def linear_operator(self, derivative):
-        lap = spectral.laplacian_symbol(derivative)
-        return -self.second_order_scale * lap - self.fourth_order_scale * lap**2
+        return _ks_linear(self, derivative)
 
     def nonlinear(self, u_hat, derivative, mask):
         return -self.convection_scale * _convection_term(self, u_hat, derivative, mask)

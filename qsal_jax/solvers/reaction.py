@@ -7,11 +7,11 @@ import jax.numpy as jnp
 from flax import struct
 
 from qsal_jax.solvers import spectral
-from qsal_jax.solvers.pdes import SemilinearPDE
+from qsal_jax.solvers.pdes import PeriodicPDE
 
 
 @struct.dataclass
-class AllenCahn(SemilinearPDE):
+class AllenCahn(PeriodicPDE):
     """Allen–Cahn u_t = ε Δu + c₁ u + c₃ u³.
 
     Defaults are the PINN benchmark's u_t = 1e-4 u_xx + 5u − 5u³ (Raissi et al.) on
@@ -19,10 +19,6 @@ class AllenCahn(SemilinearPDE):
     sits in L; the cubic term uses the 1/2 dealiasing rule that cubic products need.
     """
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     diffusivity: jax.Array = 1e-4
     linear_reaction: jax.Array = 5.0
     cubic_reaction: jax.Array = -5.0
@@ -37,7 +33,7 @@ class AllenCahn(SemilinearPDE):
 
 
 @struct.dataclass
-class GrayScott(SemilinearPDE):
+class GrayScott(PeriodicPDE):
     """Gray–Scott, channels (u, v):
 
         u_t = d₁ Δu − u v² + F (1 − u)
@@ -47,10 +43,6 @@ class GrayScott(SemilinearPDE):
     −(F + k) v sit in L so the exponential integrator treats them exactly.
     """
 
-    num_spatial_dims: int = struct.field(pytree_node=False)
-    domain_extent: jax.Array
-    num_points: int = struct.field(pytree_node=False)
-    dt: jax.Array
     feed_rate: jax.Array = 0.04
     kill_rate: jax.Array = 0.06
     diffusivity_1: jax.Array = 2e-5
