@@ -1,0 +1,54 @@
+"""The notebooks run end to end in their fast mode (``QSAL_FAST=1``); any cell error fails.
+
+Each notebook is executed with nbclient in a fresh ``python3`` kernel of this interpreter's
+environment, from the ``notebooks/`` folder, on one CPU device (the suite's 8 simulated devices
+are for the sharding tests). Nothing is written back to the notebook files.
+
+Run alone: ``.venv/bin/python -m pytest -q -m slow tests/test_notebooks.py`` (about 1–2 minutes
+per notebook on 2 CPU cores, most of it XLA compilation).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
+NAMES = ("quickstart", "breed_toy", "ogas")
+TIMEOUT_S = 600  # per cell
+
+
+def set_kernel_env(monkeypatch) -> None:
+    """The kernel inherits this process's environment: fast mode, one CPU device, this interpreter first on PATH."""
+    for name, value in dict(QSAL_FAST="1", XLA_FLAGS="", JAX_PLATFORMS="cpu", PYDEVD_DISABLE_FILE_VALIDATION="1").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    monkeypatch.delenv("QSAL_JAX_ROOT", raising=False)  # the notebooks find the checkout they sit in
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the notebooks choose inline plots
+
+
+def test_every_notebook_is_listed():
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(NAMES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_in_fast_mode(name, monkeypatch):
+    path = NOTEBOOKS / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    set_kernel_env(monkeypatch)
+    client = nbclient.NotebookClient(
+        nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute()  # raises CellExecutionError (with the cell and its traceback) on any error
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "fast mode" in text  # the parameter cell saw QSAL_FAST
