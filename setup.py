@@ -23,6 +23,7 @@ setup(
         "orbax-checkpoint>=0.6",
         "matplotlib>=3.8",
         "tensorboardX>=2.6",
+        "scipy>=1.11",  # Sobol' direction numbers
     ],
     extras_require={
         "test": [
@@ -32,7 +33,6 @@ setup(
             "ipykernel>=6",
             "dask[distributed]>=2024.1",
             "exponax>=0.1",
-            "scipy>=1.11",
         ],
     },
 )
