@@ -9,8 +9,9 @@ one-step map, online Breed against Uniform at an equal simulation budget.
   python scripts/train.py --config=configs/online_1d.py:breed,gpu --workdir=...
 
 Arguments (comma-separated after the colon): a strategy name (uniform, breed_online,
-ogas, quasirandom, sbal), ``ks``/``ks_conservative`` for the other PDEs, ``gpu`` for
-full size, ``tiny`` for a seconds-long smoke run.
+ogas, quasirandom, sbal), ``ks``/``ks_conservative`` for the other PDEs, ``nrmse`` to
+train on the per-sample nRMSE (the test metric, so the AL signal is what is scored)
+instead of the MSE, ``gpu`` for full size, ``tiny`` for a seconds-long smoke run.
 Cost: CPU default ~2–4 min on 2 cores (budget 480 simulations of 160 points × 20 steps);
 gpu variant ~10 min on one GPU (budget 8192 simulations at N = 800).
 """
@@ -59,6 +60,9 @@ def get_config(arg: str | None = None):
     )
     if strategy == "sbal":
         c.model.ensemble_size = 3
+    if "nrmse" in args:
+        c.train.loss = "nrmse"
+        c.name += "_nrmse"
 
     if "gpu" in args:
         c.problem.kwargs = {"num_points": 800, "output_points": 160, "num_steps": 50}
