@@ -56,7 +56,7 @@ def get_config(arg: str | None = None):
     )
     c.buffer = ml_collections.ConfigDict({"capacity": 2048, "policy": "reservoir", "seen_threshold": 2, "watermark": 256})
     c.eval = ml_collections.ConfigDict(
-        {"grid_size": 8, "grid_axes": ("A0", "A1"), "num_random": 64, "seed": 12345, "every": 20}
+        {"grid_size": 8, "grid_axes": ("A0", "A1"), "num_random": 64, "seed": 12345, "every": 10}
     )
     if strategy == "sbal":
         c.model.ensemble_size = 3

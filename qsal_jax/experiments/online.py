@@ -146,6 +146,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     progress = Progress(total, start, log)
     wall = 0.0
     step = start
+    evaluated_at = None
     while step < total:
         n = min(sync, total - step)
         t0 = time.perf_counter()
@@ -155,8 +156,9 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         records = [{"step": step + i + 1, **_scalars(metrics, i)} for i in range(n)]
         np.save(os.path.join(samples_dir, f"lam_{step + n:08d}.npy"), np.asarray(metrics["lam"]))
         step += n
-        if config.eval.every and step % config.eval.every == 0 and step < total:
+        if (config.eval.every and step % config.eval.every == 0) or step == total:
             errs = evaluate(engine, state, test)
+            evaluated_at = step
             records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(errs["one_step"]).items()})
         metric_log.write(records)
         if writer is not None:
@@ -169,7 +171,8 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         if step % config.online.checkpoint_every == 0 or step == total:
             checkpoint.save(ckpt_dir, step, state)
 
-    errs = evaluate(engine, state, test)
+    if evaluated_at != total:  # a resumed run that had already finished its steps
+        errs = evaluate(engine, state, test)
     summary = {
         "experiment": config.get("name", sim.name),
         "problem": sim.name,
