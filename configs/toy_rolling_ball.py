@@ -15,12 +15,13 @@ run breed/{replace,accumulate,window} and uniform/accumulate over 3 seeds and wr
 ``report.md``; ``tiny`` for a seconds-long smoke run; ``gpu`` for a bigger network, 5D and a
 larger budget.
 
-Cost: CPU default ~10 s per run on 2 cores after a one-off ~15 s to compile the oracle and build
-the validation sets; ``compare`` (4 variants × 3 seeds) ~2 min. ``tiny``: a few seconds.
-``gpu``: not measured on a GPU; the runs are small and the oracle's adaptive ODE solve is the
-bulk of it, so expect minutes rather than hours.
-Expected: Breed with ``accumulate`` below Uniform's MSE on both sets; ``replace`` above it
-(it keeps only the last round's 100 points).
+Cost: CPU default ~3–10 s per run on 2 shared cores after a one-off ~15–40 s (oracle compile,
+validation sets, jit); ``compare`` (4 variants × 3 seeds) measured 2 min. ``tiny``: ~20 s, mostly
+compilation. ``gpu``: not measured on a GPU; the runs are small and the oracle's adaptive ODE
+solve is the bulk of it, so expect minutes rather than hours.
+Measured (CPU default, 8 seeds, MSE relative to uniform/accumulate): breed/accumulate 0.90 on the
+uniform set and 0.66 on the near-boundary set (lower in 7 of 8 seeds); breed/window 2.5 and 1.4;
+breed/replace 9.6 and 3.7 (it trains on the last round's 100 points only).
 """
 
 import ml_collections

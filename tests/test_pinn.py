@@ -120,3 +120,13 @@ def test_config_checks():
     with pytest.raises(ValueError, match="strategy.signal"):
         pinn.check_config(cfg)
     assert pinn_allen_cahn.get_config("rad").strategy.settings.pool_size == 4 * 1024
+
+
+@pytest.mark.parametrize("arg", ["", "uniform", "r3", "rad", "compare", "gpu", "gpu,rad", "gpu,compare", "tiny,r3"])
+def test_every_config_variant_passes_its_check_and_builds(arg):
+    cfg = pinn_allen_cahn.get_config(arg)
+    pinn.check_config(cfg)
+    assert cfg.kind == "pinn"
+    init, *_ = pinn.build(cfg)
+    state = jax.eval_shape(init, jax.random.PRNGKey(0))  # shapes only: nothing is compiled or run
+    assert state.points.shape == (cfg.collocation.num_points, 2)

@@ -105,3 +105,12 @@ def test_config_errors_name_the_field(tmp_path):
         toy.train_and_evaluate(cfg, str(tmp_path))
     with pytest.raises(ValueError, match="unknown argument"):
         toy_rolling_ball.get_config("tiny,breeed")
+
+
+@pytest.mark.parametrize("arg", ["", "uniform", "breed,replace", "window", "compare", "gpu", "gpu,compare", "tiny"])
+def test_every_config_variant_passes_its_check(arg):
+    cfg = toy_rolling_ball.get_config(arg)
+    toy.check_config(cfg)
+    assert cfg.kind == "toy" and cfg.compare == ("compare" in arg)
+    r = cfg.rounds
+    assert cfg.train.optimizer.warmup_steps < (r.num_rounds + 1) * r.iterations

@@ -15,7 +15,9 @@ Why the second term: the initial condition is periodic in value but not in slope
 periodic features alone (``corner_term=False``, the simpler ``u₀ + t N_θ``) keeps that slope
 jump forever; ``(x² − 1) N₁`` has slope jump ``4 N₁(1, t)`` and value 0 at ±1, so the network
 can cancel the kink without breaking value periodicity. The slope is not periodic by
-construction, only representable.
+construction, only representable. On the CPU default (uniform collocation) the two ansätze
+measured 0.37 / 0.30 (with the term, seeds 0 / 1) against 0.29 / 0.35 (without): no clear
+winner at that size, so the default keeps the term that can represent the smooth solution.
 
 **Loss and residual.** ``mean_i r(x_i, t_i)²`` over the collocation points; ``r = F[u_θ]`` with
 ``u_t``, ``u_xx`` by forward-mode differentiation (`jax.jvp`, what `jax.jacfwd` is built on) of the
@@ -332,7 +334,7 @@ def run_pinn_comparison(config, workdir: str, *, strategies=None, seeds=None, ov
                 run_cfg.seed = int(seed)
             s = train_and_evaluate(run_cfg, os.path.join(workdir, name, f"seed_{seed}"), overwrite=overwrite, log=log)
             rows.setdefault(name, []).append(s)
-    head = ["strategy", "seeds", "rel. L2 (mean ± std)", "max per-time rel. L2", "max |error|", "test mean r²", "rel. L2 / uniform"]
+    head = ["strategy", "seeds", "rel. L2 (mean ± std)", "max per-time rel. L2", "max abs error", "test mean r²", "rel. L2 / uniform"]
     lines = [f"Allen–Cahn PINN: {config.train.iterations} Adam steps, {config.collocation.num_points} collocation points "
              f"resampled every {config.collocation.resample_every} steps.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

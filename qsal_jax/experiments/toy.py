@@ -460,4 +460,10 @@ def comparison_markdown(table: dict, config=None) -> str:
         if base:
             cells += [f"{row[w]['mean'][0] / base[w]['mean'][0]:.3f}" for w in ("uniform", "hard")]
         lines.append("| " + " | ".join(cells) + " |")
+    numbers = ("mean", "std", "max", "p95", "p99")
+    for which in ("uniform", "hard"):
+        lines += ["", f"Per-sample squared error on the {which} set, five numbers (seed means):", "",
+                  "| variant | " + " | ".join(numbers) + " |", "|" + "---|" * (len(numbers) + 1)]
+        lines += ["| " + " | ".join([variant] + [f"{row[which][n][0]:.3e}" for n in numbers]) + " |"
+                  for variant, row in table.items()]
     return "\n".join(lines)
