@@ -174,9 +174,16 @@ def fail(path: str, value, why: str):
 def validate_config(config) -> None:
     """Raise `ConfigError` for the first bad field of ``config``; return None if it is sound."""
     kind = config.get("kind", "online")
+    if kind == "toy":
+        from qsal_jax.experiments.toy import check_config
+
+        return check_config(config)
+    if kind == "pinn":
+        from qsal_jax.experiments.pinn import check_config
+
+        return check_config(config)
     if kind not in SCHEMAS:
-        # kinds with their own validators register them in SCHEMAS; others are checked where built
-        return None
+        fail("kind", kind, "must be one of ['online', 'toy', 'pinn']")
     for path in REQUIRED.get(kind, ()):
         if _get(config, path) is _MISSING:
             fail(path, None, "is required")

@@ -82,8 +82,12 @@ def make_optimizer(config: Mapping[str, Any] | Any = None, **overrides: Any) -> 
 def init_params(key: jax.Array, model: nn.Module, sample_input: jax.Array, sample_cond: jax.Array | None = None) -> Any:
     """``model.init`` under jit (one compilation instead of one per parameter shape).
 
-    ``sample_input: [B, C, *grid]`` (B = 1 is enough); ``sample_cond: [B, P]`` or None.
+    ``sample_input: [B, C, *grid]`` (B = 1 is enough); ``sample_cond: [B, P]`` or None (then the
+    model is initialised from the input alone, so modules without a ``cond`` argument — the
+    MLP — work too).
     """
+    if sample_cond is None:
+        return jax.jit(model.init)(key, sample_input)
     return jax.jit(model.init)(key, sample_input, sample_cond)
 
 
