@@ -9,7 +9,7 @@ table and plots are. Takes a few minutes on 2 CPU cores.
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", "runs/quickstart", "Root directory of the runs.")
 flags.DEFINE_list("strategies", ["uniform", "breed_online"], "Strategies to compare.")
@@ -21,6 +21,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
     import importlib.util
 
     from qsal_jax.experiments import report, run_experiment

@@ -6,7 +6,7 @@ Run it again with the same arguments after an interruption and it resumes.
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:args]).", lock_config=True)
@@ -18,6 +18,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
     from qsal_jax.experiments import run_experiment
     from qsal_jax.experiments.validation import ConfigError
     from qsal_jax.experiments.workdir import WorkdirMismatch
