@@ -26,6 +26,7 @@ process on the same device; the record says ``skipped`` when torch or neuralop d
 
 cfg keys (all optional): ``gpu``, ``repeats``; ``online_sizes`` (overrides of `CPU_SIZES` /
 `GPU_SIZES`); ``online_strategies`` (default `STRATEGIES`; ``"sbal"`` adds the ensemble pair);
+``online_min_rounds`` (timed rounds, at least ``repeats``; default 5);
 ``neuralop`` (bool) and ``neuralop_case`` (overrides of `NEURALOP_CASE`).
 """
 
@@ -46,7 +47,7 @@ SBAL_ENSEMBLE = 3
 
 # Sizes of one online step; `steps` online steps per timed call.
 CPU_SIZES = dict(num_points=160, output_points=None, num_steps=20, model="fno1d_tiny", clients_per_step=8,
-                 train_steps_per_step=8, batch_size=64, capacity=2048, watermark=256, steps=10, sbal_pool=256)
+                 train_steps_per_step=8, batch_size=64, capacity=2048, watermark=256, steps=5, sbal_pool=256)
 GPU_SIZES = dict(num_points=800, output_points=160, num_steps=50, model="fno1d_small", clients_per_step=16,
                  train_steps_per_step=16, batch_size=256, capacity=32768, watermark=2048, steps=32, sbal_pool=256)
 
@@ -107,8 +108,25 @@ class _Run:
         return float(np.median(self.times))
 
 
-def _parts(run: _Run, repeats: int) -> dict:
-    """Median seconds per ``run.steps`` online steps of training alone and of simulation alone."""
+class _Part:
+    """A compiled, warmed-up call timed the same way as `_Run.timed_call`."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args, self.times = fn, args, []
+        jax.block_until_ready(fn(*args))
+
+    def timed_call(self) -> None:
+        t0 = time.perf_counter()
+        jax.block_until_ready(self.fn(*self.args))
+        self.times.append(time.perf_counter() - t0)
+
+    @property
+    def wall(self) -> float:
+        return float(np.median(self.times))
+
+
+def _parts(run: _Run) -> dict[str, _Part]:
+    """Training alone and simulation alone, each the work of ``run.steps`` online steps."""
     from qsal_jax.online import buffers as B
     from qsal_jax.training.step import Batch
 
@@ -138,16 +156,7 @@ def _parts(run: _Run, repeats: int) -> dict:
     # Copies: the loop's state was donated to it and stays the loop's.
     train_state, buffer = jax.tree_util.tree_map(jnp.copy, (run.state.train, run.state.buffer))
     key = jax.random.PRNGKey(1)
-    out = {}
-    for name, fn, args in (("train", train_only, (train_state, buffer, key)), ("simulate", simulate_only, (key,))):
-        jax.block_until_ready(fn(*args))
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times.append(time.perf_counter() - t0)
-        out[name] = float(np.median(times))
-    return out
+    return {"train": _Part(train_only, train_state, buffer, key), "simulate": _Part(simulate_only, key)}
 
 
 def _sizes_record(sizes: dict, engine) -> dict:
@@ -178,17 +187,17 @@ def run(cfg: dict) -> list[dict]:
     gpu = bool(cfg.get("gpu"))
     sizes = dict(GPU_SIZES if gpu else CPU_SIZES, **cfg.get("online_sizes", {}))
     strategies = list(cfg.get("online_strategies", STRATEGIES))
-    repeats = int(cfg.get("repeats", 3))
+    repeats = max(int(cfg.get("repeats", 3)), int(cfg.get("online_min_rounds", 5)))
     info = backend_info()
 
     plan = overhead_plan(strategies)
     runs = {label: _Run(make_config(s, sizes, gpu=gpu, ensemble_size=e), sizes["steps"]) for label, s, e, _ in plan}
-    for _ in range(repeats):  # interleaved rounds: machine drift hits every strategy alike
-        for r in runs.values():
-            r.timed_call()
-
     base = runs["uniform"]
-    parts = _parts(base, repeats)
+    parts = _parts(base)
+    for _ in range(repeats):  # interleaved rounds: drift of a shared machine hits every figure alike
+        for timer in (*runs.values(), *parts.values()):
+            timer.timed_call()
+    parts = {name: part.wall for name, part in parts.items()}
     steps = sizes["steps"]
     loop_rate, train_rate, sim_rate = steps / base.wall, steps / parts["train"], steps / parts["simulate"]
     slower = "train" if train_rate < sim_rate else "simulate"
