@@ -4,8 +4,8 @@ Each notebook is executed with nbclient in a fresh ``python3`` kernel of this in
 environment, from the ``notebooks/`` folder, on one CPU device (the suite's 8 simulated devices
 are for the sharding tests). Nothing is written back to the notebook files.
 
-Run alone: ``.venv/bin/python -m pytest -q -m slow tests/test_notebooks.py`` (about 1–2 minutes
-per notebook on 2 CPU cores, most of it XLA compilation).
+Run alone: ``.venv/bin/python -m pytest -q tests/test_notebooks.py``: about 3.5 minutes on a busy
+2-core machine (under 2 minutes of CPU time, most of it XLA compilation), hence ``slow``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ NAMES = ("quickstart", "breed_toy", "ogas")
 TIMEOUT_S = 600  # per cell
 
 
-def set_kernel_env(monkeypatch) -> None:
-    """The kernel inherits this process's environment: fast mode, one CPU device, this interpreter first on PATH."""
-    for name, value in dict(QSAL_FAST="1", XLA_FLAGS="", JAX_PLATFORMS="cpu", PYDEVD_DISABLE_FILE_VALIDATION="1").items():
+def set_kernel_env(monkeypatch, tmp_path) -> None:
+    """The kernel inherits this process's environment: fast mode, one CPU device, this interpreter
+    first on PATH, and temporary files (the fast-mode workdirs) under pytest's ``tmp_path``."""
+    for name, value in dict(QSAL_FAST="1", XLA_FLAGS="", JAX_PLATFORMS="cpu", PYDEVD_DISABLE_FILE_VALIDATION="1",
+                            TMPDIR=str(tmp_path)).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PATH", os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")]))
     monkeypatch.delenv("QSAL_JAX_ROOT", raising=False)  # the notebooks find the checkout they sit in
@@ -40,15 +42,17 @@ def test_every_notebook_is_listed():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_in_fast_mode(name, monkeypatch):
+def test_notebook_runs_in_fast_mode(name, monkeypatch, tmp_path):
     path = NOTEBOOKS / f"{name}.ipynb"
     nb = nbformat.read(path, as_version=4)
-    set_kernel_env(monkeypatch)
+    set_kernel_env(monkeypatch, tmp_path)
     client = nbclient.NotebookClient(
         nb, timeout=TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     )
     client.execute()  # raises CellExecutionError (with the cell and its traceback) on any error
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "fast mode" in text  # the parameter cell saw QSAL_FAST
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert "fast mode" in "".join(o.get("text", "") for o in outputs)  # the parameter cell saw QSAL_FAST
+    # Figures reach the page (a library module that switches matplotlib to Agg would hide them).
+    assert any("image/png" in o.get("data", {}) for o in outputs)
