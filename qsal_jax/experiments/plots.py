@@ -5,13 +5,10 @@ from __future__ import annotations
 import glob
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves; notebooks keep inline
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from qsal_jax.experiments.workdir import MetricLog  # noqa: E402
+from qsal_jax.experiments.workdir import MetricLog
 
 
 def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel):
