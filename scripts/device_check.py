@@ -111,13 +111,17 @@ def run_suite(suite: str, cfg: dict, out_path: str) -> None:
 
 
 def annotate_file(in_path: str, out_path: str) -> None:
+    """Roofline keys on the records of ``in_path`` (a list of records, or benchmark.py's
+    ``{"meta", "records"}``), with the rates of its roofline record (measured now if it has none)."""
     from qsal_jax.benchmarks import roofline
 
     with open(in_path) as f:
-        records = json.load(f)
-    rates = next(r for r in records if r.get("suite") == "roofline")
+        data = json.load(f)
+    records = data["records"] if isinstance(data, dict) else data
+    rates = next((r for r in records if r.get("suite") == "roofline"), None)
+    annotated = roofline.annotate(records, rates)
     with open(out_path, "w") as f:
-        json.dump(roofline.annotate(records, rates), f, indent=1)
+        json.dump(dict(data, records=annotated) if isinstance(data, dict) else annotated, f, indent=1)
 
 
 # ------------------------------------------------------------------ the check

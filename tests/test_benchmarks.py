@@ -115,3 +115,11 @@ def test_xla_cost_accepts_every_shape_of_cost_analysis(analysis):
 
     got = roofline._xla_cost(Compiled())
     assert got == ((4.0, 8.0) if analysis else None)
+
+
+def test_ffts_are_priced_at_five_n_log_n_not_at_xlas_product_of_logs():
+    x = jax.ShapeDtypeStruct((2, 32, 32), jnp.complex64)
+    flops, _, source = roofline.cost(jnp.fft.fft2, x)
+    usual = 5.0 * 2 * 32 * 32 * math.log2(32 * 32)
+    assert source in ("xla", "jaxpr")
+    np.testing.assert_allclose(flops, usual, rtol=1e-6)

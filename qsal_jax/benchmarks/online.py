@@ -49,7 +49,7 @@ SBAL_ENSEMBLE = 3
 CPU_SIZES = dict(num_points=160, output_points=None, num_steps=20, model="fno1d_tiny", clients_per_step=8,
                  train_steps_per_step=8, batch_size=64, capacity=2048, watermark=256, steps=5, sbal_pool=256)
 GPU_SIZES = dict(num_points=800, output_points=160, num_steps=50, model="fno1d_small", clients_per_step=16,
-                 train_steps_per_step=16, batch_size=256, capacity=32768, watermark=2048, steps=32, sbal_pool=256)
+                 train_steps_per_step=16, batch_size=256, capacity=32768, watermark=2048, steps=16, sbal_pool=256)
 
 NEURALOP_CASE = dict(model="fno2d_28m", grid=(128, 128), batch_size=32, hidden=90, modes=(40, 40), layers=4,
                      steps=10, warmup=3)

@@ -29,11 +29,10 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from qsal_jax.benchmarks.timing import backend_info, time_fn
+from qsal_jax.benchmarks.timing import backend_info
 
-CPU_RATE_SIZES = {"copy_mib": 64, "matmul_n": 1024}
+CPU_RATE_SIZES = {"copy_mib": 256, "matmul_n": 2048}
 GPU_RATE_SIZES = {"copy_mib": 2048, "matmul_n": 8192}
 
 
@@ -41,7 +40,8 @@ GPU_RATE_SIZES = {"copy_mib": 2048, "matmul_n": 8192}
 def device_rates(cfg: dict | None = None) -> dict:
     """``{"copy_gbps", "matmul_f32_tflops", "matmul_bf16_tflops", ...}`` measured on device 0.
 
-    cfg keys: ``gpu`` (2 GiB copy, 8192² matmuls; else 64 MiB, 1024²), ``rate_sizes`` (overrides
+    Rates are from the fastest of the timed calls: a ceiling, as a roofline needs. cfg keys:
+    ``gpu`` (2 GiB copy, 8192² matmuls; else 256 MiB, 2048²), ``rate_sizes`` (overrides
     ``copy_mib``, ``matmul_n``), ``repeats``.
     """
     cfg = dict(cfg or {})
@@ -57,17 +57,28 @@ def device_rates(cfg: dict | None = None) -> dict:
         t0 = time.perf_counter()
         x = jax.block_until_ready(scale(x))
         times.append(time.perf_counter() - t0)
-    t_copy = float(np.median(times))
+    t_copy = min(times)  # a ceiling: the best the device showed, not the typical call
     del x
     out = {"suite": "roofline", "name": "device_rates", "copy_bytes": 8 * n_copy, "copy_gbps": 8 * n_copy / t_copy / 1e9}
     n = int(sizes["matmul_n"])
     for dtype in (jnp.float32, jnp.bfloat16):
         a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
-        t = time_fn(jax.jit(lambda a: a @ a), a, repeats=repeats)
+        t = _best_time(jax.jit(lambda a: a @ a), a, repeats=repeats)
         out[f"matmul_{jnp.dtype(dtype).name.replace('float', 'f')}_tflops"] = 2 * n**3 / t / 1e12  # f32, bf16
     out["matmul_n"] = n
     out.update(backend_info())
     return out
+
+
+def _best_time(fn, *args, repeats: int) -> float:
+    """Fastest of ``repeats`` calls after a compiling one."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(max(repeats, 3)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 def run(cfg: dict) -> list[dict]:
@@ -83,9 +94,39 @@ def cost(fn, *args) -> tuple[float, float, str]:
     except Exception:  # a backend without cost analysis, or one that raises for it
         xla = None
     if xla is not None and xla[0] > 0 and xla[1] > 0:
-        return xla[0], xla[1], "xla"
+        # XLA prices an FFT at 8·Π log2(n_i) flops per complex element (a product of logs: 49 per
+        # element for 128², 5.6 × the usual 5·log2 N² per element); put the usual count in its place.
+        xla_fft, usual_fft = _fft_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+        flops = xla[0] - xla_fft + usual_fft
+        return (flops if flops > 0 else xla[0]), xla[1], "xla"
     flops, nbytes = jaxpr_cost(fn, *args)
     return flops, nbytes, "jaxpr"
+
+
+def _fft_terms(eqn) -> tuple[float, float]:
+    """(XLA's flops, the usual 5·n·log2 n flops, half for real transforms) of one ``fft`` equation."""
+    lengths = tuple(int(n) for n in eqn.params["fft_lengths"])
+    real = "RFFT" in str(eqn.params["fft_type"]).upper()  # RFFT and IRFFT
+    # XLA (HloCostAnalysis::HandleFft): 2 flops/FMA × 4 FMAs × Π floor(log2 n_i) per operand element.
+    xla = 8.0 * math.prod(max(n.bit_length() - 1, 1) for n in lengths) * math.prod(eqn.invars[0].aval.shape)
+    n = math.prod(lengths)
+    batch = math.prod(eqn.invars[0].aval.shape) / max(math.prod(eqn.invars[0].aval.shape[-len(lengths):]), 1)
+    usual = (2.5 if real else 5.0) * batch * n * math.log2(max(n, 2))
+    return xla, usual
+
+
+def _fft_flops(jaxpr) -> tuple[float, float]:
+    """Both FFT counts over a jaxpr, with loop bodies counted once as XLA does."""
+    xla = usual = 0.0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "fft":
+            a, b = _fft_terms(eqn)
+            xla, usual = xla + a, usual + b
+        for v in eqn.params.values():
+            for sub in _sub_jaxprs(v):
+                a, b = _fft_flops(sub)
+                xla, usual = xla + a, usual + b
+    return xla, usual
 
 
 def _xla_cost(compiled) -> tuple[float, float] | None:
@@ -138,11 +179,7 @@ def _count(jaxpr) -> float:
             rhs_shape = eqn.invars[1].aval.shape
             total += 2.0 * out_size * math.prod(rhs_shape) / max(rhs_shape[params["dimension_numbers"].rhs_spec[0]], 1)
         elif name == "fft":
-            lengths = params["fft_lengths"]
-            n = math.prod(lengths)
-            batch = math.prod(eqn.invars[0].aval.shape) / max(math.prod(eqn.invars[0].aval.shape[-len(lengths):]), 1)
-            real = "R" in str(params["fft_type"])
-            total += (2.5 if real else 5.0) * batch * n * math.log2(max(n, 2))
+            total += _fft_terms(eqn)[1]
         else:
             total += out_size
     return total
