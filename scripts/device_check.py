@@ -33,8 +33,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_solvers.py", "tests/test_models.py", "tests/test_training.py", "tests/test_buffers.py",
          "tests/test_engine.py", "tests/test_benchmarks.py"]
 CPU_TESTS = ["tests/test_buffers.py", "tests/test_benchmarks.py"]
-# What a GPU machine with JAX (CUDA), flax, optax, diffrax and orbax lacks for these stages.
-WHEEL_PACKAGES = ["ml_collections", "distrax", "tensorflow-probability", "exponax", "equinox", "hypothesis",
+# What a GPU machine with JAX (CUDA), flax, optax, diffrax and orbax lacks for these stages. Not
+# "tensorflow-probability": distrax brings tfp-nightly, and the release (same module name) does not
+# import under current JAX.
+WHEEL_PACKAGES = ["ml_collections", "distrax", "exponax", "equinox", "hypothesis",
                   "absl-py", "pytest", "matplotlib", "tensorboardX"]
 # (stage, suite, cfg overrides, seconds allowed on a GPU, on a CPU); order = priority.
 STAGES = [
@@ -157,10 +159,11 @@ def main() -> int:
         env["JAX_PLATFORMS"] = "cpu"
         gpu = False
     else:
-        import jax  # only to see what is there; the stages run in their own processes
-
-        gpu = jax.default_backend() in ("gpu", "cuda", "rocm")
         env.setdefault("JAX_PLATFORMS", "")  # tests/conftest.py would pick the CPU otherwise
+        # Asked in a child: JAX in this process would hold the GPU (and 75 % of its memory) throughout.
+        probe = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"], env=env,
+                               capture_output=True, text=True, timeout=120)
+        gpu = probe.stdout.strip().splitlines()[-1:] in (["gpu"], ["cuda"], ["rocm"])
     budget = args.budget or BUDGET_S["gpu" if gpu else "cpu"]
     left = lambda: budget - ANNOTATE_RESERVE_S - (time.perf_counter() - t_start)  # noqa: E731
     py, me = sys.executable, os.path.abspath(__file__)
