@@ -42,7 +42,8 @@ import numpy as np
 
 from qsal_jax.benchmarks.timing import backend_info
 
-STRATEGIES = ("uniform", "quasirandom", "breed_online", "ogas", "sbal")
+# "name:key=value" entries time a strategy with one setting changed.
+STRATEGIES = ("uniform", "quasirandom", "breed_online", "ogas", "ogas:train_every=8", "sbal")
 SBAL_ENSEMBLE = 3
 
 # Sizes of one online step; `steps` online steps per timed call.
@@ -64,8 +65,12 @@ def _load_config(arg: str):
 
 
 def make_config(strategy: str, sizes: dict, *, gpu: bool = False, ensemble_size: int = 1):
-    """The ``online_1d:ks`` config of ``strategy`` with the benchmark's sizes applied."""
+    """The ``online_1d:ks`` config of ``strategy`` (``name`` or ``name:key=value``) with the benchmark's sizes."""
+    strategy, _, setting = strategy.partition(":")
     c = _load_config(",".join(["ks", strategy] + (["gpu"] if gpu else [])))
+    if setting:
+        key, value = setting.split("=")
+        c.strategy.settings = dict(c.strategy.settings, **{key: int(value)})
     c.problem.kwargs = {k: sizes[k] for k in ("num_points", "output_points", "num_steps") if sizes.get(k)}
     c.model.name = sizes["model"]
     c.model.ensemble_size = ensemble_size

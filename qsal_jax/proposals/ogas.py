@@ -75,6 +75,7 @@ DEFAULTS = dict(
     capacity=4096,  # FIFO pairs
     batch_size=128,  # generator minibatch
     train_steps=4,  # optimiser steps per update (generator and classifier each)
+    train_every=1,  # train on every k-th update only (pairs are still pushed every update)
     lr=1e-3,
     grad_clip=1.0,
     ema_decay=0.9,  # weight of the old statistics (the reference's α = 0.3 would be 0.7)
@@ -171,6 +172,8 @@ def _check(s: dict) -> None:
             raise ValueError(f"ogas: {name} must be >= 1, got {s[name]}")
     if s["train_steps"] < 0 or s["ramp_updates"] < 0 or s["min_fill"] < 1:
         raise ValueError("ogas: train_steps and ramp_updates must be >= 0, min_fill >= 1")
+    if int(s["train_every"]) < 1:
+        raise ValueError(f"ogas: train_every must be >= 1, got {s['train_every']}")
     if s["sample_steps"] is not None and not 2 <= s["sample_steps"] <= s["steps"]:
         raise ValueError(f"ogas: sample_steps must be None or in [2, steps], got {s['sample_steps']}")
     if s["min_fill"] > s["capacity"]:
@@ -250,7 +253,9 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         )
         key, sub = jax.random.split(state.key)
         carry = (state.denoiser, state.denoiser_opt, state.ratio, state.ratio_opt)
-        ready = count >= s["min_fill"]
+        # Online, update runs after every training batch; training the generator on every k-th
+        # one keeps its cost a small fraction of the surrogate's while the FIFO sees every pair.
+        ready = (count >= s["min_fill"]) & (state.n_updates % int(s["train_every"]) == 0)
 
         def train(c):
             step = lambda c, k: train_step(fifo_lam, fifo_eps, count, c, k)  # noqa: E731
