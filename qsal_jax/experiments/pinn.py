@@ -54,7 +54,7 @@ import optax
 from qsal_jax import models, proposals
 from qsal_jax.experiments import test_sets
 from qsal_jax.experiments.validation import ConfigError
-from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir
+from qsal_jax.experiments.workdir import MetricLog, Progress, start_or_reuse
 from qsal_jax.simulation.param_space import ParamSpace
 from qsal_jax.solvers.reaction import AllenCahn
 from qsal_jax.solvers.stepper import make_stepper, rollout
@@ -254,13 +254,9 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     if config.get("compare", False):
         return run_pinn_comparison(config, workdir, overwrite=overwrite, log=log)
     check_config(config)
-    claim_workdir(workdir, config, overwrite=overwrite)
-    summary_path = os.path.join(workdir, "summary.json")
-    if os.path.exists(summary_path) and not overwrite:
-        with open(summary_path) as f:
-            return json.load(f)
-    if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-        os.remove(os.path.join(workdir, "metrics.jsonl"))
+    finished = start_or_reuse(workdir, config, overwrite=overwrite)
+    if finished is not None:
+        return finished
     t_start = time.perf_counter()
     rc = config.reference
     ref = reference_solution(int(rc.num_points), float(rc.dt), int(rc.num_times), int(rc.subsample),
@@ -309,7 +305,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     }
     np.savez(os.path.join(workdir, "solution.npz"), x=ref[0], t=ref[1], reference=ref[2], prediction=ev["pred"],
              per_time_rel_l2=ev["per_time"], collocation=np.stack(drawn) if drawn else np.zeros((0,)))
-    with open(summary_path, "w") as f:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     log(f"{config.strategy.name}: relative L2 {summary['rel_l2']:.4g}, max |error| {summary['max_abs_error']:.3g}, "
         f"test mean r² {summary['test_residual_sq']:.3g} ({summary['wall_seconds_this_process']:.0f}s)")

@@ -46,7 +46,7 @@ import numpy as np
 from qsal_jax import models, proposals
 from qsal_jax.experiments import test_sets
 from qsal_jax.experiments.validation import ConfigError
-from qsal_jax.experiments.workdir import MetricLog, claim_workdir
+from qsal_jax.experiments.workdir import MetricLog, start_or_reuse
 from qsal_jax.simulation.param_space import ParamSpace
 from qsal_jax.solvers import rolling_ball
 from qsal_jax.training.losses import mse
@@ -317,14 +317,9 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     if config.get("compare", False):
         return run_toy_comparison(config, workdir, overwrite=overwrite, log=log)
     check_config(config)
-    claim_workdir(workdir, config, overwrite=overwrite)
-    summary_path = os.path.join(workdir, "summary.json")
-    if os.path.exists(summary_path) and not overwrite:
-        with open(summary_path) as f:
-            return json.load(f)
-    for stale in ("metrics.jsonl",):
-        if os.path.exists(os.path.join(workdir, stale)):
-            os.remove(os.path.join(workdir, stale))
+    finished = start_or_reuse(workdir, config, overwrite=overwrite)
+    if finished is not None:
+        return finished
 
     t_start = time.perf_counter()
     space = make_space(config.problem)
@@ -383,7 +378,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     }
     np.savez(os.path.join(workdir, "samples.npz"), drawn=np.concatenate(drawn), final_x=x, final_y=y,
              **{f"errors_{k}": v for k, v in errs.items()})
-    with open(summary_path, "w") as f:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     log(f"{summary['strategy']} seed {summary['seed']}: {simulations} simulations, "
         f"MSE uniform {summary['mse_uniform']:.4g}, hard {summary['mse_hard']:.4g} "

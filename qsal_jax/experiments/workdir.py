@@ -47,6 +47,20 @@ def claim_workdir(workdir: str, config, *, overwrite: bool = False) -> None:
     os.replace(tmp, path)
 
 
+def start_or_reuse(workdir: str, config, *, overwrite: bool = False) -> dict | None:
+    """For runs that are not checkpointed: claim ``workdir`` and return the summary of a finished
+    run of the same config (None otherwise, after clearing the metrics of an interrupted one)."""
+    claim_workdir(workdir, config, overwrite=overwrite)
+    summary_path = os.path.join(workdir, "summary.json")
+    if os.path.exists(summary_path) and not overwrite:
+        with open(summary_path) as f:
+            return json.load(f)
+    stale = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(stale):
+        os.remove(stale)
+    return None
+
+
 def _first_difference(a, b, prefix="") -> str:
     if not isinstance(a, dict) or not isinstance(b, dict):
         return f"{prefix or 'config'}: {a!r} != {b!r}"
