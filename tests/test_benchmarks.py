@@ -123,3 +123,16 @@ def test_ffts_are_priced_at_five_n_log_n_not_at_xlas_product_of_logs():
     usual = 5.0 * 2 * 32 * 32 * math.log2(32 * 32)
     assert source in ("xla", "jaxpr")
     np.testing.assert_allclose(flops, usual, rtol=1e-6)
+
+
+def test_time_fn_excludes_compilation_and_reports_the_median():
+    import jax
+    import jax.numpy as jnp
+
+    from qsal_jax.benchmarks import timing
+
+    calls = []
+    f = jax.jit(lambda x: (calls.append(1), x * 2)[1])
+    seconds = timing.time_fn(f, jnp.ones(8), repeats=3)
+    assert seconds > 0 and len(calls) == 1  # traced once, in the warm-up call
+    assert set(timing.backend_info()) == {"backend", "device", "num_devices"}

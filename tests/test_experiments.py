@@ -66,3 +66,15 @@ def test_report_names_a_run_without_summary(tmp_path):
     (tmp_path / "unfinished").mkdir()
     with pytest.raises(FileNotFoundError, match="unfinished"):
         report.load_summaries([str(tmp_path / "unfinished")])
+
+
+def test_five_numbers_skip_solver_blow_ups_but_keep_surrogate_divergence():
+    from qsal_jax.experiments import test_sets
+
+    errors = np.array([0.1, 0.2, np.nan, 0.3, np.inf])  # NaN: the test trajectory blew up; inf: the surrogate did
+    numbers = test_sets.five_numbers(errors)
+    assert numbers["max"] == np.inf and numbers["mean"] == np.inf
+    finite = test_sets.five_numbers(errors[:4])
+    np.testing.assert_allclose([finite["mean"], finite["max"]], [0.2, 0.3])
+    ladder = np.arange(1.0, 101.0)
+    np.testing.assert_allclose(test_sets.unevenness(ladder), np.mean(ladder[-10:]) / np.median(ladder))

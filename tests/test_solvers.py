@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qsal_jax import solvers as S
-from qsal_jax.solvers import spectral
+from qsal_jax.solvers import difficulty, navier_stokes, pdes, reaction, rolling_ball, spectral
 
 F64 = jnp.float64
 
@@ -89,7 +89,7 @@ def test_taylor_green_vortex_decays_at_analytic_rate():
     n, nu, dt, steps = 32, 0.05, 0.05, 40
     x, y = np.meshgrid(_x(n, 2 * math.pi), _x(n, 2 * math.pi), indexing="ij")
     omega0 = 2 * np.sin(x) * np.sin(y)
-    pde = S.NavierStokesVorticity(2 * math.pi, n, dt, diffusivity=nu)
+    pde = navier_stokes.NavierStokesVorticity(2 * math.pi, n, dt, diffusivity=nu)
     w = _run(pde, omega0[None], steps, order=4)
     np.testing.assert_allclose(w[0], omega0 * np.exp(-2 * nu * dt * steps), atol=1e-10)
 
@@ -102,7 +102,7 @@ def test_kolmogorov_forcing_is_the_curl_of_the_body_force():
 
 
 def test_allen_cahn_and_gray_scott_stay_bounded():
-    ac = S.AllenCahn(1, 2.0, 128, 0.01, diffusivity=1e-2)
+    ac = reaction.AllenCahn(1, 2.0, 128, 0.01, diffusivity=1e-2)
     x = _x(128, 2.0) - 1.0
     u = _run(ac, (x**2 * np.cos(np.pi * x))[None], 100, order=2)
     assert np.all(np.abs(u) <= 1.0 + 1e-6)
@@ -163,6 +163,7 @@ def test_difficulty_mapping_round_trip_and_exponax_agreement():
     np.testing.assert_allclose(back, gammas, rtol=1e-12)
     # a_j = γ_j L^j / (Δt N^j 2^(j-1) D): KS γ2 at N = 800 on the unit domain
     np.testing.assert_allclose(a[2], -82.5 * 9.0 / (0.5 * 800**2 * 2), rtol=1e-12)
+    assert difficulty.linear_coefficients_from_difficulty is S.linear_coefficients_from_difficulty
     utils = pytest.importorskip("exponax.stepper.generic._utils")
     alphas = utils.extract_normalized_coefficients_from_difficulty(gammas, num_spatial_dims=1, num_points=800)
     np.testing.assert_allclose(a, utils.denormalize_coefficients(alphas, domain_extent=3.0, dt=0.5), rtol=1e-12)
@@ -213,6 +214,15 @@ def test_batched_coefficients_match_one_at_a_time_without_recompiling():
     assert bool(jnp.all(batched.finite))
 
 
+def test_a_pde_must_define_both_operators():
+    class Incomplete(pdes.PeriodicPDE):
+        def linear_operator(self, derivative):
+            return derivative[:1] * 0
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete(1, 1.0, 8, 0.1)
+
+
 def test_stepper_rejects_batched_state_with_a_helpful_error():
     stepper = S.make_stepper(S.KuramotoSivashinsky(1, 60.0, 64, 0.1))
     with pytest.raises(ValueError, match="jax.vmap"):
@@ -220,7 +230,7 @@ def test_stepper_rejects_batched_state_with_a_helpful_error():
 
 
 def test_rolling_ball_reaches_the_known_basin():
-    well = S.default_double_well(2, F64)
+    well = rolling_ball.default_double_well(2, F64)
     xs = jnp.array([[-1.5, 0.0], [-0.8, 0.3], [1.3, 0.4], [0.9, 1.0], [-1.0, -1.0]], F64)
     rest = S.oracle(well, xs)
     np.testing.assert_array_equal(S.basin(well, rest), [0, 0, 1, 1, 0])

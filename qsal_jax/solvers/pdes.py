@@ -18,6 +18,8 @@ say in their docstrings how the signs enter.
 
 from __future__ import annotations
 
+import abc
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -25,7 +27,7 @@ from flax import struct
 from qsal_jax.solvers import spectral
 
 
-class SemilinearPDE:
+class SemilinearPDE(abc.ABC):
     """Interface: a linear Fourier symbol and a pseudo-spectral nonlinear term.
 
     Subclasses are `flax.struct` dataclasses with static ``num_spatial_dims`` and
@@ -35,13 +37,13 @@ class SemilinearPDE:
     num_channels: int = 1
     dealiasing_fraction: float = 2 / 3
 
+    @abc.abstractmethod
     def linear_operator(self, derivative: jax.Array) -> jax.Array:
         """Fourier symbol of L, broadcastable to ``[C, *freq]``; ``derivative = i k``, ``[D, *freq]``."""
-        raise NotImplementedError(f"{type(self).__name__} must define linear_operator")
 
+    @abc.abstractmethod
     def nonlinear(self, u_hat: jax.Array, derivative: jax.Array, mask: jax.Array) -> jax.Array:
         """N(u) in Fourier space, ``[C, *freq]``; ``mask`` is the dealiasing mask ``[1, *freq]``."""
-        raise NotImplementedError(f"{type(self).__name__} must define nonlinear")
 
     def forcing(self, dtype=jnp.float32) -> jax.Array | None:
         """A time-independent source term in physical space ``[C, *grid]``, or None.
