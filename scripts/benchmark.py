@@ -7,11 +7,9 @@ Each suite lives in `qsal_jax.benchmarks.<suite>` and returns a list of records.
 Figures taken on a CPU are labelled with their backend and are never accelerator results.
 """
 
-import datetime
 import importlib
 import json
 import os
-import platform
 
 from absl import app, flags
 
@@ -35,14 +33,9 @@ def main(argv):
         for rec in module.run(cfg):
             records.append(rec)
             print(json.dumps(rec), flush=True)
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "gpu_sizes": gpu,
-    }
+    from qsal_jax.benchmarks.timing import run_metadata
+
+    meta = run_metadata(gpu_sizes=gpu)
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     with open(FLAGS.out, "w") as f:
         json.dump({"meta": meta, "records": records}, f, indent=1)

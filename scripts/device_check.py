@@ -24,7 +24,6 @@ import datetime
 import importlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -89,8 +88,6 @@ def _last_line(path: str, contains: str) -> str:
 # ------------------------------------------------------------------ child processes
 def run_suite(suite: str, cfg: dict, out_path: str) -> None:
     """What ``scripts/benchmark.py --suites=<suite>`` does, with ``cfg`` overrides; same JSON layout."""
-    import jax
-
     module = importlib.import_module(f"qsal_jax.benchmarks.{suite}")
     if cfg.pop("only_neuralop", False):
         records = [module.compare_neuralop(dict(module.NEURALOP_CASE, **cfg.get("neuralop_case", {})))]
@@ -99,15 +96,9 @@ def run_suite(suite: str, cfg: dict, out_path: str) -> None:
         for rec in module.run(cfg):
             records.append(rec)
             print(json.dumps(rec), flush=True)
-    meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "gpu_sizes": cfg.get("gpu"),
-        "cfg": cfg,
-    }
+    from qsal_jax.benchmarks.timing import run_metadata
+
+    meta = run_metadata(gpu_sizes=cfg.get("gpu"), cfg=cfg)
     with open(out_path, "w") as f:
         json.dump({"meta": meta, "records": records}, f, indent=1, default=str)
 

@@ -25,6 +25,21 @@ def backend_info() -> dict:
     return {"backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)), "num_devices": jax.device_count()}
 
 
+def run_metadata(**extra) -> dict:
+    """Date, versions and devices of a benchmark run (the ``meta`` block of its JSON)."""
+    import datetime
+    import platform
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "python": platform.python_version(),
+        **extra,
+    }
+
+
 def peak_bytes() -> int | None:
     """Peak device memory in bytes where the backend reports it (GPU/TPU), else None."""
     stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None

@@ -18,7 +18,6 @@ last checkpoint and ends with the same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
-import functools
 import glob
 import json
 import os
@@ -35,7 +34,7 @@ from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
 from qsal_jax.training import checkpoint
 from qsal_jax.training.state import create_train_state, make_optimizer
-from qsal_jax.training.step import train_step
+from qsal_jax.training.step import bind_train_step
 
 
 def build_engine(config):
@@ -52,9 +51,7 @@ def build_engine(config):
     apply_fn = (lambda params, x, cond: x + model.apply(params, x, cond)) if residual else model.apply
     optimizer = make_optimizer(dict(config.train.optimizer))
     compute_dtype = jnp.bfloat16 if config.train.get("bf16", False) else None
-    step = functools.partial(
-        train_step, apply_fn=apply_fn, optimizer=optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype
-    )
+    step = bind_train_step(apply_fn, optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype)
     strategy = proposals.build(config.strategy.name, sim.space, **dict(config.strategy.get("settings", {})))
     engine = OnlineEngine(
         simulator=sim,
@@ -195,7 +192,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         plots.plot_run(workdir, test, errs, sim.space)
     if writer is not None:
         writer.close()
-    log(f"test one-step nRMSE: " + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step"].items()))
+    log("test one-step nRMSE: " + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step"].items()))
     return summary
 
 

@@ -9,7 +9,6 @@ same code runs on one CPU, eight simulated CPU devices (tests), eight GPUs or a 
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any, Callable, Sequence
 
@@ -20,8 +19,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from qsal_jax.training.state import TrainState
-from qsal_jax.training.losses import get_loss
-from qsal_jax.training.step import ApplyFn, Batch, train_step
+from qsal_jax.training.step import ApplyFn, Batch, bind_train_step
 
 DATA_AXIS = "data"
 
@@ -126,15 +124,8 @@ def make_sharded_train_step(
     Pass a state placed with `replicate` and a batch placed with `shard_batch` (an unplaced batch
     is placed on the fly). The returned per-sample loss ``[B]`` stays sharded like the batch.
     """
-    get_loss(loss_name)
-    step = functools.partial(
-        train_step,
-        apply_fn=apply_fn,
-        optimizer=optimizer,
-        loss_name=loss_name,
-        compute_dtype=compute_dtype,
-        ema_decay=ema_decay,
-        schedule=schedule,
+    step = bind_train_step(
+        apply_fn, optimizer, loss_name=loss_name, compute_dtype=compute_dtype, ema_decay=ema_decay, schedule=schedule
     )
     rep, data = replicated_sharding(mesh), batch_sharding(mesh)
     jitted = jax.jit(

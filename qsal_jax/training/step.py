@@ -129,8 +129,25 @@ def make_train_step(
     For data-parallel training over a device mesh use
     `qsal_jax.training.sharding.make_sharded_train_step` instead (same settings).
     """
+    step = bind_train_step(
+        apply_fn, optimizer, loss_name=loss_name, compute_dtype=compute_dtype, ema_decay=ema_decay, schedule=schedule
+    )
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+
+def bind_train_step(
+    apply_fn: ApplyFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    loss_name: str = "mse",
+    compute_dtype: Any = None,
+    ema_decay: float = 0.999,
+    schedule: optax.Schedule | None = None,
+) -> Callable[[TrainState, Batch], tuple[TrainState, jax.Array, dict[str, jax.Array]]]:
+    """`train_step` with its settings bound and not jitted: for programs that jit it themselves
+    (the online engine's scan, a sharded jit)."""
     get_loss(loss_name)  # fail on a typo now, not at the first trace
-    step = functools.partial(
+    return functools.partial(
         train_step,
         apply_fn=apply_fn,
         optimizer=optimizer,
@@ -139,4 +156,3 @@ def make_train_step(
         ema_decay=ema_decay,
         schedule=schedule,
     )
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
