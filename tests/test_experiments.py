@@ -1,65 +1,143 @@
-"""The online experiment runner's outputs, the report table and the plots."""
+"""The online experiment runner's outputs, the score set, the report table and the plots."""
 
 import csv
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-from qsal_jax.experiments import report, run_experiment
+from qsal_jax.experiments import report, run_experiment, test_sets
+from qsal_jax.experiments.config_args import load_config, parse_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(arg):
-    spec = importlib.util.spec_from_file_location("online_1d", os.path.join(ROOT, "configs", "online_1d.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(os.path.join(ROOT, "configs", f"online_1d.py:{arg}"))
+
+
+@pytest.fixture(autouse=True)
+def _score_set_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(test_sets.CACHE_ENV, str(tmp_path / "cache"))
 
 
 def test_online_run_writes_summary_metrics_samples_and_plots(tmp_path):
     config = _config("uniform,tiny")
     with config.unlocked():
         config.plots = True
-    summary = run_experiment(config, str(tmp_path), log=lambda *a: None)
-    for name in ("summary.json", "metrics.jsonl", "config.json", "test_errors.npz", "test_error_heatmap.png",
-                 "sampling_density.png", "training_curve.png"):
-        assert (tmp_path / name).exists(), name
+    summary = run_experiment(config, str(tmp_path / "run"), log=lambda *a: None)
+    run = tmp_path / "run"
+    for name in ("summary.json", "metrics.jsonl", "config.json", "test_errors.npz", "heatmap_errors.npz",
+                 "test_error_heatmap.png", "sampling_density.png", "training_curve.png"):
+        assert (run / name).exists(), name
     assert summary["simulations"] == config.online.num_steps * config.online.clients_per_step
-    for block in ("one_step", "rollout"):
+    for block in ("one_step", "rollout", "one_step_per_transition", "rollout_per_transition"):
         assert set(summary[block]) == {"mean", "std", "max", "p95", "p99"}
         assert all(np.isfinite(v) for v in summary[block].values())
-    steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+    assert summary["score_set"]["size"] == config.eval.score_size and "Halton" in summary["score_set"]["draw"]
+    assert summary["non_finite_predictions"] == {"one_step": 0, "rollout": 0}
+    assert (summary["train_loss"], summary["signal_metric"]) == ("mse", "nrmse")  # the authors' protocol
+    errs = np.load(run / "test_errors.npz")
+    t = config.problem.kwargs["num_steps"]
+    assert errs["one_step_by_time"].shape == (config.eval.score_size, t)
+    # The per-transition mean equals the mean of per-trajectory means (equal frames per trajectory).
+    np.testing.assert_allclose(summary["one_step_per_transition"]["mean"], summary["one_step"]["mean"], rtol=1e-9)
+    np.testing.assert_allclose(errs["one_step"], errs["one_step_by_time"].mean(axis=1))
+    steps = [json.loads(line)["step"] for line in open(run / "metrics.jsonl")]
     assert steps == list(range(1, config.online.num_steps + 1))
-    assert len(os.listdir(tmp_path / "samples")) == config.online.num_steps // config.online.steps_per_sync
+    assert len(os.listdir(run / "samples")) == config.online.num_steps // config.online.steps_per_sync
+
+
+def test_score_set_covers_the_box_is_cached_and_independent_of_strategies(tmp_path):
+    from qsal_jax.simulation import get_problem
+
+    kwargs = {"num_points": 32, "num_steps": 3}
+    sim = get_problem("kdv_1d", **kwargs)
+    a = test_sets.make_score_set(sim, kwargs, size=64, seed=3, cache_dir=str(tmp_path))
+    files = list((tmp_path / "score_sets").iterdir())
+    assert len(files) == 1
+    b = test_sets.make_score_set(sim, kwargs, size=64, seed=3, cache_dir=str(tmp_path))  # read back, same arrays
+    np.testing.assert_array_equal(a.u, b.u)
+    assert a.info == b.info and a.info["size"] == 64
+    lo, hi = np.asarray(sim.space.low), np.asarray(sim.space.high)
+    z = (a.lam - lo) / (hi - lo)
+    assert np.all((z > 0) & (z < 1))  # interior of the box, no face or corner points
+    # Scrambled Halton: every coordinate stratified, far more even than 64 i.i.d. draws would be.
+    for d in range(sim.space.dim):
+        counts = np.histogram(z[:, d], bins=8, range=(0, 1))[0]
+        assert counts.min() >= 6 and counts.max() <= 10, counts
+    c = test_sets.make_score_set(sim, kwargs, size=64, seed=4, cache_dir=str(tmp_path))
+    assert c.info["key"] != a.info["key"] and not np.allclose(c.lam, a.lam)
+
+
+def test_summary_counts_a_non_finite_prediction_as_infinite_error():
+    one = np.array([[0.1, 0.2], [0.3, np.inf], [0.2, 0.2]])
+    errs = {"one_step_by_time": one, "rollout_by_time": one, "one_step": one.mean(1), "rollout": one.mean(1)}
+    s = test_sets.summarise(errs)
+    assert s["one_step"]["max"] == np.inf and s["one_step"]["mean"] == np.inf
+    assert s["non_finite_predictions"]["one_step"] == 1
+    # NaN is a diverged prediction too: read as inf, never dropped.
+    assert test_sets.five_numbers([0.1, np.nan])["max"] == np.inf
+    ladder = np.arange(1.0, 101.0)
+    np.testing.assert_allclose(test_sets.unevenness(ladder), np.mean(ladder[-10:]) / np.median(ladder))
+
+
+def test_score_errors_turn_nan_predictions_into_inf():
+    u = np.random.default_rng(0).normal(size=(3, 4, 1, 8)).astype(np.float32)
+    cond = np.zeros((3, 0), np.float32)
+    nan_model = lambda p, x, c: x * p  # p = NaN: every prediction diverged
+    errs = test_sets.score(nan_model, np.float32(np.nan), u, cond)
+    assert np.all(np.isinf(errs["one_step_by_time"])) and np.all(np.isinf(errs["rollout"]))
 
 
 def _fake_run(root, strategy, seed, mean):
     w = root / f"{strategy}_{seed}"
     w.mkdir()
     numbers = {"mean": mean, "std": mean / 2, "max": 3 * mean, "p95": 2 * mean, "p99": 2.5 * mean}
+    info = {"size": 512, "drawn": 512, "draw": "scrambled Halton (seed 1)", "dropped_blowups": 0, "key": "abc"}
     json.dump({"strategy": strategy, "seed": seed, "simulations": 100, "one_step": numbers, "rollout": numbers,
-               "unevenness_one_step": 1.5}, open(w / "summary.json", "w"))
+               "one_step_per_transition": numbers, "score_set": info, "unevenness_one_step": 1.5},
+              open(w / "summary.json", "w"))
     with open(w / "metrics.jsonl", "w") as f:
         for step in (10, 20):
-            f.write(json.dumps({"step": step, "train_loss": 1.0, "test_mean": mean * 20 / step}) + "\n")
+            f.write(json.dumps({"step": step, "train_loss": 1.0, "test_mean": mean * 20 / step,
+                                "test_max": 3 * mean, "test_p99": 2.5 * mean}) + "\n")
     return str(w)
 
 
-def test_report_aggregates_seeds_and_ratios_to_uniform(tmp_path):
-    dirs = [_fake_run(tmp_path, "uniform", s, m) for s, m in enumerate((1.0, 3.0))]
-    dirs += [_fake_run(tmp_path, "breed_online", s, m) for s, m in enumerate((1.0, 1.0))]
+def test_report_aggregates_seeds_pairs_ratios_and_states_the_score_set(tmp_path):
+    dirs = [_fake_run(tmp_path, "uniform", s, m) for s, m in enumerate((1.0, 3.0, 2.0))]
+    dirs += [_fake_run(tmp_path, "breed_online", s, m) for s, m in enumerate((0.5, 1.5, 1.0))]
     md = report.write_report(dirs, str(tmp_path / "out"))
     table = report.aggregate(report.load_summaries(dirs))
-    assert table["uniform"]["mean"] == pytest.approx((2.0, 1.0))
-    assert table["breed_online"]["max"] == pytest.approx((3.0, 0.0))
-    assert "| breed_online | 2 | 100 |" in md and "0.500" in md  # mean ratio 1/2
+    np.testing.assert_allclose(table["uniform"]["mean"], (2.0, np.std([1.0, 3.0, 2.0])))
+    r = table["breed_online"]["ratio_mean"]
+    assert r["ratio"] == pytest.approx(2.0) and r["wins"] == 3 and r["per_seed"] == [2.0, 2.0, 2.0]
+    assert r["t"] == pytest.approx((2.0, 2.0))  # identical per-seed ratios: a zero-width interval
+    assert "512 trajectories, scrambled Halton" in md and "2.00*" in md
     rows = list(csv.reader(open(tmp_path / "out" / "report.csv")))
-    assert rows[0][:3] == ["strategy", "seeds", "simulations"] and len(rows) == 3
-    assert (tmp_path / "out" / "test_error_over_training.png").exists()
+    assert rows[0][:4] == ["metric", "strategy", "seeds", "simulations"] and len(rows) == 1 + 3 * 2
+    for name in ("mean", "p99", "max"):
+        assert (tmp_path / "out" / f"test_error_over_training_{name}.png").exists()
+
+
+def test_paired_ratio_interval_covers_one_when_seeds_disagree():
+    r = report.paired_ratio([1.0, 1.0, 1.0, 1.0, 1.0], [0.8, 1.25, 0.9, 1.1, 1.0])
+    lo, hi = r["t"]
+    assert lo < 1 < hi and r["boot"][0] < 1 < r["boot"][1]
+    sure = report.paired_ratio([2.0, 2.1, 1.9, 2.2, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert sure["t"][0] > 1.8 and sure["wins"] == 5
+
+
+def test_report_refuses_runs_scored_on_different_score_sets(tmp_path):
+    a = _fake_run(tmp_path, "uniform", 0, 1.0)
+    b = _fake_run(tmp_path, "breed_online", 0, 1.0)
+    s = json.load(open(os.path.join(b, "summary.json")))
+    s["score_set"]["key"] = "other"
+    json.dump(s, open(os.path.join(b, "summary.json"), "w"))
+    with pytest.raises(ValueError, match="different score sets"):
+        report.write_report([a, b], str(tmp_path / "out"))
 
 
 def test_report_names_a_run_without_summary(tmp_path):
@@ -68,13 +146,16 @@ def test_report_names_a_run_without_summary(tmp_path):
         report.load_summaries([str(tmp_path / "unfinished")])
 
 
-def test_five_numbers_skip_solver_blow_ups_but_keep_surrogate_divergence():
-    from qsal_jax.experiments import test_sets
+@pytest.mark.parametrize("path", ["online_1d.py", "online_2d.py"])
+def test_config_arguments_are_strict(path):
+    with pytest.raises(ValueError, match="unknown config argument 'unifrom'"):
+        load_config(os.path.join(ROOT, "configs", f"{path}:unifrom"))
+    with pytest.raises(ValueError, match="both choose the protocol"):
+        load_config(os.path.join(ROOT, "configs", f"{path}:nrmse,mse"))
 
-    errors = np.array([0.1, 0.2, np.nan, 0.3, np.inf])  # NaN: the test trajectory blew up; inf: the surrogate did
-    numbers = test_sets.five_numbers(errors)
-    assert numbers["max"] == np.inf and numbers["mean"] == np.inf
-    finite = test_sets.five_numbers(errors[:4])
-    np.testing.assert_allclose([finite["mean"], finite["max"]], [0.2, 0.3])
-    ladder = np.arange(1.0, 101.0)
-    np.testing.assert_allclose(test_sets.unevenness(ladder), np.mean(ladder[-10:]) / np.median(ladder))
+
+def test_protocol_variants_separate_objective_and_signal():
+    assert (_config("").train.loss, _config("").strategy.signal_metric) == ("mse", "nrmse")
+    assert (_config("nrmse").train.loss, _config("nrmse").strategy.signal_metric) == ("nrmse", "nrmse")
+    assert (_config("mse").train.loss, _config("mse").strategy.signal_metric) == ("mse", "mse")
+    assert parse_args("a,x", groups={"g": ("a", "b")}, flags=("x",)) == {"g": "a", "x": True}

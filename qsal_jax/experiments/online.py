@@ -9,8 +9,10 @@ config (see ``configs/online_1d.py``), runs the fused loop with host syncs every
   samples/*.npy      the λ each sync drew (for sampling-density plots)
   checkpoints/       orbax checkpoints of the whole OnlineState
   tb/                TensorBoard events
-  summary.json       the five numbers on the test set, budget and wall time
-  *.png              heat map, sampling density, error over training
+  summary.json       the five numbers on the score set (per trajectory and per transition,
+                     one-step and rollout), its size and draw, budget and wall time
+  test_errors.npz    every score-set error, per trajectory and per (trajectory, frame)
+  *.png              heat map (plots only), sampling density, error over training
 
 Killed at any point and started again with the same command, a run resumes from its
 last checkpoint and ends with the same numbers as an uninterrupted one.
@@ -51,7 +53,8 @@ def build_engine(config):
     apply_fn = (lambda params, x, cond: x + model.apply(params, x, cond)) if residual else model.apply
     optimizer = make_optimizer(dict(config.train.optimizer))
     compute_dtype = jnp.bfloat16 if config.train.get("bf16", False) else None
-    step = bind_train_step(apply_fn, optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype)
+    step = bind_train_step(apply_fn, optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype,
+                           signal_name=config.strategy.get("signal_metric") or None)
     strategy = proposals.build(config.strategy.name, sim.space, **dict(config.strategy.get("settings", {})))
     engine = OnlineEngine(
         simulator=sim,
@@ -97,12 +100,32 @@ def init_state(engine: OnlineEngine, model, optimizer, seed: int):
     return engine.init(key, train)
 
 
+class RunStopped(RuntimeError):
+    """The run cannot go on (diverged surrogate, a solver that rejects everything); one line."""
+
+
 def _scalars(metrics: dict, i: int) -> dict:
     return {k: float(v[i]) for k, v in metrics.items() if k != "lam"}
 
 
-def evaluate(engine, state, test) -> dict:
-    return test_sets.test_errors(engine.apply_fn, state.train.params, test, ensemble_size=engine.ensemble_size)
+def scored_params(engine: OnlineEngine, state):
+    """Parameters every strategy is scored with: member 0 of an ensemble, so that an ensemble's
+    averaging never flatters a comparison against single models."""
+    params = state.train.params
+    if engine.ensemble_size > 1:
+        params = jax.tree_util.tree_map(lambda x: x[0], params)
+    return params
+
+
+def _check_sync(metrics: dict, step: int, n: int, last_checkpoint: int, total_rejected: int, launched: int) -> None:
+    finite = np.asarray(metrics["finite"], bool)
+    if not finite.all():
+        bad = step + int(np.argmin(finite)) + 1
+        raise RunStopped(f"surrogate diverged at online step {bad}; last good checkpoint {last_checkpoint}; "
+                         "try a lower train.optimizer.learning_rate")
+    if launched and total_rejected == launched:
+        raise RunStopped(f"the solver blew up for all {launched} simulations of the first {step + n} online steps; "
+                         "raise problem.kwargs.substeps or narrow the amplitude range")
 
 
 def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
@@ -132,30 +155,34 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
             os.remove(f)
 
     e = config.eval
-    test = test_sets.make_test_set(
-        sim, grid_size=e.grid_size, grid_axes=tuple(e.grid_axes), num_random=e.num_random, seed=e.seed
-    )
-    log(f"{sim.name}: λ in {sim.space.dim} dims, test set of {test.u.shape[0]} trajectories, "
-        f"budget {total * engine.clients_per_step} simulations, strategy {config.strategy.name}")
+    scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
+                                      draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
+    log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
+        f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
+        f"strategy {config.strategy.name}")
+    score = lambda st: test_sets.score(engine.apply_fn, scored_params(engine, st), scores.u, scores.cond)
 
     run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
     writer = _tensorboard(workdir)
     progress = Progress(total, start, log)
     wall = 0.0
     step = start
-    evaluated_at = None
+    last_checkpoint = start
+    rejected = int(state.num_rejected)
+    errs = None
     while step < total:
         n = min(sync, total - step)
         t0 = time.perf_counter()
         state, metrics = run(state, n)
         metrics = jax.device_get(metrics)
         wall += time.perf_counter() - t0
+        rejected += int(np.sum(metrics["rejected"]))
+        _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
         records = [{"step": step + i + 1, **_scalars(metrics, i)} for i in range(n)]
         np.save(os.path.join(samples_dir, f"lam_{step + n:08d}.npy"), np.asarray(metrics["lam"]))
         step += n
-        if (config.eval.every and step % config.eval.every == 0) or step == total:
-            errs = evaluate(engine, state, test)
-            evaluated_at = step
+        if (e.every and step % e.every == 0) or step == total:
+            errs = score(state)
             records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(errs["one_step"]).items()})
         metric_log.write(records)
         if writer is not None:
@@ -167,32 +194,43 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
                         rejected=int(state.num_rejected), **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
         if step % config.online.checkpoint_every == 0 or step == total:
             checkpoint.save(ckpt_dir, step, state)
+            last_checkpoint = step
 
-    if evaluated_at != total:  # a resumed run that had already finished its steps
-        errs = evaluate(engine, state, test)
+    if errs is None:  # a resumed run that had already finished its steps
+        errs = score(state)
     summary = {
         "experiment": config.get("name", sim.name),
         "problem": sim.name,
         "strategy": config.strategy.name,
         "seed": config.seed,
+        "train_loss": config.train.loss,
+        "signal_metric": config.strategy.get("signal_metric") or config.train.loss,
         "simulations": int(state.next_lam_id),
         "rejected_simulations": int(state.num_rejected),
         "trained_samples": int(state.num_trained),
         "wall_seconds_this_process": wall,
-        "one_step": test_sets.five_numbers(errs["one_step"]),
-        "rollout": test_sets.five_numbers(errs["rollout"]),
-        "unevenness_one_step": test_sets.unevenness(errs["one_step"]),
+        "score_set": scores.info,
+        "scored_member": 0 if engine.ensemble_size > 1 else None,
+        **test_sets.summarise(errs),
     }
-    np.savez(os.path.join(workdir, "test_errors.npz"), lam=np.asarray(test.lam), is_grid=test.is_grid, **errs)
+    np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
+    grid = None
+    if config.get("plots", True) and e.get("grid_size", 0):
+        grid = test_sets.make_heatmap_grid(sim, tuple(e.grid_axes), e.grid_size)
+        grid_errs = test_sets.score(engine.apply_fn, scored_params(engine, state), grid.u, grid.cond)
+        np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
+                 one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),
+                 rollout=np.where(grid.valid, grid_errs["rollout"], np.nan))
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     if config.get("plots", True):
         from qsal_jax.experiments import plots
 
-        plots.plot_run(workdir, test, errs, sim.space)
+        plots.plot_run(workdir, grid, sim.space, title=f"{config.strategy.name}, seed {config.seed}")
     if writer is not None:
         writer.close()
-    log("test one-step nRMSE: " + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step"].items()))
+    log(f"score set ({scores.info['size']}), per-trajectory one-step nRMSE: "
+        + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step"].items()))
     return summary
 
 

@@ -1,4 +1,4 @@
-"""Plots of one run: test error over a 2D slice of λ, where the strategy sampled, error over training."""
+"""Plots of one run: error over a 2D heat-map grid of λ, where the strategy sampled, error over training."""
 
 from __future__ import annotations
 
@@ -11,23 +11,30 @@ import numpy as np
 from qsal_jax.experiments.workdir import MetricLog
 
 
-def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel):
+def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel, vmax=None):
     n = len(x_axis)
     im = ax.imshow(np.asarray(values).reshape(n, n), origin="lower", aspect="auto",
-                   extent=(x_axis[0], x_axis[-1], y_axis[0], y_axis[-1]), cmap="viridis")
+                   extent=(x_axis[0], x_axis[-1], y_axis[0], y_axis[-1]), cmap="viridis", vmin=0.0, vmax=vmax)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     plt.colorbar(im, ax=ax)
 
 
-def plot_run(workdir: str, test, errors: dict, space) -> list[str]:
-    """Write the run's figures into ``workdir``; returns their paths."""
+def plot_run(workdir: str, grid, space, title: str = "", vmax: float | None = None) -> list[str]:
+    """Write the run's figures into ``workdir``; returns their paths.
+
+    ``grid`` is the run's `HeatmapGrid` (or None): its errors, read from ``heatmap_errors.npz``,
+    are drawn for orientation only (no reported number comes from the grid). ``vmax`` fixes the
+    colour scale so that heat maps of a comparison can be read side by side.
+    """
     written = []
-    if test.grid_axes:
-        xname, yname, ax_x, ax_y = test.grid_axes
-        n = len(ax_x)
+    prefix = f"{title}: " if title else ""
+    if grid is not None and os.path.exists(os.path.join(workdir, "heatmap_errors.npz")):
+        errors = np.load(os.path.join(workdir, "heatmap_errors.npz"))
+        xname, yname, ax_x, ax_y = grid.axes
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        heatmap(axes[0], errors["one_step"][: n * n], ax_x, ax_y, "one-step nRMSE", xname, yname)
-        heatmap(axes[1], errors["rollout"][: n * n], ax_x, ax_y, "rollout nRMSE", xname, yname)
+        heatmap(axes[0], errors["one_step"], ax_x, ax_y, f"{prefix}one-step nRMSE", xname, yname, vmax)
+        heatmap(axes[1], errors["rollout"], ax_x, ax_y, f"{prefix}rollout nRMSE", xname, yname)
+        fig.suptitle("heat-map grid (other parameters at mid-box); not the score set", fontsize=9)
         fig.tight_layout()
         path = os.path.join(workdir, "test_error_heatmap.png")
         fig.savefig(path, dpi=100)
@@ -40,10 +47,12 @@ def plot_run(workdir: str, test, errors: dict, space) -> list[str]:
             half = len(lams) // 2 or 1
             ix, iy = space.index(xname), space.index(yname)
             fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-            for a, chunk, title in ((axes[0], lams[:half], "drawn λ, first half"), (axes[1], lams[half:] or lams, "drawn λ, second half")):
+            for a, chunk, sub in ((axes[0], lams[:half], "drawn λ, first half"), (axes[1], lams[half:] or lams, "drawn λ, second half")):
                 pts = np.concatenate(chunk)
-                a.hist2d(pts[:, ix], pts[:, iy], bins=16, range=[[space.low[ix], space.high[ix]], [space.low[iy], space.high[iy]]])
-                a.set(title=title, xlabel=xname, ylabel=yname)
+                *_, im = a.hist2d(pts[:, ix], pts[:, iy], bins=16,
+                                  range=[[space.low[ix], space.high[ix]], [space.low[iy], space.high[iy]]])
+                a.set(title=f"{prefix}{sub}", xlabel=xname, ylabel=yname)
+                plt.colorbar(im, ax=a, label="simulations")
             fig.tight_layout()
             path = os.path.join(workdir, "sampling_density.png")
             fig.savefig(path, dpi=100)
@@ -57,8 +66,8 @@ def plot_run(workdir: str, test, errors: dict, space) -> list[str]:
         ax.semilogy(steps, [r["train_loss"] for r in records], label="train loss", alpha=0.7)
         evals = [(r["step"], r["test_mean"]) for r in records if "test_mean" in r]
         if evals:
-            ax.semilogy(*zip(*evals), "o-", label="test one-step nRMSE (mean)")
-        ax.set(xlabel="online step", title="training")
+            ax.semilogy(*zip(*evals), "o-", label="score-set one-step nRMSE (mean)")
+        ax.set(xlabel="online step", title=f"{prefix}training")
         ax.legend()
         fig.tight_layout()
         path = os.path.join(workdir, "training_curve.png")

@@ -1,80 +1,176 @@
-"""Fixed test sets of λ and the per-sample errors every strategy is scored on.
+"""The score set every strategy is scored on, the heat-map grid, and honest summary numbers.
 
-A test set is a regular n × n grid over a 2D slice of λ (the heat-map axes, other
-parameters at mid-box) plus uniform random λ over the whole box, simulated once with a
-fixed key (not part of any strategy's simulation budget). Each test trajectory gets two
-numbers (`qsal_jax.training.evaluate`): the mean one-step nRMSE over its frames, and the
-mean nRMSE of an autoregressive rollout of the surrogate from its first frame.
+**Score set.** ``size`` λ drawn over the *whole* box by a scrambled Halton sequence (SciPy's
+``qmc.Halton``, independent of every strategy's own code and state) with a fixed seed, simulated
+once and cached on disk under a key that hashes the problem, its settings, the size, the draw
+and the seed. Every strategy and seed of a comparison reads the same file. Solver blow-ups are
+dropped (they are no surrogate's failure) and counted; a score set that loses every trajectory
+is a config error.
+
+**Heat-map grid.** A regular n × n grid over two named parameters, the others at mid-box, for
+plots only: never part of any reported number (a grid over-weights its faces and corners, and a
+slice sees one face of the box).
+
+**Errors** (`score`). Per transition: the one-step nRMSE of ``u[t] → u[t+1]`` and the nRMSE of the
+autoregressive rollout from ``u[0]`` at step ``t + 1``, one number per (trajectory, frame), shape
+``[M, T-1]``. Per trajectory: their mean over frames, ``[M]``. A non-finite prediction on a valid
+trajectory is an infinite error: it is counted, kept in the numbers, and never dropped.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import hashlib
+import json
+import os
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from qsal_jax.simulation.simulator import Simulator
-from qsal_jax.training.evaluate import evaluate, summary_stats
+from qsal_jax.training.evaluate import one_step_errors, rollout_errors, summary_stats
+
+CACHE_ENV = "QSAL_CACHE"
+DRAWS = ("halton", "uniform")
 
 
-class TestSet(NamedTuple):
-    lam: jax.Array  # [M, D]
-    u: jax.Array  # [M, T, C, *grid]
-    cond: jax.Array  # [M, P]
-    is_grid: np.ndarray  # [M] bool: member of the heat-map grid (first n*n rows)
-    valid: np.ndarray  # [M] bool: the solver trajectory is finite
-    grid_axes: tuple  # (x name, y name, x values [n], y values [n]) or ()
+class ScoreSet(NamedTuple):
+    lam: np.ndarray  # [M, D] box units, valid trajectories only
+    u: np.ndarray  # [M, T, C, *grid] solver trajectories
+    cond: np.ndarray  # [M, P] conditioning of each λ
+    info: dict  # size, draw, seed, dropped blow-ups, cache key: what every table states
 
 
-def make_test_set(sim: Simulator, *, grid_size: int, grid_axes=(), num_random: int, seed: int = 12345) -> TestSet:
-    parts, is_grid, axes_info = [], [], ()
-    if grid_size and grid_axes:
-        lam_grid, ax, ay = sim.space.grid_2d(grid_axes[0], grid_axes[1], grid_size, dtype=sim.dtype)
-        parts.append(lam_grid)
-        is_grid += [True] * lam_grid.shape[0]
-        axes_info = (grid_axes[0], grid_axes[1], ax, ay)
-    if num_random:
-        parts.append(sim.space.sample_uniform(jax.random.PRNGKey(seed), num_random, sim.dtype))
-        is_grid += [False] * num_random
-    lam = jnp.concatenate(parts)
-    traj = jax.jit(sim.simulate)(lam)
-    valid = np.asarray(traj.finite)
-    is_grid = np.asarray(is_grid)
-    # Blown-up random points are dropped; blown-up grid points keep their slot (NaN in the heat
-    # map) so the grid stays square.
-    keep = valid | is_grid
-    lam, u = lam[keep], traj.u[keep]
-    return TestSet(lam, u, sim.conditioning(lam), is_grid[keep], valid[keep], axes_info)
+class HeatmapGrid(NamedTuple):
+    lam: np.ndarray  # [n*n, D] grid over (x, y), row-major in y then x
+    u: np.ndarray  # [n*n, T, C, *grid]
+    cond: np.ndarray  # [n*n, P]
+    valid: np.ndarray  # [n*n] bool: the solver trajectory is finite (NaN cell otherwise)
+    axes: tuple  # (x name, y name, x values [n], y values [n])
 
 
-def predict_mean(apply_fn, params, x, cond, ensemble_size: int):
-    """Ensemble-mean prediction (the plain prediction when ``ensemble_size == 1``)."""
-    if ensemble_size > 1:
-        return jnp.mean(jax.vmap(apply_fn, in_axes=(0, None, None))(params, x, cond), axis=0)
-    return apply_fn(params, x, cond)
+def default_cache_dir() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "qsal_jax")
 
 
-def test_errors(apply_fn, params, test: TestSet, *, ensemble_size: int = 1, batch_size: int = 32) -> dict:
-    """Per-trajectory ``one_step`` and ``rollout`` nRMSE, each ``[M]`` (NumPy); NaN where the
-    test trajectory itself blew up (a grid slot kept for the heat map)."""
-    model = lambda p, x, c: predict_mean(apply_fn, p, x, c, ensemble_size)
-    errs = evaluate(model, params, test.u, test.cond, batch_size=batch_size)
-    out = {k: np.where(test.valid, errs[k], np.nan) for k in ("one_step", "rollout")}
+def score_set_key(problem: str, kwargs: dict, size: int, draw: str, seed: int) -> str:
+    """Short hex digest naming a score set: problem, its settings, size, draw and seed."""
+    blob = json.dumps({"problem": problem, "kwargs": kwargs, "size": size, "draw": draw, "seed": seed, "v": 1},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def draw_lams(space, size: int, draw: str, seed: int) -> np.ndarray:
+    """``size`` λ over the whole box, ``[size, D]`` float32: scrambled Halton or i.i.d. uniform."""
+    if draw == "halton":
+        from scipy.stats import qmc
+
+        z = qmc.Halton(d=space.dim, scramble=True, seed=seed).random(size)
+    elif draw == "uniform":
+        z = np.random.default_rng(seed).random((size, space.dim))
+    else:
+        raise ValueError(f"eval.score_draw must be one of {list(DRAWS)}, got {draw!r}")
+    low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+    return (low + z * (high - low)).astype(np.float32)
+
+
+def _simulate(sim: Simulator, lam: np.ndarray, chunk: int = 128):
+    simulate = jax.jit(sim.simulate)
+    us, finite = [], []
+    for i in range(0, lam.shape[0], chunk):
+        part = lam[i : i + chunk]
+        pad = chunk - part.shape[0]  # one compiled shape for every chunk
+        traj = simulate(jnp.asarray(np.concatenate([part, np.repeat(part[-1:], pad, 0)]) if pad else part))
+        us.append(np.asarray(traj.u)[: part.shape[0]])
+        finite.append(np.asarray(traj.finite)[: part.shape[0]])
+    return np.concatenate(us), np.concatenate(finite)
+
+
+def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str = "halton", seed: int = 12345,
+                   cache_dir: str | None = None, log=None) -> ScoreSet:
+    """The cached score set of ``sim`` (see the module docstring); simulated on the first call only."""
+    if size < 1:
+        raise ValueError(f"eval.score_size must be >= 1, got {size}")
+    key = score_set_key(sim.name, dict(problem_kwargs), size, draw, seed)
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    path = os.path.join(cache_dir, "score_sets", f"{sim.name}_{key}.npz")
+    if os.path.exists(path):
+        try:
+            with np.load(path) as f:
+                lam, u, finite = f["lam"], f["u"], f["finite"]
+        except (OSError, ValueError, KeyError):  # a damaged cache file is rebuilt, never trusted
+            lam = None
+    else:
+        lam = None
+    if lam is None:
+        if log:
+            log(f"simulating the score set ({size} λ, {draw}, seed {seed}) -> {path}")
+        lam = draw_lams(sim.space, size, draw, seed)
+        u, finite = _simulate(sim, lam)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + f".{os.getpid()}.tmp.npz"
+        np.savez(tmp, lam=lam, u=u, finite=finite)
+        os.replace(tmp, path)
+    if not finite.any():
+        raise ValueError(f"eval.score_size: every one of the {size} score trajectories blew up in the solver; "
+                         "lower the problem's amplitudes or raise problem.kwargs.substeps")
+    info = {"size": int(finite.sum()), "drawn": int(size), "draw": f"scrambled Halton (seed {seed})"
+            if draw == "halton" else f"i.i.d. uniform (seed {seed})", "dropped_blowups": int((~finite).sum()),
+            "key": key}
+    lam, u = lam[finite], u[finite]
+    return ScoreSet(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), info)
+
+
+def make_heatmap_grid(sim: Simulator, axes: tuple, size: int) -> HeatmapGrid:
+    """A ``size × size`` grid over two parameters (others at mid-box), simulated; for plots only."""
+    lam, ax, ay = sim.space.grid_2d(axes[0], axes[1], size, dtype=sim.dtype)
+    lam = np.asarray(lam)
+    u, finite = _simulate(sim, lam, chunk=lam.shape[0])
+    return HeatmapGrid(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), finite,
+                       (axes[0], axes[1], np.asarray(ax), np.asarray(ay)))
+
+
+def score(apply_fn, params, u, cond, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Errors of one surrogate on trajectories ``u [M, T, C, *grid]`` (see the module docstring).
+
+    ``apply_fn`` must be the same object on every call of a run, so the evaluation compiles
+    once. Returns ``one_step_by_time``/``rollout_by_time`` ``[M, T-1]`` (NaN → inf) and their
+    per-trajectory means ``one_step``/``rollout`` ``[M]``.
+    """
+    u, cond = jnp.asarray(u), jnp.asarray(cond)
+    one = np.asarray(one_step_errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
+    roll = np.asarray(rollout_errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
+    one, roll = (np.where(np.isfinite(e), e, np.inf) for e in (one, roll))
+    return {"one_step_by_time": one, "rollout_by_time": roll, "one_step": one.mean(axis=1), "rollout": roll.mean(axis=1)}
+
+
+def five_numbers(errors: Any) -> dict:
+    """`summary_stats` (mean, std, max, p95, p99) of a vector of errors of valid trajectories.
+
+    Every entry counts: NaN is read as inf (a diverged prediction), so a partly diverged
+    surrogate gets an infinite max and mean, never an optimistic summary.
+    """
+    e = np.asarray(errors, np.float64).reshape(-1)
+    return summary_stats(np.where(np.isnan(e), np.inf, e))
+
+
+def summarise(errors: dict[str, np.ndarray]) -> dict:
+    """The numbers a summary reports: per-trajectory and per-transition five numbers, one-step and
+    rollout, and the count of non-finite predictions."""
+    out = {}
+    for kind in ("one_step", "rollout"):
+        out[kind] = five_numbers(errors[kind])
+        out[f"{kind}_per_transition"] = five_numbers(errors[f"{kind}_by_time"])
+    out["non_finite_predictions"] = {k: int(np.sum(~np.isfinite(errors[f"{k}_by_time"]))) for k in ("one_step", "rollout")}
+    out["unevenness_one_step"] = unevenness(errors["one_step"])
     return out
 
 
-def five_numbers(errors) -> dict:
-    """`summary_stats` (mean, std, max, p95, p99) over the finite entries: NaN marks test
-    trajectories that blew up in the solver, not surrogate failures (those are inf and kept)."""
-    e = np.asarray(errors, np.float64)
-    return summary_stats(e[~np.isnan(e)])
-
-
 def unevenness(errors) -> float:
-    """How uneven the error is over λ: mean of the hardest decile / median."""
-    e = np.sort(np.asarray(errors, np.float64)[np.isfinite(errors)])
+    """How uneven the error is over λ: mean of the hardest decile / median (finite entries)."""
+    e = np.asarray(errors, np.float64)
+    e = np.sort(e[np.isfinite(e)])
     if e.size < 10:
         return float("nan")
     return float(e[-max(1, e.size // 10):].mean() / np.median(e))

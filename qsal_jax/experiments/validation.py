@@ -122,6 +122,7 @@ ONLINE = {
     "model.residual": boolean,
     "strategy.name": string,
     "strategy.signal": one_of("loss", "disagreement"),
+    "strategy.signal_metric": one_of("mse", "relative_mse", "relative_l2", "nrmse"),
     "train.batch_size": integer(1),
     "train.loss": one_of("mse", "relative_mse", "relative_l2", "nrmse"),
     "train.bf16": boolean,
@@ -140,7 +141,8 @@ ONLINE = {
     "buffer.seen_threshold": integer(1),
     "buffer.watermark": integer(1),
     "eval.grid_size": integer(0),
-    "eval.num_random": integer(0),
+    "eval.score_size": integer(1, 100_000),
+    "eval.score_draw": one_of("halton", "uniform"),
     "eval.seed": integer(0),
     "eval.every": integer(0),
 }
@@ -149,7 +151,7 @@ for _k, _rule in STRATEGY_SETTINGS.items():
 
 SCHEMAS: dict[str, dict[str, Callable]] = {"online": ONLINE}
 REQUIRED = {
-    "online": ("seed", "problem.name", "model.name", "strategy.name", "train.batch_size", "online.num_steps",
+    "online": ("seed", "problem.name", "model.name", "strategy.name", "train.batch_size", "online.num_steps", "eval.score_size",
                "online.clients_per_step", "online.train_steps_per_step", "buffer.capacity", "buffer.policy"),
 }
 

@@ -64,12 +64,28 @@ def forward(params: Any, batch: Batch, *, apply_fn: ApplyFn, compute_dtype: Any 
 
 
 def loss_and_per_sample(
-    params: Any, batch: Batch, *, apply_fn: ApplyFn, loss_name: str = "mse", compute_dtype: Any = None
-) -> tuple[jax.Array, jax.Array]:
-    """``(objective [], per_sample [B])``: the weighted mean over valid entries, and the per-sample losses."""
+    params: Any,
+    batch: Batch,
+    *,
+    apply_fn: ApplyFn,
+    loss_name: str = "mse",
+    compute_dtype: Any = None,
+    signal_name: str | None = None,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """``(objective [], (per_sample_loss [B], per_sample_signal [B]))``.
+
+    The objective is the weighted mean of ``loss_name`` over valid entries. The signal is the
+    per-sample ``signal_name`` metric of the *same* prediction (no second forward pass), outside
+    the gradient; without ``signal_name`` it is the per-sample loss itself.
+    """
     pred = forward(params, batch, apply_fn=apply_fn, compute_dtype=compute_dtype)
-    per_sample = get_loss(loss_name)(pred, batch.targets.astype(jnp.float32))
-    return weighted_mean(per_sample, batch.weight), per_sample
+    target = batch.targets.astype(jnp.float32)
+    per_sample = get_loss(loss_name)(pred, target)
+    if signal_name is None or signal_name == loss_name:
+        signal = jax.lax.stop_gradient(per_sample)
+    else:
+        signal = get_loss(signal_name)(jax.lax.stop_gradient(pred), target)
+    return weighted_mean(per_sample, batch.weight), (per_sample, signal)
 
 
 def train_step(
@@ -82,18 +98,22 @@ def train_step(
     compute_dtype: Any = None,
     ema_decay: float = 0.999,
     schedule: optax.Schedule | None = None,
+    signal_name: str | None = None,
 ) -> tuple[TrainState, jax.Array, dict[str, jax.Array]]:
     """One optimizer step on ``batch``.
 
     Returns:
       state: advanced by one step (EMA updated with ``ema_decay`` when ``state.ema_params`` is set).
       per_sample_loss: ``[B]`` float32 in batch order, 0 for padding entries.
-      metrics: ``loss`` (the objective), ``grad_norm``, ``param_norm``, ``num_valid``, and
-        ``learning_rate`` when ``schedule`` is given.
+      metrics: ``loss`` (the objective), ``grad_norm``, ``param_norm``, ``num_valid``,
+        ``finite`` (loss and every updated parameter finite: the divergence flag),
+        ``per_sample_signal`` ``[B]`` (the strategy's signal metric of the same forward pass,
+        0 for padding), and ``learning_rate`` when ``schedule`` is given.
     """
     grad_fn = jax.value_and_grad(loss_and_per_sample, has_aux=True)
-    (objective, per_sample), grads = grad_fn(
-        state.params, batch, apply_fn=apply_fn, loss_name=loss_name, compute_dtype=compute_dtype
+    (objective, (per_sample, signal)), grads = grad_fn(
+        state.params, batch, apply_fn=apply_fn, loss_name=loss_name, compute_dtype=compute_dtype,
+        signal_name=signal_name,
     )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -106,12 +126,20 @@ def train_step(
         "grad_norm": optax.global_norm(grads),
         "param_norm": optax.global_norm(params),
         "num_valid": jnp.sum(batch.weight > 0).astype(jnp.int32),
+        "finite": jnp.isfinite(objective) & tree_all_finite(params),
+        "per_sample_signal": jnp.where(batch.weight > 0, signal, 0.0),
     }
     if schedule is not None:
         metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     per_sample = jnp.where(batch.weight > 0, per_sample, 0.0)
     new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params)
     return new_state, per_sample, metrics
+
+
+def tree_all_finite(tree: Any) -> jax.Array:
+    """``[] bool``: every floating leaf of ``tree`` is finite everywhere (one device reduction)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def make_train_step(
@@ -143,10 +171,13 @@ def bind_train_step(
     compute_dtype: Any = None,
     ema_decay: float = 0.999,
     schedule: optax.Schedule | None = None,
+    signal_name: str | None = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, jax.Array, dict[str, jax.Array]]]:
     """`train_step` with its settings bound and not jitted: for programs that jit it themselves
     (the online engine's scan, a sharded jit)."""
     get_loss(loss_name)  # fail on a typo now, not at the first trace
+    if signal_name is not None:
+        get_loss(signal_name)
     return functools.partial(
         train_step,
         apply_fn=apply_fn,
@@ -155,4 +186,5 @@ def bind_train_step(
         compute_dtype=compute_dtype,
         ema_decay=ema_decay,
         schedule=schedule,
+        signal_name=signal_name,
     )
