@@ -20,13 +20,14 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
     from qsal_jax.experiments import run_experiment
+    from qsal_jax.experiments.online import RunStopped
     from qsal_jax.experiments.validation import ConfigError
     from qsal_jax.experiments.workdir import WorkdirMismatch
     from qsal_jax.training.checkpoint import CheckpointError
 
     try:
         run_experiment(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
-    except (ConfigError, WorkdirMismatch, CheckpointError) as e:
+    except (ConfigError, WorkdirMismatch, CheckpointError, RunStopped) as e:
         sys.exit(f"error: {e}")
 
 
