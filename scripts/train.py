@@ -22,12 +22,12 @@ def main(argv):
     from qsal_jax.experiments import run_experiment
     from qsal_jax.experiments.online import RunStopped
     from qsal_jax.experiments.validation import ConfigError
-    from qsal_jax.experiments.workdir import WorkdirMismatch
+    from qsal_jax.experiments.workdir import WorkdirError
     from qsal_jax.training.checkpoint import CheckpointError
 
     try:
         run_experiment(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
-    except (ConfigError, WorkdirMismatch, CheckpointError, RunStopped) as e:
+    except (ConfigError, WorkdirError, CheckpointError, RunStopped, OSError) as e:
         sys.exit(f"error: {e}")
 
 

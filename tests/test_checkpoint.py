@@ -1,5 +1,7 @@
 """Checkpoints: bit-identical continuation after save/restore, arbitrary pytrees (NamedTuples,
-None, typed PRNG keys, numpy and Python scalars), retention, and clear errors."""
+None, typed PRNG keys, numpy and Python scalars), retention, clear errors, and integrity:
+damaged steps (a flipped bit, a truncated chunk, an empty step directory) are detected by their
+digests and skipped for the newest intact one; another config's checkpoints are refused."""
 
 import os
 from typing import NamedTuple
@@ -113,5 +115,105 @@ def test_missing_and_unreadable_checkpoints(tmp_path):
             if not f.startswith("_"):
                 with open(os.path.join(root, f), "wb") as fh:
                     fh.write(b"garbage")
-    with pytest.raises(checkpoint.CheckpointError, match="cannot read"):
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read") as err:
         checkpoint.restore_latest(d, like)
+    # One line naming the step, without orbax's TensorStore spec dump.
+    assert "\n" not in str(err.value) and "TensorStore" not in str(err.value), str(err.value)
+    assert "step 5 cannot be read" in str(err.value)
+
+
+def _small_state(seed):
+    # float64 noise does not compress, so the chunk holding "noise" is the step's largest file.
+    return {
+        "noise": jax.random.normal(jax.random.key(seed, impl="rbg"), (4096,), jnp.float64),
+        "count": jnp.array(seed, jnp.int32),
+    }
+
+
+def _largest_data_file(step_dir):
+    """The biggest file under a step directory: an array chunk, whatever orbax/TensorStore's layout
+    (today ``state/ocdbt.process_0/d/<hash>``)."""
+    files = [os.path.join(root, f) for root, _, names in os.walk(step_dir) for f in names]
+    return max(files, key=os.path.getsize)
+
+
+def _flip_bit(path):
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x04
+    open(path, "wb").write(bytes(data))
+
+
+def _truncate(path):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+
+
+def _empty_step(step_dir):
+    import shutil
+
+    shutil.rmtree(step_dir)
+    os.makedirs(step_dir)
+
+
+@pytest.mark.parametrize("damage", [_flip_bit, _truncate, None], ids=["bit_flip", "truncated_chunk", "empty_step_dir"])
+def test_damaged_latest_step_falls_back_to_the_newest_intact_one(tmp_path, damage):
+    d = tmp_path / "c"
+    for s in (1, 2):
+        checkpoint.save(d, s, _small_state(s))
+    if damage is None:
+        _empty_step(d / "2")
+    else:
+        damage(_largest_data_file(d / "2"))
+    with pytest.raises(checkpoint.DamagedCheckpoint, match=r"^checkpoint step 2 (is damaged \(leaf '\['noise'\]' digest mismatch\)|cannot be read)") as err:
+        checkpoint.restore(d, 2, _small_state(0))
+    assert "\n" not in str(err.value) and "TensorStore" not in str(err.value), str(err.value)
+
+    with pytest.warns(RuntimeWarning, match=r"resuming from checkpoint step 1, skipping damaged newer step\(s\) \[2\]"):
+        out, at = checkpoint.restore_latest(d, _small_state(0))
+    assert at == 1
+    _assert_trees_equal(out, _small_state(1))
+    # The damaged step is kept for inspection but out of the way: the resumed run can write step 2 again.
+    assert (d / "2.damaged").is_dir()
+    checkpoint.save(d, 2, _small_state(22))
+    out, at = checkpoint.restore_latest(d, _small_state(0))
+    assert at == 2
+    _assert_trees_equal(out, _small_state(22))
+
+
+def test_no_intact_step_is_one_clear_error(tmp_path):
+    d = tmp_path / "c"
+    checkpoint.save(d, 1, _small_state(1))
+    _flip_bit(_largest_data_file(d / "1"))
+    with pytest.raises(checkpoint.CheckpointError, match=r"none of steps \[1\] is intact.*step 1 is damaged") as err:
+        checkpoint.restore_latest(d, _small_state(0))
+    assert "\n" not in str(err.value)
+    assert (d / "1").is_dir()  # nothing is moved when there is nothing to resume from
+
+
+def test_another_configs_checkpoint_is_refused(tmp_path):
+    d = tmp_path / "c"
+    checkpoint.save(d, 1, _small_state(1), config_hash="aaaa1111")
+    with pytest.raises(checkpoint.CheckpointError, match=r"config hash aaaa1111, this run's bbbb2222"):
+        checkpoint.restore_latest(d, _small_state(0), config_hash="bbbb2222")
+    # The same hash, or none on either side, restores.
+    for h in ("aaaa1111", None):
+        out, at = checkpoint.restore_latest(d, _small_state(0), config_hash=h)
+        assert at == 1
+    checkpoint.save(d, 2, _small_state(2))
+    assert checkpoint.restore_latest(d, _small_state(0), config_hash="bbbb2222")[1] == 2
+
+
+def test_stale_tmp_dirs_are_removed_and_skipped_saves_raise(tmp_path):
+    d = tmp_path / "c"
+    checkpoint.save(d, 1, _small_state(1))
+    stale = d / "2.orbax-checkpoint-tmp-1712345678"
+    (stale / "state").mkdir(parents=True)
+    (stale / "state" / "half_written").write_bytes(b"x" * 10)
+    assert checkpoint.restore_latest(d, _small_state(0))[1] == 1
+    assert not stale.exists()
+    stale.mkdir()
+    checkpoint.save(d, 2, _small_state(2))
+    assert not stale.exists()
+    assert sorted(os.listdir(d)) == ["1", "2"]
+    with pytest.raises(checkpoint.CheckpointError, match=r"step 2 was not written .*steps there: \[1, 2\]"):
+        checkpoint.save(d, 2, _small_state(3))

@@ -31,7 +31,7 @@ import numpy as np
 
 from qsal_jax import models, proposals
 from qsal_jax.experiments import test_sets
-from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir
+from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir, config_hash, lock_workdir
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
 from qsal_jax.training import checkpoint
@@ -129,8 +129,17 @@ def _check_sync(metrics: dict, step: int, n: int, last_checkpoint: int, total_re
 
 
 def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
-    """Run (or resume) one online experiment; returns the summary written to ``summary.json``."""
+    """Run (or resume) one online experiment; returns the summary written to ``summary.json``.
+
+    The workdir is locked for the whole run: a second process on it fails at once.
+    """
+    with lock_workdir(workdir):  # before claim_workdir: an overwrite must happen under the lock
+        return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
+
+
+def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     claim_workdir(workdir, config, overwrite=overwrite)
+    chash = config_hash(config)
     engine, model, sim, optimizer = build_engine(config)
     total = config.online.num_steps
     sync = config.online.steps_per_sync
@@ -144,7 +153,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         from qsal_jax.training.sharding import replicate
 
         state = replicate(state, engine.mesh)
-    restored = checkpoint.restore_latest(ckpt_dir, state)
+    restored = checkpoint.restore_latest(ckpt_dir, state, config_hash=chash)
     start = 0
     if restored is not None:
         state, start = restored
@@ -193,7 +202,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         progress.update(step, loss=records[-1]["train_loss"], buffer=int(records[-1]["buffer_size"]),
                         rejected=int(state.num_rejected), **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
         if step % config.online.checkpoint_every == 0 or step == total:
-            checkpoint.save(ckpt_dir, step, state)
+            checkpoint.save(ckpt_dir, step, state, config_hash=chash)
             last_checkpoint = step
 
     if errs is None:  # a resumed run that had already finished its steps
