@@ -1,4 +1,4 @@
-"""Plain Flax surrogates: FNO, U-Net and MLP, chosen by name.
+"""Plain Flax surrogates: FNO, U-Net, a ViT/scOT-style transformer operator and MLP, chosen by name.
 
 Every field model maps a channels-first batch ``x: [B, C, *grid]`` and an optional vector of
 scalar PDE parameters ``cond: [B, P]`` (P = 0 or None: unconditioned) to ``[B, C_out, *grid]``::
@@ -27,12 +27,14 @@ from qsal_jax.models.conditioning import FiLM, CondEmbedding
 from qsal_jax.models.fno import FNO, SpectralConv
 from qsal_jax.models.mlp import MLP
 from qsal_jax.models.registry import PRESETS, available, build, count_params, get_model
+from qsal_jax.models.transformer import TransformerOperator
 from qsal_jax.models.unet import UNet
 
 __all__ = [
     "FNO",
     "SpectralConv",
     "UNet",
+    "TransformerOperator",
     "MLP",
     "FiLM",
     "CondEmbedding",

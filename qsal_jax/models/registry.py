@@ -1,11 +1,11 @@
 """Choose a surrogate by name: ``build(name, **overrides)`` and ``get_model(config)``.
 
-A name is either an architecture (``fno1d``, ``fno2d``, ``unet1d``, ``unet2d``, ``mlp``) with
-its defaults, or a size preset of one (``fno2d_28m``). Keyword arguments override any field of
-the preset, so ``build("fno2d_small", out_channels=2, dtype=jnp.bfloat16)`` is a bf16 two-field
-FNO of the small size. Parameter counts below are for one input and one output channel and no
-conditioning (MLPs: two inputs), from ``count_params`` on ``model.init``; they do not depend
-on the grid.
+A name is either an architecture (``fno1d``, ``fno2d``, ``unet1d``, ``unet2d``, ``vit1d``,
+``vit2d``, ``mlp``) with its defaults, or a size preset of one (``fno2d_28m``). Keyword
+arguments override any field of the preset, so ``build("fno2d_small", out_channels=2,
+dtype=jnp.bfloat16)`` is a bf16 two-field FNO of the small size. Parameter counts below are for
+one input and one output channel and no conditioning (MLPs: two inputs), from ``count_params``
+on ``model.init``; they do not depend on the grid.
 
 =============== ===================================================== ============
 preset          configuration                                          parameters
@@ -20,6 +20,12 @@ unet1d_tiny     hidden 8, mults (1, 2), 1 block                             12,2
 unet2d_tiny     hidden 8, mults (1, 2), 1 block                             33,417
 unet2d_small    hidden 32, mults (1, 2, 2, 4), 1 block                   2,536,097
 unet2d_medium   hidden 64, mults (1, 2, 2, 4), 2 blocks                 14,948,097
+vit1d_tiny      patch 4, width 32, depth 2, 4 heads, MLP ×2                 17,444
+vit1d_small     patch 4, width 96, depth 4, 4 heads, MLP ×4                448,420
+vit1d_base      patch 4, width 256, depth 6, 8 heads, MLP ×4             4,741,380
+vit2d_tiny      patch 4×4, width 32, depth 2, 4 heads, MLP ×2               18,224
+vit2d_small     patch 8×8, width 128, depth 4, 4 heads, MLP ×4             809,920
+vit2d_base      patch 8×8, width 256, depth 8, 8 heads, MLP ×4           6,351,680
 mlp_tiny        hidden (32, 32), tanh                                        1,185
 mlp_pinn        hidden 4×64, tanh, 64 Fourier features (scale 1)           20,801
 =============== ===================================================== ============
@@ -27,6 +33,11 @@ mlp_pinn        hidden 4×64, tanh, 64 Fourier features (scale 1)           20,8
 ``fno2d_28m`` is the large reference surrogate: 4 Fourier layers of ``4·16·16·83²`` real
 spectral weights each (27.6M of the 28.3M) on a 128² grid; width 83 is the width that lands
 nearest 28M at 16 modes and depth 4.
+
+The ``vit`` presets use the fixed sinusoidal position embedding, so their counts too are
+grid-free; ``pos_embedding="learned"`` adds ``tokens × width`` parameters and fixes the grid.
+Their patches divide the 160-point KdV grid (40 tokens) and, in 2D, 32² and 128² (64 / 1024
+tokens for ``vit2d_tiny``, 16 / 256 for the 8×8 presets); attention is global over the tokens.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import jax
 
 from qsal_jax.models.fno import FNO
 from qsal_jax.models.mlp import MLP
+from qsal_jax.models.transformer import TransformerOperator
 from qsal_jax.models.unet import UNet
 
 # name -> (module class, default fields). Defaults always set out_channels so build(name) works.
@@ -46,6 +58,8 @@ _ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {
     "fno2d": (FNO, dict(out_channels=1, modes=(12, 12), width=32, depth=4, projection_features=128)),
     "unet1d": (UNet, dict(out_channels=1, hidden=32, channel_mults=(1, 2, 2, 4), num_blocks=1, spatial_dims=1)),
     "unet2d": (UNet, dict(out_channels=1, hidden=32, channel_mults=(1, 2, 2, 4), num_blocks=1, spatial_dims=2)),
+    "vit1d": (TransformerOperator, dict(out_channels=1, patch_size=(4,), width=96, depth=4, num_heads=4)),
+    "vit2d": (TransformerOperator, dict(out_channels=1, patch_size=(8, 8), width=128, depth=4, num_heads=4)),
     "mlp": (MLP, dict(out_features=1, hidden=(64, 64, 64), activation="tanh")),
 }
 
@@ -61,6 +75,12 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "unet2d_tiny": ("unet2d", dict(hidden=8, channel_mults=(1, 2), num_blocks=1)),
     "unet2d_small": ("unet2d", dict(hidden=32, channel_mults=(1, 2, 2, 4), num_blocks=1)),
     "unet2d_medium": ("unet2d", dict(hidden=64, channel_mults=(1, 2, 2, 4), num_blocks=2)),
+    "vit1d_tiny": ("vit1d", dict(patch_size=(4,), width=32, depth=2, num_heads=4, mlp_ratio=2.0)),
+    "vit1d_small": ("vit1d", dict(patch_size=(4,), width=96, depth=4, num_heads=4, mlp_ratio=4.0)),
+    "vit1d_base": ("vit1d", dict(patch_size=(4,), width=256, depth=6, num_heads=8, mlp_ratio=4.0)),
+    "vit2d_tiny": ("vit2d", dict(patch_size=(4, 4), width=32, depth=2, num_heads=4, mlp_ratio=2.0)),
+    "vit2d_small": ("vit2d", dict(patch_size=(8, 8), width=128, depth=4, num_heads=4, mlp_ratio=4.0)),
+    "vit2d_base": ("vit2d", dict(patch_size=(8, 8), width=256, depth=8, num_heads=8, mlp_ratio=4.0)),
     "mlp_tiny": ("mlp", dict(hidden=(32, 32), activation="tanh")),
     "mlp_pinn": ("mlp", dict(hidden=(64,) * 4, activation="tanh", fourier_features=64, fourier_scale=1.0)),
 }
@@ -86,6 +106,8 @@ def build(name: str, **overrides: Any) -> nn.Module:
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     if cls is FNO and isinstance(fields["modes"], int):
         fields["modes"] = (fields["modes"],) * len(defaults["modes"])
+    if cls is TransformerOperator and isinstance(fields["patch_size"], int):
+        fields["patch_size"] = (fields["patch_size"],) * len(defaults["patch_size"])
     unknown = set(fields) - set(cls.__dataclass_fields__)
     if unknown:
         raise ValueError(f"{name}: unknown field(s) {sorted(unknown)} for {cls.__name__}")
