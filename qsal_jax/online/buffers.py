@@ -33,6 +33,9 @@ class Items(NamedTuple):
     lam: jax.Array  # [n, D] λ of the source simulation (box units)
     lam_id: jax.Array  # [n] int32 id of the source simulation
     time_index: jax.Array  # [n] int32 index t of u_t in its trajectory
+    # [n] float32 importance weight U(λ)/p_draw(λ) of the source simulation (clipped), or None
+    # when the run trains unweighted (then the field holds no array at all)
+    weight: jax.Array | None = None
 
 
 class BufferState(NamedTuple):
@@ -127,8 +130,10 @@ def sample(buffer: BufferState, key: jax.Array, batch_size: int, policy: str) ->
     return buffer._replace(seen=seen, occupied=occupied), items, valid
 
 
-def trajectories_to_items(u: jax.Array, lam: jax.Array, lam_id: jax.Array, cond: jax.Array) -> Items:
-    """Split trajectories ``u [K, T, C, *grid]`` into K·(T−1) one-step items (u_t, u_{t+1})."""
+def trajectories_to_items(u: jax.Array, lam: jax.Array, lam_id: jax.Array, cond: jax.Array,
+                          weight: jax.Array | None = None) -> Items:
+    """Split trajectories ``u [K, T, C, *grid]`` into K·(T−1) one-step items (u_t, u_{t+1});
+    ``weight [K]`` (optional) is each simulation's importance weight, repeated over its items."""
     k, t = u.shape[:2]
     rep = lambda x: jnp.repeat(x, t - 1, axis=0)
     return Items(
@@ -138,4 +143,5 @@ def trajectories_to_items(u: jax.Array, lam: jax.Array, lam_id: jax.Array, cond:
         lam=rep(lam),
         lam_id=rep(lam_id.astype(jnp.int32)),
         time_index=jnp.tile(jnp.arange(t - 1, dtype=jnp.int32), k),
+        weight=None if weight is None else rep(weight.astype(jnp.float32)),
     )
