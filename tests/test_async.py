@@ -170,7 +170,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="unknown async field"):
         async_mode.AsyncConfig.from_config({"budget": 3})
     assert async_mode.AsyncConfig.from_config({"num_workers": 3}, drain=False).num_workers == 3
-    pool_strategy = proposals.build("uniform", SPACE)._replace(pool_size=8)
+    pool_strategy = proposals.build("sbal", SPACE, pool_size=8)  # a ScoredProposal: needs a surrogate
     with pytest.raises(ValueError, match="candidate pool"):
         async_mode.AsyncTrainer(lambda lam: lam, pool_strategy, lambda s, b: s)
     with pytest.raises(ValueError, match="below task_timeout_s"):
@@ -298,7 +298,7 @@ def spy(space: ParamSpace) -> Proposal:
 
     def sample(state, key, n):
         lam = space.sample_uniform(key, n)
-        return jnp.concatenate([lam, jnp.full((n, 1), state.updates, lam.dtype)], axis=1)
+        return jnp.concatenate([lam, jnp.full((n, 1), state.updates, lam.dtype)], axis=1), state
 
     def update(state, feedback: Feedback):
         return SpyState(state.updates + 1)
@@ -321,3 +321,16 @@ def test_max_train_steps_stops_launching(setup, solver):
         summary = run(setup, solver, executor=threads, simulation_budget=30, watermark=5, max_train_steps=3).summary
     assert summary.num_train_steps == 3 and "max_train_steps" in summary.stopped_early
     assert summary.num_completed < 30 and summary.num_launched == summary.num_completed
+
+
+def test_sequence_strategy_continues_across_launches(setup, solver):
+    """Each launch keeps the state its draw returned: quasi-random launches are one sequence."""
+    p = proposals.build("quasirandom", SPACE)
+    with cf.ThreadPoolExecutor(2) as threads:
+        result = run(setup, solver, p, executor=threads, simulation_budget=6, watermark=5)
+    s = result.summary
+    assert s.num_launched == 6
+    key_init = jax.random.split(jax.random.PRNGKey(0), 3)[0]  # as `AsyncTrainer.run` splits the run key
+    expected = np.asarray(p.sample(p.init(key_init), None, 6)[0], np.float64)
+    np.testing.assert_allclose(np.stack([x.lam for x in s.launches]), expected, rtol=1e-6)
+    assert int(result.strategy_state.index) == 6

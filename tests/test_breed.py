@@ -29,6 +29,12 @@ def reflected_cdf(y, mu, sigma, images=6):
     return out.sum(axis=-2)
 
 
+def draws(p):
+    """Jitted ``(state, key, n) -> λ``: these tests draw from a fixed state, so the state
+    ``sample`` returns (unchanged by Breed) is dropped."""
+    return jax.jit(lambda state, key, n: p.sample(state, key, n)[0], static_argnums=2)
+
+
 def all_gm(space, **kw):
     """Breed whose samples are all concentrated draws (α ≡ 1)."""
     return breed(space, alpha0=1.0, alpha1=0.0, alpha_max=1.0, **kw)
@@ -52,7 +58,7 @@ def test_split_is_deterministic_round_alpha_n():
     loss = np.zeros(16)
     loss[3] = 1.0
     s = p.init(jax.random.PRNGKey(0))
-    sample = jax.jit(p.sample, static_argnums=2)
+    sample = draws(p)
     n = 101
     x = np.asarray(sample(s, jax.random.PRNGKey(1), n))
     assert np.sum(np.all(np.abs(x - lam[3]) < 1e-2, axis=1)) == 0, "no GM before the first update"
@@ -71,7 +77,7 @@ def test_gm_draws_match_reflected_mixture_1d():
     mu, w, sigma = np.array([0.02, 0.5, 0.97]), np.array([1.0, 2.0, 3.0]), 0.1
     p = all_gm(space, sigma=sigma, population=3)
     s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), make_feedback(space.from_unit(jnp.asarray(mu[:, None])), w))
-    z = np.asarray(space.to_unit(jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(1), 20_000)))[:, 0].astype(np.float64)
+    z = np.asarray(space.to_unit(draws(p)(s, jax.random.PRNGKey(1), 20_000)))[:, 0].astype(np.float64)
     cdf = lambda y: reflected_cdf(y, mu, sigma) @ (w / w.sum())  # noqa: E731
     assert stats.kstest(z, cdf).pvalue > 1e-3
     # The same draws are far from the unreflected mixture (the test has power).
@@ -100,7 +106,7 @@ def test_gm_draws_match_reflected_mixture_2d_chi2():
     p = all_gm(space, sigma=sigma, population=4)
     s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), make_feedback(space.from_unit(jnp.asarray(mu)), w))
     n = 40_000
-    z = np.asarray(space.to_unit(jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(2), n)), np.float64)
+    z = np.asarray(space.to_unit(draws(p)(s, jax.random.PRNGKey(2), n)), np.float64)
     edges = np.linspace(0, 1, 11)
     counts, _, _ = np.histogram2d(z[:, 0], z[:, 1], bins=[edges, edges])
     fa = np.diff(reflected_cdf(edges, mu[:, 0], sigma[0]), axis=0)  # [10, M]
@@ -123,7 +129,7 @@ def test_high_losses_attract_the_expected_fraction():
     sigma, n = 0.05, 20_000
     p = breed(space, sigma=sigma, alpha0=0.7, alpha1=0.0, alpha_max=0.9, population=pop)
     s = jax.jit(p.update)(p.init(jax.random.PRNGKey(1)), make_feedback(lam.astype(np.float32), loss))
-    x = np.asarray(jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(2), n), np.float64)
+    x = np.asarray(draws(p)(s, jax.random.PRNGKey(2), n), np.float64)
     frac = np.mean(np.all((x > lo) & (x < hi), axis=1))
     # Analytic: weights ∝ loss, reflected product kernels.
     lam32 = lam.astype(np.float32).astype(np.float64)
@@ -142,7 +148,7 @@ def test_boundary_population_stays_in_box(sigma):
     corners = np.array(np.meshgrid(*[[0.0, 1.0]] * 3, indexing="ij")).reshape(3, -1).T
     p = all_gm(space, sigma=sigma, population=8)
     s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), make_feedback(space.from_unit(jnp.asarray(corners, jnp.float32)), np.ones(8)))
-    x = jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(1), 5000)
+    x = draws(p)(s, jax.random.PRNGKey(1), 5000)
     assert x.dtype == jnp.float32
     assert bool(jnp.all(space.contains(x))) and bool(jnp.all(jnp.isfinite(x)))
     z = np.asarray(space.to_unit(x.astype(jnp.float64)))
@@ -156,21 +162,21 @@ def test_breed_fallbacks():
     lam = np.array([[0.2, 0.2], [0.8, 0.8]], np.float32)
     p = all_gm(space, sigma=1e-3, population=4)  # two padded rows: never chosen
     s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), make_feedback(lam, [3.0, 3.0]))
-    x = np.asarray(jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(1), 4000))
+    x = np.asarray(draws(p)(s, jax.random.PRNGKey(1), 4000))
     d = np.abs(x[:, None, :] - lam[None]).max(-1)
     assert np.all(d.min(1) < 0.01)
     assert abs(np.mean(d.argmin(1) == 0) - 0.5) < 4 * np.sqrt(0.25 / 4000)
     for bad in ([0.0, 0.0], [np.nan, -1.0], [np.inf, -np.inf]):
         s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), make_feedback(lam, bad))
         assert not bool(s.has_mass)
-        x = np.asarray(jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(1), 4000))
+        x = np.asarray(draws(p)(s, jax.random.PRNGKey(1), 4000))
         for j in range(2):
             assert stats.kstest(x[:, j], "uniform").pvalue > 1e-3
 
 
 B_PROP = 16
 _BREED = all_gm(ParamSpace.box({"a": (-1.0, 1.0), "b": (0.0, 1e-3)}), sigma=1e-5, population=B_PROP)
-_UPDATE, _SAMPLE = jax.jit(_BREED.update), jax.jit(_BREED.sample, static_argnums=2)
+_UPDATE, _SAMPLE = jax.jit(_BREED.update), draws(_BREED)
 _LAM = np.stack([np.linspace(-0.9, 0.9, B_PROP), np.linspace(0.0, 1e-3, B_PROP)], axis=1)
 
 losses = hnp.arrays(
@@ -314,7 +320,7 @@ def test_online_planted_hard_region_attracts_draws():
     rng = np.random.default_rng(1)
     next_id, live = 0, []
     for step in range(60):
-        new = sample(s, jax.random.PRNGKey(step), 4)  # four clients launched per step
+        new, s = sample(s, jax.random.PRNGKey(step), 4)  # four clients launched per step
         live += [(next_id + i, np.asarray(new[i])) for i in range(4)]
         next_id += 4
         live = live[-40:]
@@ -326,7 +332,7 @@ def test_online_planted_hard_region_attracts_draws():
         loss = rng.exponential(size=32) * np.where(hard, 5.0, 1.0)
         s = update(s, make_feedback(lam, loss, lam_id=ids, step=step))
     assert abs(float(C.alpha_schedule(s.step, 0.0, 0.02, 0.8)) - 0.8) < 1e-6
-    x = np.asarray(space.to_unit(sample(s, jax.random.PRNGKey(999), 4000)))
+    x = np.asarray(space.to_unit(sample(s, jax.random.PRNGKey(999), 4000)[0]))
     frac = np.mean(np.all((x > lo - 0.05) & (x < hi + 0.05), axis=1))
     area = np.prod(hi - lo + 0.1)
     assert frac > 5 * area, (frac, area)
@@ -337,7 +343,7 @@ def test_online_uniform_before_feedback_and_without_signal():
     p = breed_online(space, population=8, alpha0=0.9, alpha_max=0.9)
     s = p.init(jax.random.PRNGKey(0))
     for state in (s, jax.jit(p.update)(s, _ring_fb([1, 2, 3], loss=[2.0, 2.0, 2.0]))):  # s_i = 0 → ∂l = 0
-        x = np.asarray(jax.jit(p.sample, static_argnums=2)(state, jax.random.PRNGKey(1), 3000))
+        x = np.asarray(draws(p)(state, jax.random.PRNGKey(1), 3000))
         for j in range(2):
             assert stats.kstest(x[:, j], "uniform").pvalue > 1e-3
 
@@ -358,3 +364,33 @@ def test_online_feedback_with_huge_batch_of_one_id():
     assert list(np.asarray(s.ids)) == [7, -1, -1] and int(s.dl_count[0]) == 50
     dl, _ = _np_excess(np.linspace(0.0, 1.0, 50), np.ones(50, bool))
     np.testing.assert_allclose(float(s.dl_sum[0]), dl.sum(), rtol=1e-5)
+
+
+def test_online_min_rows_gates_gm_weight():
+    """A simulation is a GM centre only once it contributed ``min_rows`` rows (dl_count ≥ min_rows)."""
+    space = ParamSpace.vector("x", 2, 0.0, 1.0)
+
+    def centres_hit(min_rows, batches):
+        p = breed_online(space, sigma=1e-4, population=8, alpha0=1.0, alpha1=0.0, alpha_max=1.0, min_rows=min_rows)
+        s = p.init(jax.random.PRNGKey(0))
+        for ids, loss in batches:
+            s = jax.jit(p.update)(s, _ring_fb(ids, loss=loss))
+        x = np.asarray(draws(p)(s, jax.random.PRNGKey(1), 2000))
+        near = {j: np.all(np.abs(x - j / 100.0) < 2e-3, axis=1) for j in (1, 2, 3)}
+        return s, {j: float(v.mean()) for j, v in near.items()}, x
+
+    # id 1: one row of loss 10; id 2: three rows of 5; id 3: three rows of 0 (∂l = 0).
+    first = ([1, 2, 2, 2, 3, 3, 3], [10.0, 5.0, 5.0, 5.0, 0.0, 0.0, 0.0])
+    s, hit, _ = centres_hit(0, [first])
+    # min_rows = 0, the earlier rule: every row counts; weights ∝ mean ∂l = 1.84 (id 1), 0.41 (id 2).
+    assert abs(hit[1] - 1.84 / 2.25) < 0.05 and hit[2] > 0.1 and hit[1] + hit[2] == 1.0, hit
+    s, hit, _ = centres_hit(3, [first])
+    assert list(np.asarray(s.dl_count)[:3]) == [1, 3, 3]
+    assert hit[1] == 0.0 and hit[2] == 1.0, hit  # id 1 has one row < 3: no weight
+    # Two more rows of id 1 (loss above the batch mean): now it has 3 rows and weight again.
+    s, hit, _ = centres_hit(3, [first, ([1, 1, 3, 3], [4.0, 4.0, 0.0, 0.0])])
+    assert int(np.asarray(s.dl_count)[0]) == 3 and hit[1] > 0.5 and hit[2] > 0.1 and hit[1] + hit[2] == 1.0, hit
+    # Nobody has 4 rows: no mass, every draw uniform.
+    s, hit, x = centres_hit(4, [first])
+    for j in range(2):
+        assert stats.kstest(x[:, j], "uniform").pvalue > 1e-3

@@ -130,3 +130,21 @@ def test_ensemble_engine_feeds_disagreement_and_sbal_pool():
     state, metrics = jax.jit(engine.run_steps, static_argnums=1)(state, 2)
     assert jax.tree_util.tree_leaves(state.train.params)[0].shape[0] == 3
     assert bool(jnp.all(jnp.isfinite(metrics["train_loss"])))
+    # The engine drove SBAL like any strategy: it sampled once per step and, once training ran,
+    # scored a pool with the ensemble it passed in the feedback.
+    k = config.online.clients_per_step
+    assert int(state.strategy.launched) == 2 * k and int(state.num_trained) > 0
+    # By default one pool per launch batch: the last was scored after the second batch.
+    assert bool(state.strategy.inner.has_pool) and int(state.strategy.scored_at) == 2 * k
+    lam = np.asarray(metrics["lam"]).reshape(-1, engine.simulator.space.dim)
+    assert bool(jnp.all(engine.simulator.space.contains(jnp.asarray(lam))))
+
+
+def test_sbal_without_an_ensemble_fails_with_the_setting_named():
+    config = _config("sbal,tiny")
+    with config.unlocked():
+        config.strategy.settings = {"pool_size": 16}
+        config.model.ensemble_size = 1
+    engine, state = _engine(config)
+    with pytest.raises(ValueError, match="ensemble_size >= 2"):
+        jax.jit(engine.run_steps, static_argnums=1)(state, 1)

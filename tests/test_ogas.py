@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from qsal_jax.proposals.base import make_feedback
+from qsal_jax.proposals.base import Proposal, make_feedback
 from qsal_jax.proposals.diffusion import make_schedule, respace
 from qsal_jax.proposals.ogas import DEFAULTS, ema_moments, fifo_push, make_ogas, ogas, standardise, time_calls
 from qsal_jax.simulation.param_space import ParamSpace
@@ -57,7 +57,8 @@ def test_contract_jit_shapes_bounds_determinism():
     p, update, sample, _ = built("small")
     state = p.init(jax.random.PRNGKey(0))
     assert float(p.mixing_ratio(state)) == 0.0  # no data yet: every draw uniform
-    lam0 = sample(state, jax.random.PRNGKey(1), 24)
+    lam0, after = sample(state, jax.random.PRNGKey(1), 24)
+    assert jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(state)
     assert lam0.shape == (24, SPACE.dim) and lam0.dtype == jnp.float32
     for i in range(4):
         state = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(10 + i), B, step=i))
@@ -67,8 +68,8 @@ def test_contract_jit_shapes_bounds_determinism():
     assert float(p.mixing_ratio(state)) == pytest.approx(SMALL.get("r_max", DEFAULTS["r_max"]))
     k = jax.random.PRNGKey(2)
     compiled = sample._cache_size()
-    a, b = sample(state, k, 24), sample(state, k, 24)
-    c = sample(state, jax.random.PRNGKey(3), 24)
+    a, b = sample(state, k, 24)[0], sample(state, k, 24)[0]
+    c = sample(state, jax.random.PRNGKey(3), 24)[0]
     assert sample._cache_size() == compiled  # a trained state reuses the executable of the initial one
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.array_equal(np.asarray(a), np.asarray(c))
@@ -84,9 +85,9 @@ def test_contract_jit_shapes_bounds_determinism():
 
 def test_proposal_view_and_settings():
     prop = ogas(SPACE, signal="disagreement", **SMALL)
-    assert prop.pool_size == 0 and callable(prop.init) and callable(prop.sample) and callable(prop.update)
+    assert type(prop) is Proposal and callable(prop.init) and callable(prop.sample) and callable(prop.update)
     assert make_ogas(SPACE, signal="disagreement").settings["signal"] == "disagreement"
-    with pytest.raises(TypeError, match="unknown settings"):
+    with pytest.raises(ValueError, match="ogas: unknown setting 'widht'; known: hidden, "):
         ogas(SPACE, widht=3)
     with pytest.raises(ValueError, match="prior"):
         ogas(SPACE, prior="softmax")
@@ -109,8 +110,9 @@ def test_trains_only_once_fifo_has_min_fill():
 
 
 # ------------------------------------------------------------------- signal statistics
-def numpy_ema(batches, decay, clip):
-    """Reference: mixture-moment EMA in float64, first valid batch initialises; ε of each batch."""
+def numpy_ema(batches, decay, clip, lower=None):
+    """Reference: mixture-moment EMA in float64, first valid batch initialises; ε of each batch,
+    clipped to ``[lower, clip]`` (``lower = −clip`` by default)."""
     mean, var, count, eps_out = 0.0, 1.0, 0, []
     for x, v in batches:
         ok = v & np.isfinite(x)
@@ -123,7 +125,7 @@ def numpy_ema(batches, decay, clip):
                 mean, var = decay * mean + (1 - decay) * mb, decay * var + (1 - decay) * vb + decay * (1 - decay) * (mb - mean) ** 2
             count += 1
         sd = max(np.sqrt(var), 1e-4 * abs(mean), 1e-30)
-        eps_out.append(np.where(ok, np.clip((np.where(ok, x, 0) - mean) / sd, -clip, clip), 0.0))
+        eps_out.append(np.where(ok, np.clip((np.where(ok, x, 0) - mean) / sd, -clip if lower is None else lower, clip), 0.0))
     return mean, var, count, eps_out
 
 
@@ -233,7 +235,7 @@ def test_degenerate_signals_keep_state_and_draws_finite(losses, constant, seed):
         state = update(state, make_feedback(lam, loss, step=i + 1))
     assert tree_finite(state)
     assert float(jnp.max(jnp.abs(state.fifo_eps))) <= DEFAULTS["eps_clip"]
-    lam = sample(state, jax.random.fold_in(key, 7), 24)
+    lam = sample(state, jax.random.fold_in(key, 7), 24)[0]
     assert bool(jnp.all(jnp.isfinite(lam))) and bool(jnp.all(SPACE.contains(lam)))
 
 
@@ -244,7 +246,7 @@ def test_non_finite_generator_output_falls_back_to_uniform():
         state = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(1 + i), B))
     assert float(p.mixing_ratio(state)) > 0.5
     broken = state._replace(denoiser=jax.tree_util.tree_map(lambda x: jnp.full_like(x, jnp.nan), state.denoiser))
-    lam = sample(broken, jax.random.PRNGKey(3), 24)  # same shapes as the contract test: no recompilation
+    lam = sample(broken, jax.random.PRNGKey(3), 24)[0]  # same shapes as the contract test: no recompilation
     assert bool(jnp.all(jnp.isfinite(lam))) and bool(jnp.all(SPACE.contains(lam)))
 
 
@@ -279,7 +281,7 @@ def test_vmap_over_independent_states():
     vupdate = jax.jit(jax.vmap(p.update))
     vsample = jax.jit(jax.vmap(p.sample, in_axes=(0, 0, None)), static_argnums=2)
     states = vupdate(states, batched_fb)
-    lam = vsample(states, keys, 12)
+    lam, _ = vsample(states, keys, 12)
     assert lam.shape == (3, 12, SPACE.dim) and bool(jnp.all(SPACE.contains(lam)))
     for i, k in enumerate(keys):
         one = update(p.init(k), fbs[i])
@@ -318,7 +320,7 @@ def test_learns_planted_conditional(planted_state):
     assert frac_hi > 0.6 and stats.binomtest(int(frac_hi * n), n, 0.04, alternative="greater").pvalue < 1e-10
     assert frac_lo < 0.1
     # Through `sample` (mixing ratio 1, proportional prior): the hard corner dominates the draws.
-    lam = sample(state, jax.random.PRNGKey(3), n)
+    lam = sample(state, jax.random.PRNGKey(3), n)[0]
     assert bool(jnp.all(CORNER_SPACE.contains(lam))) and corner_frac(CORNER_SPACE, lam) > 0.6
     # A 10-step respaced sampler on the same network still finds the corner.
     fast = make_ogas(CORNER_SPACE, **PLANTED, sample_steps=10)
@@ -348,3 +350,92 @@ def test_importance_weights(planted_state):
 def test_time_calls_reports_positive_times(dim):
     r = time_calls(ParamSpace.vector("a", dim, 0.0, 1.0), n=16, batch=32, repeats=2, warm_updates=1, **SMALL)
     assert r["sample_us"] > 0 and r["update_us"] > 0 and r["mixing_ratio"] > 0
+
+
+# ----------------------------------------------------------------- boundary: rejection
+def _overshooting(state):
+    """A generator that puts most of its mass outside: with all parameters zero the network predicts
+    ε̂ = 0, so x̂0 = x_t / √ᾱ_t overshoots the cube (62 % of draws, measured)."""
+    return state._replace(denoiser=jax.tree_util.tree_map(jnp.zeros_like, state.denoiser))
+
+
+def test_out_of_box_draws_are_rejected_never_clipped_to_faces():
+    from qsal_jax.proposals.diffusion import Denoiser, ddpm_sample
+
+    p, _, sample, generate = built("small")
+    state = _overshooting(p.init(jax.random.PRNGKey(0)))
+    n = 4000
+    eps = jnp.zeros((n,), jnp.float32)
+    # The earlier rule (x̂0 clipped at the last step too) puts point masses on the faces: test power.
+    net = Denoiser(SPACE.dim, SMALL["hidden"], SMALL["depth"], SMALL["steps"], DEFAULTS["eps_clip"])
+    clipped = 0.5 * (ddpm_sample(net.apply, state.denoiser, make_schedule(SMALL["steps"]), jax.random.PRNGKey(1), eps,
+                                 SPACE.dim, DEFAULTS["guidance"], clip_final=True) + 1.0)
+    assert np.mean(np.any((clipped == 0) | (clipped == 1), axis=-1)) > 0.3
+    z = np.asarray(generate(state, jax.random.PRNGKey(2), eps))
+    assert np.all(np.isfinite(z)) and np.all((z > 0) & (z < 1)), "every generator row lies inside the open cube"
+    # Mostly the generator's own in-box draws (4 rounds: 0.62^4 ≈ 15 % fall back to uniform), not uniform ones.
+    assert stats.kstest(z[:, 0], "uniform").pvalue < 1e-3
+    # Through `sample` with every draw from the generator: strictly inside the box, never on a face.
+    state = state._replace(n_trained=jnp.int32(10))
+    assert float(p.mixing_ratio(state)) == pytest.approx(SMALL.get("r_max", DEFAULTS["r_max"]))
+    lo, hi = np.asarray(SPACE.low_array, np.float32), np.asarray(SPACE.high_array, np.float32)
+    for i in range(5):
+        lam = np.asarray(sample(state, jax.random.PRNGKey(10 + i), 24)[0])
+        assert np.all((lam > lo) & (lam < hi)), lam
+    one_round = make_ogas(SPACE, reject_rounds=1, **SMALL)
+    z1 = np.asarray(jax.jit(one_round.generate)(state, jax.random.PRNGKey(2), eps))
+    assert np.all((z1 > 0) & (z1 < 1))
+    # Fewer rounds, more uniform fallbacks: the draws are closer to uniform.
+    assert stats.kstest(z1[:, 0], "uniform").statistic < stats.kstest(z[:, 0], "uniform").statistic
+
+
+def test_eps_cap_mode_caps_at_five_and_keeps_the_low_tail():
+    """``eps_mode="cap"``: ε = min(z, 5) (authors' reference), where the default clips z to ±3."""
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(size=B).astype(np.float32)
+    x2 = np.concatenate([[4.0, 12.0, -6.0], rng.normal(size=B - 3)]).astype(np.float32)
+    batches = [(x1, np.ones(B, bool)), (x2, np.ones(B, bool))]
+    lam = SPACE.sample_uniform(jax.random.PRNGKey(1), B)
+    for mode, top, lower in (("cap", DEFAULTS["eps_cap"], -1e3), ("clip", DEFAULTS["eps_clip"], None)):
+        p = make_ogas(SPACE, eps_mode=mode, **SMALL)
+        state = p.init(jax.random.PRNGKey(0))
+        for i, (x, v) in enumerate(batches):
+            state = jax.jit(p.update)(state, make_feedback(lam, x, valid=v, step=i))
+        _, _, _, ref = numpy_ema(batches, DEFAULTS["ema_decay"], top, lower)
+        got = np.asarray(state.fifo_eps)[B: 2 * B]
+        np.testing.assert_allclose(got, ref[1], rtol=1e-4, atol=1e-5)
+        if mode == "cap":
+            assert got[1] == 5.0 and 3.0 < got[0] < 5.0 and got[2] < -3.0, got[:3]  # capped above only
+        else:
+            assert got[1] == 3.0 and got[0] == 3.0 and got[2] == -3.0
+    with pytest.raises(ValueError, match="eps_mode"):
+        ogas(SPACE, eps_mode="soft")
+
+
+def _planted_ratio(params):
+    """Classifier logit ≈ silu(silu(10 (2 z0 − 1))): weight ≈ 0.1 (clipped) for z0 near 1, ≈ 1 near 0."""
+    params = jax.tree_util.tree_map(jnp.zeros_like, params)
+    p = params["params"]
+    last = max(p, key=lambda k: int(k.split("_")[1]))
+    for name, value in (("Dense_0", 10.0), ("Dense_1", 1.0), (last, 1.0)):
+        p[name]["kernel"] = p[name]["kernel"].at[0, 0].set(value)
+    return params
+
+
+def test_proportional_prior_uses_importance_weights():
+    """Pairs (z0 = 0.9, ε = 2), (z0 = 0.1, ε = 1), (ε = 0, the minimum): weights w·(ε − 0)."""
+    p, _, _, _ = built("small")
+    state = p.init(jax.random.PRNGKey(0))
+    lam = state.fifo_lam.at[:3].set(jnp.asarray([[0.9, 0.5, 0.5], [0.1, 0.5, 0.5], [0.5, 0.5, 0.5]], jnp.float32))
+    state = state._replace(fifo_lam=lam, fifo_eps=state.fifo_eps.at[:3].set(jnp.asarray([2.0, 1.0, 0.0], jnp.float32)),
+                           fifo_count=jnp.int32(3), ratio=_planted_ratio(state.ratio))
+    w = np.asarray(p.importance_weights(state, lam[:2]), np.float64)
+    np.testing.assert_allclose(w, [1 / DEFAULTS["weight_clip"], 1.0], rtol=1e-2)
+    plain = make_ogas(SPACE, prior_importance=False, **SMALL)
+    reps = 20000
+    for parts, p_two in ((p, 2 * w[0] / (2 * w[0] + w[1])), (plain, 2.0 / 3.0)):
+        draws = np.asarray(jax.jit(parts.prior, static_argnums=2)(state, jax.random.PRNGKey(1), reps))
+        counts = np.array([(draws == 2.0).sum(), (draws == 1.0).sum()])
+        assert counts.sum() == reps
+        expected = counts.sum() * np.array([p_two, 1.0 - p_two])
+        assert stats.chisquare(counts, expected).pvalue > 1e-3, (counts, p_two)

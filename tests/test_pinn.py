@@ -130,3 +130,28 @@ def test_every_config_variant_passes_its_check_and_builds(arg):
     init, *_ = pinn.build(cfg)
     state = jax.eval_shape(init, jax.random.PRNGKey(0))  # shapes only: nothing is compiled or run
     assert state.points.shape == (cfg.collocation.num_points, 2)
+
+
+def test_declared_population_reaches_the_strategy_and_rad_pool_rule():
+    """A ``population`` setting is read from the declaration (not a signature probe) and set to
+    num_points; the config's RAD pool of 4 N is thin, so RAD draws with replacement."""
+    from qsal_jax import proposals
+
+    cfg = pinn_allen_cahn.get_config("tiny,rad")
+    *_, strategy, _ = pinn.build(cfg)
+    n = cfg.collocation.num_points
+    s = strategy.init(jax.random.PRNGKey(0))
+    assert s.inner.pool.shape == (4 * n, 2) and "population" in proposals.settings_of("rad")
+    pool = pinn.domain().sample_uniform(jax.random.PRNGKey(1), 4 * n)
+    score = jnp.zeros(4 * n).at[0].set(1.0)  # p(member 0) = (4n + 1) / (8n) ≈ 1/2
+    s = strategy.update(s, proposals.make_feedback(pool[:1], jnp.zeros(1), pool=pool, pool_score=score))
+    x, _ = strategy.sample(s, jax.random.PRNGKey(2), n)
+    copies = int(np.sum(np.all(np.asarray(x) == np.asarray(pool[0]), axis=1)))
+    assert copies > n // 4, copies  # drawn with replacement: many copies of the dominant member
+    cfg = pinn_allen_cahn.get_config("tiny,r3")
+    *_, strategy, _ = pinn.build(cfg)
+    assert strategy.init(jax.random.PRNGKey(0)).population.shape == (n, 2)
+    cfg = pinn_allen_cahn.get_config("tiny,r3")
+    cfg.strategy.settings = {"populaton": 3}
+    with pytest.raises(ValueError, match="r3: unknown setting 'populaton'"):
+        pinn.build(cfg)

@@ -7,14 +7,20 @@ import pytest
 from scipy import stats
 
 from qsal_jax.proposals import make_feedback
-from qsal_jax.proposals.pinn_sampling import r3, rad, rad_log_weights, retained_mask
+from qsal_jax.proposals.base import ScoredProposal
+from qsal_jax.proposals.pinn_sampling import DENSE_POOL, r3, rad, rad_log_weights, retained_mask
 from qsal_jax.simulation.param_space import ParamSpace
 
 SPACE = ParamSpace.box({"x": (-1.0, 1.0), "t": (0.0, 2.0)})
 
 
-def _pool_fb(p, residual, seed=0):
-    pool = SPACE.sample_uniform(jax.random.PRNGKey(seed), p.pool_size)
+def _draws(p):
+    """Jitted ``(state, key, n) -> λ`` (the returned state is dropped)."""
+    return jax.jit(lambda state, key, n: p.sample(state, key, n)[0], static_argnums=2)
+
+
+def _pool_fb(pool_size, residual, seed=0):
+    pool = SPACE.sample_uniform(jax.random.PRNGKey(seed), pool_size)
     return make_feedback(pool[:1], np.zeros(1), pool=pool, pool_score=jnp.asarray(residual, jnp.float32))
 
 
@@ -35,20 +41,20 @@ def test_rad_iid_frequencies():
     """``replace=True``: 40 000 draws over an 8-point pool match p ∝ r^k/mean(r^k) + c (χ²)."""
     r = np.array([0.1, 0.5, 1.0, 2.0, 0.0, 3.0, 0.2, 0.7])
     p = rad(SPACE, k=2.0, c=0.5, pool_size=8, replace=True)
-    fb = _pool_fb(p, r)
+    fb = _pool_fb(8, r)
     s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), fb)
     n = 40_000
-    counts = np.bincount(_rows(fb.pool, jax.jit(p.sample, static_argnums=2)(s, jax.random.PRNGKey(1), n)), minlength=8)
+    counts = np.bincount(_rows(fb.pool, _draws(p)(s, jax.random.PRNGKey(1), n)), minlength=8)
     assert stats.chisquare(counts, n * _rad_p(r, 2.0, 0.5)).pvalue > 1e-3
 
 
 def test_rad_without_replacement_first_pick_and_distinct():
     r = np.array([0.3, 1.0, 2.0, 0.0, 0.5, 1.5])
-    p = rad(SPACE, k=1.0, c=0.0, pool_size=6)
-    fb = _pool_fb(p, r)
+    p = rad(SPACE, k=1.0, c=0.0, pool_size=6, replace=False)
+    fb = _pool_fb(6, r)
     s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), fb)
     reps = 6000
-    x = jax.jit(jax.vmap(lambda key: jax.jit(p.sample, static_argnums=2)(s, key, 3)))(jax.random.split(jax.random.PRNGKey(1), reps))
+    x = jax.jit(jax.vmap(lambda key: _draws(p)(s, key, 3)))(jax.random.split(jax.random.PRNGKey(1), reps))
     idx = _rows(fb.pool, np.asarray(x).reshape(-1, 2)).reshape(reps, 3)
     assert all(len(set(row)) == 3 for row in idx)
     assert not np.any(idx == 3), "c = 0 and r = 0: never picked while others remain"
@@ -70,7 +76,7 @@ def test_rad_weights_guards():
 
 def test_rad_uniform_before_the_first_pool():
     p = rad(SPACE, pool_size=16)
-    x = np.asarray(SPACE.to_unit(jax.jit(p.sample, static_argnums=2)(p.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 3000)))
+    x = np.asarray(SPACE.to_unit(_draws(p)(p.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 3000)))
     for j in range(2):
         assert stats.kstest(x[:, j], "uniform").pvalue > 1e-3
 
@@ -80,7 +86,7 @@ def test_r3_retains_exactly_the_above_mean_points():
     p = r3(SPACE, population=n)
     sample, update = jax.jit(p.sample, static_argnums=2), jax.jit(p.update)
     s = p.init(jax.random.PRNGKey(0))
-    pop = np.asarray(sample(s, jax.random.PRNGKey(1), n))
+    pop = np.asarray(sample(s, jax.random.PRNGKey(1), n)[0])
     rng = np.random.default_rng(0)
     for it in range(4):
         res = rng.exponential(size=n)
@@ -91,7 +97,7 @@ def test_r3_retains_exactly_the_above_mean_points():
         r0 = np.where(np.isfinite(res) & (res > 0), res, 0.0)
         keep = valid & (r0 > r0[valid].mean())
         np.testing.assert_array_equal(np.asarray(s.retain), keep)
-        new = np.asarray(sample(s, jax.random.PRNGKey(10 + it), n))
+        new = np.asarray(sample(s, jax.random.PRNGKey(10 + it), n)[0])
         np.testing.assert_allclose(new[keep], pop[keep], rtol=1e-6, atol=1e-6)
         assert np.all(np.abs(new[~keep] - pop[~keep]).max(-1) > 0), "released slots get fresh points"
         assert bool(jnp.all(SPACE.contains(jnp.asarray(new))))
@@ -116,3 +122,46 @@ def test_retained_mask_edge_cases():
     assert not np.any(np.asarray(retained_mask(jnp.full(4, 3.0), ones)))  # all equal: none above mean
     assert not np.any(np.asarray(retained_mask(jnp.asarray([np.nan] * 4), ones)))
     np.testing.assert_array_equal(np.asarray(retained_mask(jnp.asarray([1e30, 1.0, 1.0, 2e30]), ones)), [True, False, False, True])
+
+
+# --------------------------------------------------------------------------- RAD's pool
+def _half_residual(xt):
+    """Residual 1 on the right half of the box (x > 0), 0 elsewhere: ``[P, 2] → [P]``."""
+    return (xt[:, 0] > 0).astype(jnp.float32)
+
+
+def test_rad_default_pool_is_dense_and_scored_through_the_surrogate():
+    """Default pool 25 N, scored by ``Feedback.surrogate``; the draw fraction on the hard half matches
+    the continuous p (k = c = 1: 3 : 1), while a forced thin pool without replacement flattens it."""
+    n = 400
+    p = rad(SPACE, population=n)
+    assert isinstance(p, ScoredProposal)
+    s0 = p.init(jax.random.PRNGKey(0))
+    assert s0.inner.pool.shape == (DENSE_POOL * n, 2)
+    fb = make_feedback(np.zeros((1, 2), np.float32), np.zeros(1), surrogate=jax.tree_util.Partial(_half_residual))
+    update = jax.jit(p.update)
+
+    def hard_fraction(p, s, reps=20):
+        s = jax.jit(p.update)(s, fb)
+        sample = jax.jit(p.sample, static_argnums=2)
+        x = np.concatenate([np.asarray(sample(s, jax.random.PRNGKey(10 + i), n)[0]) for i in range(reps)])
+        return np.mean(x[:, 0] > 0), x
+
+    frac, x = hard_fraction(p, s0)
+    assert bool(update(s0, fb).inner.has_pool)
+    assert abs(frac - 0.75) < 4 * np.sqrt(0.75 * 0.25 / x.shape[0]) + 0.01, frac  # 25 N: ~ i.i.d. from p
+    assert len(np.unique(x[:n], axis=0)) == n, "a dense pool is drawn without replacement"
+    thin = rad(SPACE, population=n, pool_size=2 * n, replace=False)
+    frac_thin, _ = hard_fraction(thin, thin.init(jax.random.PRNGKey(0)))
+    assert frac_thin < 0.68, frac_thin  # half the pool taken: p flattened towards uniform
+
+
+def test_rad_thin_pool_draws_with_replacement_by_default():
+    """``pool_size < 25 n`` and ``replace=None``: i.i.d. draws from p over the pool (χ²)."""
+    r = np.array([0.1, 0.5, 1.0, 2.0, 0.0, 3.0, 0.2, 0.7])
+    p = rad(SPACE, k=2.0, c=0.5, pool_size=8)
+    fb = _pool_fb(8, r)
+    s = jax.jit(p.update)(p.init(jax.random.PRNGKey(0)), fb)
+    n = 40_000
+    counts = np.bincount(_rows(fb.pool, _draws(p)(s, jax.random.PRNGKey(1), n)), minlength=8)
+    assert stats.chisquare(counts, n * _rad_p(r, 2.0, 0.5)).pvalue > 1e-3

@@ -114,3 +114,21 @@ def test_every_config_variant_passes_its_check(arg):
     assert cfg.kind == "toy" and cfg.compare == ("compare" in arg)
     r = cfg.rounds
     assert cfg.train.optimizer.warmup_steps < (r.num_rounds + 1) * r.iterations
+
+
+def test_strategy_settings_are_checked_against_the_declaration():
+    cfg = toy_rolling_ball.get_config("tiny")
+    space = toy.make_space(cfg.problem)
+    with cfg.unlocked():
+        cfg.strategy.name = "breed"
+        cfg.strategy.settings = {"sigmaa": 0.1}
+    with pytest.raises(ValueError, match="strategy.settings: breed: unknown setting 'sigmaa'; known: sigma"):
+        toy.build_strategy(cfg, space, 64)
+    with cfg.unlocked():
+        cfg.strategy.settings = {}
+    p = toy.build_strategy(cfg, space, 64)  # Breed declares `population`: it gets the dataset capacity
+    assert p.init(jax.random.PRNGKey(0)).centres.shape == (64, space.dim)
+    with cfg.unlocked():
+        cfg.strategy.name = "sbal"
+    with pytest.raises(ValueError, match="candidate pool"):
+        toy.build_strategy(cfg, space, 64)

@@ -6,7 +6,7 @@ B, so every part is measured in online steps per second:
 
 - **loop**: ``jit(engine.run_steps)`` (state donated) over ``steps`` online steps, after a warm-up
   call that compiles and fills the buffer past its watermark, so every timed step trains.
-- **train alone**: the engine's own train step (`OnlineEngine._train_on`) on batches drawn by
+- **train alone**: the engine's own train step (`OnlineEngine.train_on`) on batches drawn by
   the engine's buffer policy from the buffer the warm-up filled: ``steps × n`` train steps in one
   `lax.scan`, no simulation, no strategy.
 - **simulate alone**: ``simulator.simulate`` of K uniform λ, ``steps`` times in one `lax.scan`.
@@ -144,7 +144,7 @@ def _parts(run: _Run) -> dict[str, _Part]:
             train_state, buffer = carry
             buffer, drawn, valid = B.sample(buffer, k, engine.batch_size, engine.buffer_policy)
             batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, valid.astype(sim.dtype))
-            train_state, losses, _ = engine._train_on(train_state, batch)
+            train_state, losses, _ = engine.train_on(train_state, batch)
             return (train_state, buffer), jnp.mean(losses)
 
         (train_state, buffer), losses = jax.lax.scan(body, (train_state, buffer), jax.random.split(key, n_train))

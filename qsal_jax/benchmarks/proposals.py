@@ -41,13 +41,14 @@ def _plan(name: str, population: int) -> tuple[dict, int, int]:
     if name == "sbal":
         return {"pool_size": population}, ONLINE_N, TRAIN_BATCH
     if name == "rad":
-        return {"pool_size": population}, max(1, population // 10), TRAIN_BATCH
+        return {"pool_size": population, "replace": False}, max(1, population // 10), TRAIN_BATCH  # as measured before
     if name == "ogas":
         return {}, ONLINE_N, TRAIN_BATCH
     return {}, population, population
 
 
 def _feedback(space: ParamSpace, key, rows: int, pool_size: int) -> Feedback:
+    """``rows`` training rows, and a scored pool of ``pool_size`` (0: none) for pool strategies."""
     k_lam, k_loss, k_id, k_pool, k_score = jax.random.split(key, 5)
     return Feedback(
         lam=space.sample_uniform(k_lam, rows),
@@ -80,8 +81,8 @@ def measure(name: str, dim: int, population: int, repeats: int = 5) -> dict:
     settings, n, rows = _plan(strategy, population)
     p = proposals.build(strategy, space, **settings, **extra)
     key = jax.random.PRNGKey(0)
-    fb = _feedback(space, jax.random.fold_in(key, 1), rows, p.pool_size)
-    sample = jax.jit(p.sample, static_argnums=2)
+    fb = _feedback(space, jax.random.fold_in(key, 1), rows, int(settings.get("pool_size", 0)))
+    sample = jax.jit(p.sample, static_argnums=2)  # -> (λ, state): the state is returned, not chained
     state = jax.jit(p.update)(jax.jit(p.init)(key), fb)
     sample_s = time_fn(sample, state, jax.random.fold_in(key, 2), n, repeats=repeats)
     update_s = time_update_chain(jax.jit(p.update, donate_argnums=0), state, fb, repeats)

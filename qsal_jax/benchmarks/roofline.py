@@ -239,7 +239,7 @@ def _online_cost(rec: dict) -> tuple[float, float, str, float, dict]:
     batch = Batch(*(jax.ShapeDtypeStruct((b,) + x.shape[1:], x.dtype) for x in
                     (items.inputs, items.targets, items.cond, items.lam_id, items.time_index)),
                   jax.ShapeDtypeStruct((b,), sim.dtype))
-    t_flops, t_bytes, t_src = cost(engine._train_on, state.train, batch)
+    t_flops, t_bytes, t_src = cost(engine.train_on, state.train, batch)
     n_sim, n_train = sim.num_steps + sim.warmup_steps, engine.train_steps_per_step
     parts = {"simulate_flops": n_sim * s_flops, "simulate_bytes": n_sim * s_bytes,
              "train_flops": n_train * t_flops, "train_bytes": n_train * t_bytes}

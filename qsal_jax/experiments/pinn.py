@@ -26,10 +26,12 @@ scalar ``u_θ(x, t)``, vmapped over points (`residual`). The residual operator t
 
 **Collocation.** ``num_points`` points in the box ``[−1, 1] × [0, 1]``, drawn by the strategy at
 the start and redrawn every ``resample_every`` Adam steps. Every strategy goes through the one
-contract: ``update(make_feedback(points, signal, step=round, pool=..., pool_score=...))`` then
-``sample(n)``. The signal is ``|r|`` or ``r²`` (``strategy.signal``); when the strategy asks for
-a pool (``Proposal.pool_size > 0``, RAD) a fresh uniform pool is scored too. A strategy with a
-``population`` setting (Breed, R3) gets ``num_points``.
+contract: ``update(make_feedback(points, signal, step=round, surrogate=score))`` then
+``points, state = sample(state, key, n)``. The signal is ``|r|`` or ``r²`` (``strategy.signal``);
+``score`` is the same signal as a function of the points (a `jax.tree_util.Partial` over the
+current parameters), with which a pool strategy (RAD) scores its own uniform candidate pool; the
+others ignore it. A strategy that declares a ``population`` setting (Breed, R3, RAD) gets
+``num_points``.
 
 **Reference.** `reference_solution`: the project's ETDRK4 spectral solver (`AllenCahn` on
 ``[0, 2)``, x shifted by one), saved at the evaluation times and subsampled in x. Score: relative
@@ -40,7 +42,6 @@ the per-time-slice relative L2 errors under ``one_step`` (the field `report` rea
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import time
@@ -171,10 +172,12 @@ def build(config):
     signal = jnp.abs if config.strategy.get("signal", "abs") == "abs" else jnp.square
 
     settings = dict(config.strategy.get("settings", {}))
-    factory = proposals.get(config.strategy.name)
-    if "population" in inspect.signature(factory).parameters:
+    if "population" in proposals.settings_of(config.strategy.name):
         settings.setdefault("population", n)
-    strategy = factory(space, **settings)
+    try:
+        strategy = proposals.build(config.strategy.name, space, **settings)
+    except ValueError as e:
+        raise ConfigError(f"strategy.settings: {e}") from None
     corner = bool(config.model.get("corner_term", True))
     model_cfg = {k: v for k, v in dict(config.model).items() if k != "corner_term"}
     model_cfg["out_features"] = 2 if corner else 1
@@ -190,11 +193,15 @@ def build(config):
     def res(params, xt):
         return residual(lambda x, t: u_fn(params, x, t), xt, eps, react)
 
+    def scored(params, xt):
+        """The strategy's signal at points ``xt [P, 2]`` → ``[P]``."""
+        return signal(res(params, xt))
+
     def init(key):
         k_model, k_strategy, k_points = jax.random.split(key, 3)
         params = model.init(k_model, jnp.zeros((3,), jnp.float32))
         s_state = strategy.init(k_strategy)
-        points = strategy.sample(s_state, k_points, n)  # every strategy starts uniform
+        points, s_state = strategy.sample(s_state, k_points, n)  # every strategy starts uniform
         return RoundState(jnp.zeros((), jnp.int32), params, optimizer.init(params), s_state, points)
 
     def round_fn(state: RoundState, key):
@@ -208,16 +215,14 @@ def build(config):
             return (optax.apply_updates(params, updates), opt_state), loss
 
         (params, opt_state), losses = jax.lax.scan(body, (state.params, state.opt_state), None, length=k_steps)
-        k_pool, k_sample = jax.random.split(key)
+        _, k_sample = jax.random.split(key)
         r = res(params, state.points)
-        pool = pool_score = None
-        if strategy.pool_size:
-            pool = space.sample_uniform(k_pool, strategy.pool_size)
-            pool_score = signal(res(params, pool))
         round_index = state.step // k_steps
-        feedback = proposals.make_feedback(state.points, signal(r), step=round_index, pool=pool, pool_score=pool_score)
+        feedback = proposals.make_feedback(state.points, signal(r), step=round_index,
+                                           surrogate=jax.tree_util.Partial(scored, params))
         s_state = strategy.update(state.strategy, feedback)
-        points = strategy.sample(s_state, k_sample, n).astype(jnp.float32)
+        points, s_state = strategy.sample(s_state, k_sample, n)
+        points = points.astype(jnp.float32)
         new = RoundState(state.step + k_steps, params, opt_state, s_state, points)
         return new, {"train_loss": losses[-1], "residual_sq_after": jnp.mean(r**2)}
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import json
 import os
 import time
@@ -208,11 +207,13 @@ def check_config(config) -> None:
 def build_strategy(config, space: ParamSpace, capacity: int):
     """The strategy of ``config.strategy``; a ``population`` setting defaults to the dataset capacity."""
     settings = dict(config.strategy.get("settings", {}))
-    factory = proposals.get(config.strategy.name)
-    if "population" in inspect.signature(factory).parameters:
+    if "population" in proposals.settings_of(config.strategy.name):
         settings.setdefault("population", capacity)
-    strategy = factory(space, **settings)
-    if strategy.pool_size:
+    try:
+        strategy = proposals.build(config.strategy.name, space, **settings)
+    except ValueError as e:
+        raise ConfigError(f"strategy.settings: {e}") from None
+    if isinstance(strategy, proposals.ScoredProposal):
         raise ConfigError(
             f"strategy.name: {config.strategy.name!r} scores a candidate pool, which here would cost oracle "
             "calls outside the budget; the toy runs strategies without a pool (uniform, quasirandom, breed)"
@@ -268,7 +269,7 @@ class Programs(NamedTuple):
     strategy: proposals.Proposal
     init_strategy: Callable  # jitted strategy.init
     update: Callable  # jitted strategy.update
-    sample: Callable  # jitted strategy.sample, n static
+    sample: Callable  # jitted strategy.sample, n static: (state, key, n) -> (λ, state)
 
 
 _PROGRAMS: dict[str, Programs] = {}
@@ -353,7 +354,8 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
             break
         feedback = proposals.make_feedback(_pad(x, capacity), per_sample, step=rnd, valid=valid)
         s_state = update(s_state, feedback)
-        x_new = np.asarray(sample(s_state, jax.random.fold_in(k_sample, rnd), int(r.per_round)))
+        x_new, s_state = sample(s_state, jax.random.fold_in(k_sample, rnd), int(r.per_round))
+        x_new = np.asarray(x_new)
         y_new = oracle(x_new)
         simulations += x_new.shape[0]
         drawn.append(np.concatenate([x_new, np.full((x_new.shape[0], 1), rnd + 1, np.float32)], axis=1))

@@ -10,7 +10,7 @@ any picklable ``solve(lam [D]) -> [T, C, *grid]`` or an external program
     solve(λ) → u [T, C, *grid]  ──result──▶  check → HostBuffer.push(T − 1 items)
                                              batch ← buffer.sample(B); jitted train_step
                                              strategy.update(per-sample losses)
-                                ◀───λ────    a worker is free: λ = strategy.sample(latest state, 1)
+                                ◀───λ────    a worker is free: λ, state = strategy.sample(latest state, 1)
 
 Rules, in the order the loop applies them (`AsyncConfig` holds the numbers):
 
@@ -35,7 +35,7 @@ step that uses data from λ records the delay in steps and seconds.
 Determinism: not promised. Which task finishes first, and so how many training steps run
 between two launches, depends on timing. What is reproducible is the record: λ of launch
 ``id`` is ``strategy.sample(state, fold_in(sample_key, id), 1)`` with the state as of the
-logged step, buffer draws come from a generator seeded by the run key, and every launch,
+logged step (the state each draw returns is kept, so a sequence strategy moves on), buffer draws come from a generator seeded by the run key, and every launch,
 result, fault and first use is logged with its id, λ and step.
 """
 
@@ -63,7 +63,7 @@ from qsal_jax.online.external import (
     classify_exception,
 )
 from qsal_jax.online.host_buffer import HostBuffer, trajectory_items
-from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
 from qsal_jax.training.step import Batch
 
 logger = logging.getLogger(__name__)
@@ -185,8 +185,8 @@ class AsyncTrainer:
 
     Args:
       solver: picklable ``solve(lam float64 [D]) -> float [T, C, *grid]`` (or `ExecutableSolver`).
-      strategy: the active-learning `Proposal`; strategies that score a candidate pool (SBAL)
-        need an ensemble and are not supported here.
+      strategy: the active-learning `Proposal`; strategies that score a candidate pool
+        (`ScoredProposal`: SBAL, RAD) need a surrogate in the feedback and are not supported here.
       train_step: ``(TrainState, Batch) -> (TrainState, per_sample_loss [B], metrics)``, e.g.
         `qsal_jax.training.step.make_train_step`; metrics must hold ``loss``.
       config: `AsyncConfig`.
@@ -206,8 +206,9 @@ class AsyncTrainer:
         conditioning: Conditioning | None = None,
         trajectory_shape: tuple[int, ...] | None = None,
     ):
-        if strategy.pool_size:
-            raise ValueError("async mode: strategies scoring a candidate pool (SBAL) need an ensemble; not supported")
+        if isinstance(strategy, ScoredProposal):
+            raise ValueError("async mode: strategies scoring a candidate pool (SBAL, RAD) need a surrogate in the "
+                             "feedback; not supported")
         if isinstance(solver, ExecutableSolver) and solver.timeout_s >= config.task_timeout_s:
             # Otherwise the worker is killed first and its program, in a session of its own, outlives it.
             raise ValueError(
@@ -345,7 +346,7 @@ class _Run:
         while (len(self.tasks) < c.num_workers and self.stopped_early is None
                and self.completed + len(self.tasks) < c.simulation_budget and self.buffer.has_room()):
             lam_id = len(self.launches)
-            lam = self.trainer.sample(self.strategy_state, jax.random.fold_in(self.key, lam_id), 1)
+            lam, self.strategy_state = self.trainer.sample(self.strategy_state, jax.random.fold_in(self.key, lam_id), 1)
             launch = Launch(lam_id, np.asarray(lam, np.float64)[0], self.step, self.now())
             self.launches[lam_id] = launch
             if self.redraws_pending:
@@ -442,8 +443,9 @@ class _Run:
         batch = Batch(*(jnp.asarray(x) for x in (items.inputs, items.targets, items.cond, items.lam_id,
                                                   items.time_index)), weight=jnp.asarray(valid, jnp.float32))
         self.train_state, per_sample, metrics = self.trainer.train_step(self.train_state, batch)
-        feedback = Feedback(jnp.asarray(items.lam), batch.lam_id, batch.time_index, per_sample, jnp.asarray(valid),
-                            jnp.asarray(self.train_state.step, jnp.int32))
+        feedback = Feedback(lam=jnp.asarray(items.lam), lam_id=batch.lam_id, time_index=batch.time_index,
+                            loss=per_sample, valid=jnp.asarray(valid),
+                            step=jnp.asarray(self.train_state.step, jnp.int32))
         self.strategy_state = self.trainer.update(self.strategy_state, feedback)
         # Wait for the step: keeps wall-clock latencies honest and the host at most one step ahead.
         self.losses.append(float(metrics["loss"]))

@@ -4,7 +4,7 @@ One jitted program does what the Melissa framework spreads over solver clients, 
 training server and an active-sampling server:
 
     online_step(state) -> (state, metrics)
-      1. λ = strategy.sample(K)                       the next K solver clients
+      1. λ, s = strategy.sample(s, K)                 the next K solver clients
       2. u = simulator.simulate(λ)                    K trajectories, blow-ups flagged
       3. buffer.push(items of the finite trajectories)  (u_t, u_{t+1}, λ, id, t)
       4. n × [batch = buffer.sample(B); train_step; strategy.update(per-sample losses)]
@@ -22,6 +22,13 @@ replicated, so its capacity is bounded by one device's memory.)
 With ``ensemble_size > 1`` the surrogate is an ensemble (stacked parameters, a vmapped
 train step on the same batches); its spread is the "disagreement" signal (OGAS-U) and
 the uncertainty SBAL scores its candidate pool with.
+
+Every strategy is driven the same way: ``sample`` once per step, ``update`` after every
+training batch with a `Feedback` that also carries the surrogate (`EnsembleSurrogate`: the
+parameters after that batch, the apply function, the simulator's initial-state map,
+conditioning and trajectory length). A pool-scoring strategy (`combinators.with_pool`) scores
+its candidates with it when its selection round is due; the others ignore it. The engine has
+no strategy-specific branch.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import jax.numpy as jnp
 
 from qsal_jax.online import buffers as B
 from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.proposals.scorers import EnsembleSurrogate
 from qsal_jax.simulation.simulator import Simulator
 from qsal_jax.training.step import Batch
 
@@ -65,7 +73,6 @@ class OnlineEngine:
       watermark: training starts once the buffer has held this many items.
       signal: "loss" (OGAS-L, Breed) or "disagreement" (OGAS-U) — what strategies see.
       ensemble_size: E surrogates trained side by side (needed by SBAL and OGAS-U).
-      pool_rollout_steps: surrogate rollout length when scoring a candidate pool.
     """
 
     simulator: Simulator
@@ -81,7 +88,6 @@ class OnlineEngine:
     watermark: int = 1
     signal: str = "loss"
     ensemble_size: int = 1
-    pool_rollout_steps: int = 4
     mesh: Any = None  # jax.sharding.Mesh with a "data" axis, or None
 
     def __post_init__(self):
@@ -102,8 +108,6 @@ class OnlineEngine:
             raise ValueError(f"strategy.signal must be 'loss' or 'disagreement', got {self.signal!r}")
         if self.signal == "disagreement" and self.ensemble_size < 2:
             raise ValueError("strategy.signal='disagreement' needs model.ensemble_size >= 2")
-        if self.strategy.pool_size and self.ensemble_size < 2:
-            raise ValueError("a strategy that scores a candidate pool (SBAL) needs model.ensemble_size >= 2")
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array, train_state: Any) -> OnlineState:
@@ -151,10 +155,17 @@ class OnlineEngine:
             return jax.vmap(self.apply_fn, in_axes=(0, None, None))(params, x, cond)
         return self.apply_fn(params, x, cond)[None]
 
-    def _train_on(self, train_state, batch: Batch):
+    def train_on(self, train_state, batch: Batch):
+        """One gradient step of the surrogate (every member of an ensemble on the same batch).
+
+        Returns ``(train_state, per_sample_loss [B], metrics)``; with an ensemble the losses and
+        metrics are member means, except ``finite``, which holds only if every member is finite.
+        """
         if self.ensemble_size > 1:
             new, losses, metrics = jax.vmap(self.train_step, in_axes=(0, None))(train_state, batch)
-            return new, jnp.mean(losses, axis=0), jax.tree_util.tree_map(jnp.mean, metrics)
+            finite = jnp.all(metrics.pop("finite"))
+            metrics = jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=0), metrics)
+            return new, jnp.mean(losses, axis=0), {**metrics, "finite": finite}
         return self.train_step(train_state, batch)
 
     def _disagreement(self, params, batch: Batch) -> jax.Array:
@@ -164,43 +175,22 @@ class OnlineEngine:
         scale = jnp.sqrt(jnp.mean(batch.targets**2, axis=tuple(range(1, batch.targets.ndim))))
         return spread / jnp.maximum(scale, 1e-8)
 
-    def _score_pool(self, params, key):
-        """SBAL: uniform candidates, scored by ensemble variance along a short surrogate rollout."""
+    def surrogate(self, params) -> EnsembleSurrogate:
+        """What a pool scorer may use of the model: parameters with a leading [E] axis (E = 1 too)."""
+        if self.ensemble_size == 1:
+            params = jax.tree_util.tree_map(lambda x: x[None], params)
         sim = self.simulator
-        pool = sim.space.sample_uniform(key, self.strategy.pool_size, sim.dtype)
-        u0 = jax.vmap(sim.initial_state)(pool)
-        cond = sim.conditioning(pool)
-
-        def member_rollout(p):
-            def body(u, _):
-                u = self.apply_fn(p, u, cond)
-                return u, u
-
-            return jax.lax.scan(body, u0, None, length=self.pool_rollout_steps)[1]  # [S, P, ...]
-
-        preds = jax.vmap(member_rollout)(params)  # [E, S, P, ...]
-        score = jnp.mean(jnp.var(preds, axis=0), axis=(0,) + tuple(range(2, preds.ndim - 1)))
-        return pool, score
+        return EnsembleSurrogate(params, self.apply_fn, sim.initial_state, sim.conditioning, sim.num_frames)
 
     # ------------------------------------------------------------------- step
     def online_step(self, state: OnlineState) -> tuple[OnlineState, dict]:
         sim, k = self.simulator, self.clients_per_step
         step_key = jax.random.fold_in(state.key, state.step)
-        key_pool, key_sample, key_train = jax.random.split(step_key, 3)
-        strategy_state = state.strategy
-
-        if self.strategy.pool_size:
-            pool, score = self._score_pool(state.train.params, key_pool)
-            empty = jnp.zeros((0,), jnp.int32)
-            strategy_state = self.strategy.update(
-                strategy_state,
-                Feedback(jnp.zeros((0, sim.space.dim), sim.dtype), empty, empty, jnp.zeros((0,), sim.dtype),
-                         jnp.zeros((0,), bool), state.train.step if self.ensemble_size == 1 else state.train.step[0],
-                         pool=pool, pool_score=score),
-            )
+        _, key_sample, key_train = jax.random.split(step_key, 3)  # three as before: runs keep their keys
 
         # 1–3: launch K clients, reject blow-ups, push the rest.
-        lam = self._split(self.strategy.sample(strategy_state, key_sample, k).astype(sim.dtype))
+        lam, strategy_state = self.strategy.sample(state.strategy, key_sample, k)
+        lam = self._split(lam.astype(sim.dtype))
         traj = sim.simulate(lam)
         traj = traj._replace(u=self._split(traj.u))
         lam_id = state.next_lam_id + jnp.arange(k, dtype=jnp.int32)
@@ -218,27 +208,30 @@ class OnlineEngine:
             batch = jax.tree_util.tree_map(self._split, batch)
 
             def do_train(_):
-                new_state, losses, _ = self._train_on(train_state, batch)
-                signal = losses if self.signal == "loss" else self._disagreement(new_state.params, batch)
-                return new_state, buffer_after, losses, signal
+                new_state, losses, m = self.train_on(train_state, batch)
+                if self.signal == "loss":  # the signal metric of the training forward pass
+                    signal = m["per_sample_signal"].astype(sim.dtype)
+                else:
+                    signal = self._disagreement(new_state.params, batch)
+                return new_state, buffer_after, losses, signal, m["finite"]
 
             def skip(_):
                 zeros = jnp.zeros((self.batch_size,), sim.dtype)
-                return train_state, buffer, zeros, zeros
+                return train_state, buffer, zeros, zeros, jnp.asarray(True)
 
-            train_state, buffer, losses, signal = jax.lax.cond(jnp.any(use), do_train, skip, None)
+            train_state, buffer, losses, signal, finite = jax.lax.cond(jnp.any(use), do_train, skip, None)
             ts = train_state.step if self.ensemble_size == 1 else train_state.step[0]
-            if not self.strategy.pool_size:  # pool-scoring strategies learn from their pool only
-                feedback = Feedback(drawn.lam, drawn.lam_id, drawn.time_index, signal, use, ts)
-                strategy_state = jax.lax.cond(
-                    jnp.any(use), lambda s: self.strategy.update(s, feedback), lambda s: s, strategy_state
-                )
+            feedback = Feedback(lam=drawn.lam, lam_id=drawn.lam_id, time_index=drawn.time_index, loss=signal,
+                                valid=use & finite, step=ts, surrogate=self.surrogate(train_state.params))
+            strategy_state = jax.lax.cond(
+                jnp.any(use), lambda s: self.strategy.update(s, feedback), lambda s: s, strategy_state
+            )
             n_used = jnp.sum(use, dtype=jnp.int32)
             mean_loss = jnp.sum(jnp.where(use, losses, 0.0)) / jnp.maximum(n_used, 1)
-            return (train_state, buffer, strategy_state), (mean_loss, n_used)
+            return (train_state, buffer, strategy_state), (mean_loss, n_used, finite)
 
         keys = jax.random.split(key_train, self.train_steps_per_step)
-        (train_state, buffer, strategy_state), (losses, used) = jax.lax.scan(
+        (train_state, buffer, strategy_state), (losses, used, finite) = jax.lax.scan(
             train_one, (state.train, buffer, strategy_state), keys
         )
         n_rejected = jnp.sum(~traj.finite, dtype=jnp.int32)
@@ -261,6 +254,7 @@ class OnlineEngine:
             "buffer_seen": B.num_seen(buffer, self.seen_threshold),
             "rejected": n_rejected,
             "evicted_unseen": buffer.num_evicted_unseen,
+            "finite": jnp.all(finite),  # loss and parameters stayed finite (divergence check at the sync)
             "lam": lam,  # [K, D] where the strategy sampled this step
         }
         return new_state, metrics

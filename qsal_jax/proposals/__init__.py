@@ -5,6 +5,11 @@ so a config names a strategy and the engine never special-cases it::
 
     from qsal_jax import proposals
     strategy = proposals.build("breed_online", space, sigma=0.05, population=1024)
+    proposals.settings_of("breed_online")   # {"sigma": 0.05, "population": 1024, ...}
+
+A factory declares its settings by its keyword-only signature, or (OGAS, with many) by a frozen
+dataclass in its ``settings_type`` attribute; `settings_of` reads either, and `build` rejects a
+setting the declaration does not name, before anything is traced.
 
 Modules are imported on first use, so a strategy with heavy dependencies (``ogas``) costs
 nothing to the others.
@@ -12,10 +17,13 @@ nothing to the others.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import Callable
+import inspect
+from typing import Any, Callable
 
-from qsal_jax.proposals.base import Feedback, Proposal, make_feedback
+from qsal_jax.proposals._common import check_known_settings
+from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal, make_feedback
 
 # name -> (module, factory attribute)
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -44,9 +52,26 @@ def get(name: str) -> Callable[..., Proposal]:
     return getattr(importlib.import_module(module), attr)
 
 
+def settings_of(name: str) -> dict[str, Any]:
+    """``{setting: default}`` that the factory registered under ``name`` declares."""
+    factory = get(name)
+    declared = getattr(factory, "settings_type", None)
+    if declared is not None:
+        return {f.name: f.default for f in dataclasses.fields(declared)}
+    params = inspect.signature(factory).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_settings(name: str, settings) -> None:
+    """``ValueError`` ``"<name>: unknown setting '<s>'; known: ..."`` for an undeclared setting."""
+    check_known_settings(name, settings, settings_of(name))
+
+
 def build(name: str, space, **settings) -> Proposal:
-    """``get(name)(space, **settings)``."""
+    """``get(name)(space, **settings)``, after `check_settings`."""
+    check_settings(name, settings)
     return get(name)(space, **settings)
 
 
-__all__ = ["Feedback", "Proposal", "build", "get", "make_feedback", "names"]
+__all__ = ["Feedback", "Proposal", "ScoredProposal", "build", "check_settings", "get", "make_feedback", "names",
+           "settings_of"]

@@ -221,3 +221,13 @@ def check_pool(space: ParamSpace, fb, pool_size: int, dtype):
     lam = jnp.where(finite[:, None], space.clip(lam.astype(dtype)), centre)
     score = jnp.where(finite, jnp.asarray(fb.pool_score), jnp.nan)
     return lam, score
+
+
+# --------------------------------------------------------------------------- settings
+def check_known_settings(strategy: str, given, known) -> None:
+    """``ValueError`` naming every setting in ``given`` that ``known`` does not declare."""
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        raise ValueError(f"{strategy}: unknown setting{'s' if len(unknown) > 1 else ''} {names}; "
+                         f"known: {', '.join(known)}")

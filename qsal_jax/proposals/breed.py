@@ -6,7 +6,7 @@ feedback has ``B = N`` rows) builds the proposal
     GM(x) ∝ Σ_{i=1}^{N} l_i N(x; x_i, σ² I)        (x in the unit cube, σ in unit-cube units)
 
 and ``sample(n)`` returns ``N_c = ⌊α_i n + ½⌋`` draws from GM and ``n − N_c`` from Unif, the
-split deterministic and the rows shuffled, with ``α_i = min(α1·i + α0, α_max)`` (the slides write
+split deterministic and the rows shuffled (`combinators.mix_uniform` with ``split="exact"``), with ``α_i = min(α1·i + α0, α_max)`` (the slides write
 ``max`` but mean a cap) and ``i = 0`` for the first GM built.
 
 Rules (see `_common`):
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
 from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.simulation.param_space import ParamSpace
 
 
@@ -57,7 +58,7 @@ def breed(
       population: N, the most rows a feedback may carry (fewer are padded with zero weight).
       dtype: floating dtype of λ and of the state.
 
-    ``sample(state, key, n) -> λ [n, D]``; ``update(state, Feedback with B <= N rows) -> state``.
+    ``sample(state, key, n) -> (λ [n, D], state)``; ``update(state, Feedback with B <= N rows) -> state``.
     """
     C.check_sigma(sigma, space.dim)
     C.check_alpha(alpha0, alpha1, alpha_max)
@@ -79,15 +80,8 @@ def breed(
         a = C.alpha_schedule(jnp.maximum(state.round, 0), alpha0, alpha1, alpha_max, dtype)
         return jnp.where(state.has_mass & (state.round >= 0), a, jnp.zeros((), dtype))
 
-    def sample(state: BreedState, key: jax.Array, n: int) -> jax.Array:
-        k_gm, k_u, k_perm = jax.random.split(key, 3)
-        n_c = jnp.floor(alpha(state) * n + 0.5).astype(jnp.int32)
-        z_gm = C.gm_sample(k_gm, state.centres, state.cdf, sigma, n)
-        z_u = C.uniform_unit(k_u, n, dim, dtype)
-        # Rows of z_gm and z_u are i.i.d., so shuffling which rows are concentrated is the same as
-        # shuffling the rows, without moving [n, D] data.
-        concentrated = jax.random.permutation(k_perm, jnp.arange(n) < n_c)
-        return C.to_box(space, jnp.where(concentrated[:, None], z_gm, z_u))
+    def sample_gm(state: BreedState, key: jax.Array, n: int):
+        return C.to_box(space, C.gm_sample(key, state.centres, state.cdf, sigma, n)), state
 
     def update(state: BreedState, feedback: Feedback) -> BreedState:
         b = feedback.loss.shape[0]
@@ -100,4 +94,4 @@ def breed(
         w = jnp.concatenate([w, jnp.zeros((pad,), dtype)])
         return BreedState(centres, C.categorical_cdf(w), has_mass, state.round + jnp.ones((), jnp.int32))
 
-    return Proposal(init, sample, update)
+    return mix_uniform(Proposal(init, sample_gm, update), space, alpha, split="exact", dtype=dtype)

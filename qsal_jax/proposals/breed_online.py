@@ -23,9 +23,13 @@ Rules:
   computed on losses divided by their largest magnitude, so 1e30 neither overflows nor
   changes ``∂l`` (which is scale-free). ``s_i = 0`` (all equal) → ``∂l = 0`` for the batch;
 * rows with ``lam_id < 0`` or non-finite λ count in ``m_i, s_i`` but are not tracked in ``Q``;
-* each draw picks GM with probability α independently (online batches are often n = 1, so
-  the offline deterministic split would be all-or-nothing); GM draws are reflected into the
-  cube; no positive ``∂l_j`` in ``Q`` (or before any feedback) → every draw is uniform.
+* each draw picks GM with probability α independently (`combinators.mix_uniform`, ``split=
+  "bernoulli"``: online batches are often n = 1, so the offline deterministic split would be
+  all-or-nothing); GM draws are reflected into the cube; no positive ``∂l_j`` in ``Q`` (or before
+  any feedback) → every draw is uniform;
+* ``min_rows``: a slot has weight in GM only once its simulation contributed at least
+  ``min_rows`` counted rows (``dl_count ≥ min_rows``), so one lucky row of a fresh simulation
+  does not make it a centre; 0 (the default) and 1 both mean "any row".
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
 from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.simulation.param_space import ParamSpace
 
 _NO_ID = jnp.iinfo(jnp.int32).max
@@ -76,6 +81,7 @@ def breed_online(
     alpha0: float = 0.0,
     alpha1: float = 1e-3,
     alpha_max: float = 0.9,
+    min_rows: int = 0,
     dtype=C.DEFAULT_DTYPE,
 ) -> Proposal:
     """Online Breed over ``space`` (see the module docstring for the equations and rules).
@@ -84,12 +90,15 @@ def breed_online(
       sigma: kernel standard deviation in unit-cube units, scalar or ``[D]``.
       population: M, the number of ring-buffer slots (most recent simulation ids kept).
       alpha0, alpha1, alpha_max: ``α = min(α1·step + α0, α_max)``, α1 per training step.
+      min_rows: rows a simulation must have contributed before it has weight in GM.
       dtype: floating dtype of λ and of the state.
     """
     C.check_sigma(sigma, space.dim)
     C.check_alpha(alpha0, alpha1, alpha_max)
     if population < 1:
         raise ValueError(f"breed_online: population must be >= 1, got {population}")
+    if min_rows < 0:
+        raise ValueError(f"breed_online: min_rows must be >= 0, got {min_rows}")
     dim, m_slots = space.dim, population
 
     def init(key: jax.Array) -> BreedOnlineState:
@@ -103,15 +112,21 @@ def breed_online(
             step=jnp.zeros((), jnp.int32),
         )
 
-    def sample(state: BreedOnlineState, key: jax.Array, n: int) -> jax.Array:
-        k_gm, k_u, k_mix = jax.random.split(key, 3)
+    def weights(state: BreedOnlineState):
+        """GM weights ``[M]`` (mean ∂l of eligible slots) and whether any is positive."""
         score = state.dl_sum / jnp.maximum(state.dl_count, 1).astype(dtype)
-        w, has_mass = C.safe_weights(score, (state.ids >= 0) & (state.dl_count > 0), dtype)
-        alpha = C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype)
-        z_gm = C.gm_sample(k_gm, state.lam, C.categorical_cdf(w), sigma, n)
-        z_u = C.uniform_unit(k_u, n, dim, dtype)
-        pick = has_mass & (jax.random.uniform(k_mix, (n,), dtype) < alpha)
-        return C.to_box(space, jnp.where(pick[:, None], z_gm, z_u))
+        eligible = (state.ids >= 0) & (state.dl_count > 0) & (state.dl_count >= min_rows)
+        return C.safe_weights(score, eligible, dtype)
+
+    def alpha(state: BreedOnlineState) -> jax.Array:
+        """Probability that a draw comes from GM (0 while no slot has positive weight)."""
+        _, has_mass = weights(state)
+        a = C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype)
+        return jnp.where(has_mass, a, jnp.zeros((), dtype))
+
+    def sample_gm(state: BreedOnlineState, key: jax.Array, n: int):
+        w, _ = weights(state)
+        return C.to_box(space, C.gm_sample(key, state.lam, C.categorical_cdf(w), sigma, n)), state
 
     def update(state: BreedOnlineState, feedback: Feedback) -> BreedOnlineState:
         ids = jnp.asarray(feedback.lam_id, jnp.int32)
@@ -155,4 +170,4 @@ def breed_online(
             step=jnp.maximum(state.step, jnp.asarray(feedback.step, jnp.int32)),
         )
 
-    return Proposal(init, sample, update)
+    return mix_uniform(Proposal(init, sample_gm, update), space, alpha, split="bernoulli", dtype=dtype)

@@ -149,15 +149,17 @@ def ddpm_loss(apply, params, sched: Schedule, key, x0, eps, weight, p_uncond: fl
     return jnp.sum(weight * err) / jnp.maximum(jnp.sum(weight), 1e-12)
 
 
-def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: float):
+def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: float, *, clip_final: bool = True):
     """Ancestral DDPM sampling with classifier-free guidance, one ``lax.scan`` over the T steps of
     ``sched`` (the training schedule, or a `respace` of it).
 
-    ``eps [n]`` target conditions → ``x0 [n, D]`` in [−1, 1]. Boundary rule: the predicted clean
-    sample x̂0 is clipped to [−1, 1] at every step ("clip_denoised", Ho et al. 2020); the last step
-    has zero noise and ``post_c0 = 1, post_ct = 0``, so the result is the clipped x̂0 and lies in
-    the cube whenever it is finite. Conditional and unconditional predictions share one network
-    call on a ``[2n, D]`` batch.
+    ``eps [n]`` target conditions → ``x0 [n, D]``. Boundary rule: the predicted clean sample x̂0 is
+    clipped to [−1, 1] at every step ("clip_denoised", Ho et al. 2020). The last step has zero
+    noise and ``post_c0 = 1, post_ct = 0``, so with ``clip_final`` the result is the clipped x̂0 and
+    lies in the cube whenever it is finite — with point masses on the faces for the mass the
+    model puts outside. ``clip_final=False`` returns the last x̂0 unclipped (the intermediate steps
+    stay clipped), for a caller that rejects what lies outside. Conditional and unconditional
+    predictions share one network call on a ``[2n, D]`` batch.
     """
     n = eps.shape[0]
     steps = sched.beta.shape[0]
@@ -174,7 +176,8 @@ def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: fl
         out = apply(params, jnp.concatenate([x, x]) if guided else x, tm, eps2, null2)
         e = (1.0 + guidance) * out[:n] - guidance * out[n:] if guided else out
         x0 = (x - sched.sqrt_1m_ab[t] * e) / sched.sqrt_ab[t]
-        x0 = jnp.clip(x0, -1.0, 1.0)
+        clipped = jnp.clip(x0, -1.0, 1.0)
+        x0 = clipped if clip_final else jnp.where(t > 0, clipped, x0)
         mean = sched.post_c0[t] * x0 + sched.post_ct[t] * x
         x = mean + sched.post_std[t] * jax.random.normal(k, x.shape, jnp.float32)
         return x, None

@@ -8,8 +8,8 @@ hard data and sampling λ from the generator, mixed with Uniform(Λ) for explora
 
     strategy = ogas(space, steps=50, r_max=0.7)
     state = strategy.init(key)
-    lam = strategy.sample(state, key, n)        # [n, D], always inside the box
-    state = strategy.update(state, feedback)    # feedback.loss is the signal, whatever its name
+    lam, state = strategy.sample(state, key, n)  # [n, D], always inside the box
+    state = strategy.update(state, feedback)     # feedback.loss is the signal, whatever its name
 
 Design (the equations live here; docs/design.md summarises the boundary rule):
 
@@ -20,9 +20,11 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
       σ² ← d σ² + (1 − d) v_b + d (1 − d) (m_b − μ_old)²
 
   initialised with the first batch that has a valid entry. Then ``ε = clip((ℓ − μ)/σ, ±eps_clip)``
-  with ``σ ≥ 1e-4 |μ|`` (a relative floor, so constant signals give ε ≈ 0). Signals are clipped to
-  ±1e15 before the moments so that squares stay finite in float32. Non-finite signals, non-finite
-  λ and ``valid == False`` entries are ignored (not pushed, no weight in the statistics).
+  (``eps_mode="clip"``) or, as in the authors' code, ``ε = min((ℓ − μ)/σ, eps_cap)`` (``"cap"``: hard
+  data keep their rank up to 5 σ and the easy tail is not cut; a guard at −1e3 binds only on
+  degenerate statistics), with ``σ ≥ 1e-4 |μ|`` (a relative floor: constant signals give ε ≈ 0).
+  Signals are clipped to ±1e15 before the moments so that squares stay finite in float32.
+  Non-finite signals, non-finite λ and ``valid == False`` entries are ignored.
 * FIFO. A ring buffer of C pairs (λ_unit, ε); valid entries are compacted and written at
   ``ptr, ptr+1, …`` (masked scatter, invalid entries dropped); if a batch holds more than C valid
   entries only the newest C are kept.
@@ -31,27 +33,34 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
   prior. A logistic-regression MLP ``f(λ)`` is trained at every step to tell FIFO λ (label 1) from
   fresh uniform λ (label 0, same count); at the optimum ``f = log p_fifo/p_unif``, so the weight of a
   pair is ``w = p_unif/p_fifo = (1 − c)/c = exp(−f)``, clipped to ``[1/weight_clip, weight_clip]``
-  and self-normalised in the minibatch (the DDPM loss is ``Σ w_i ℓ_i / Σ w_i``). Weights are
-  evaluated with the current classifier at training time, so no per-pair "proposal draw" flag is
-  needed (the engine does not tell which simulations a strategy proposed), and the weights follow
-  the FIFO as it drifts.
+  and self-normalised in the minibatch (the DDPM loss is ``Σ w_i ℓ_i / Σ w_i``). Weights come from
+  the current classifier, so no per-pair "proposal draw" flag is needed and they follow the FIFO.
 * Generator. Conditional DDPM (diffusion.py) with ε-prediction, cosine β schedule, condition
   dropout ``p_uncond`` (null token) and classifier-free guidance ``w`` at sampling time;
   ``sample_steps < steps`` samples on a respaced schedule (Nichol & Dhariwal 2021) to cut the cost.
 * Prior over target ε. ``"proportional"``: an ε is drawn from the stored FIFO ε values with
-  probability ∝ ``(ε_i − min ε)^prior_power`` (the positive part above the easiest stored pair;
-  uniform over stored values if all are equal). ``"quantile"``: ε ~ Uniform[q-quantile, max] of the
-  stored ε.
-* Boundary rule. The generator clips its x̂0 prediction to the cube at every step (so the output
-  is in the cube); a final clip guards rounding; rows with a non-finite coordinate are replaced by
-  uniform draws. Nothing out of the box is ever returned.
-* Mixing. A fraction ``r = r_max · min(1, n_trained / ramp_updates)`` of draws comes from the
-  generator, the rest are uniform; ``n_trained`` counts updates that trained the generator (the FIFO
-  held ≥ ``min_fill`` pairs), so before the generator has data every draw is uniform.
+  probability ∝ ``w_i (ε_i − min ε)^prior_power`` (the positive part above the easiest stored pair;
+  ∝ ``w_i`` over stored values if all are equal). With ``prior_importance`` (the default) ``w_i`` is
+  the pair's importance weight, so the prior is the distribution of ε under Uniform(Λ), tilted
+  towards hard data, as the generator's ``p(λ | ε)`` is: without it the FIFO's bias towards the
+  generator's own draws (high ε) would come back through the prior and compound round after round.
+  ``prior_importance=False`` gives ``w_i = 1`` (the earlier rule); with ``importance=False`` the
+  classifier is never trained and ``w_i = 1`` either way. ``"quantile"``: ε ~ Uniform[q-quantile,
+  max] of the stored ε (unweighted).
+* Boundary rule: rejection. The sampler clips x̂0 to the cube at every step but the last; the
+  last x̂0 is returned unclipped, and a row outside the open box (or non-finite) is redrawn with
+  the same target ε, up to ``reject_rounds`` generator calls in all, then replaced by a uniform
+  draw. Clipping it instead would put point masses exactly on the faces (all the mass the model
+  puts outside), which no target density has. Nothing out of the box is ever returned.
+* Mixing (`combinators.mix_uniform`, per-draw Bernoulli). A fraction ``r = r_max · min(1, n_trained
+  / ramp_updates)`` of draws comes from the generator, the rest are uniform; ``n_trained`` counts
+  updates that trained the generator (the FIFO held ≥ ``min_fill`` pairs), so before the generator
+  has data every draw is uniform (and the generator is not run).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -59,42 +68,54 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from qsal_jax.proposals import _common as C
 from qsal_jax.proposals.base import Feedback, Proposal, make_feedback
+from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_schedule, respace
 from qsal_jax.simulation.param_space import ParamSpace
 
 _SIGNAL_MAX = 1e15  # |signal| clip before the moments: squares stay finite in float32
 _REL_STD_FLOOR = 1e-4
+_EPS_GUARD = 1e3  # lower bound of ε in "cap" mode: a numerical guard, not a modelling choice
 
-DEFAULTS = dict(
-    hidden=128,  # denoiser width
-    depth=3,  # denoiser residual blocks
-    steps=50,  # diffusion steps T (training)
-    sample_steps=None,  # ancestral steps when sampling (respaced, ≤ steps); None: all T
-    schedule="cosine",  # or "linear"
-    capacity=4096,  # FIFO pairs
-    batch_size=128,  # generator minibatch
-    train_steps=4,  # optimiser steps per update (generator and classifier each)
-    train_every=1,  # train on every k-th update only (pairs are still pushed every update)
-    lr=1e-3,
-    grad_clip=1.0,
-    ema_decay=0.9,  # weight of the old statistics (the reference's α = 0.3 would be 0.7)
-    eps_clip=3.0,
-    guidance=1.0,  # CFG weight w: ε̃ = (1 + w) ε̂_c − w ε̂_∅ (larger w piles draws on box faces)
-    p_uncond=0.1,  # condition dropout during training
-    prior="proportional",  # or "quantile"
-    prior_power=1.0,
-    quantile=0.9,
-    r_max=0.7,  # final proportion of generator draws
-    ramp_updates=200,  # trained updates to reach r_max (linear ramp from 0)
-    min_fill=64,  # FIFO pairs needed before the generator trains
-    signal="loss",  # "loss" (OGAS-L) or "disagreement" (OGAS-U); recorded only
-    importance=True,  # density-ratio importance weights on the DDPM loss
-    ratio_hidden=64,
-    ratio_depth=2,
-    ratio_lr=1e-3,
-    weight_clip=10.0,  # w ∈ [1/weight_clip, weight_clip]
-)
+@dataclasses.dataclass(frozen=True)
+class OGASSettings:
+    """Every OGAS setting and its default (``ogas(space, **settings)`` rejects any other name)."""
+
+    hidden: int = 128  # denoiser width
+    depth: int = 3  # denoiser residual blocks
+    steps: int = 50  # diffusion steps T (training)
+    sample_steps: int | None = None  # ancestral steps when sampling (respaced, ≤ steps); None: all T
+    schedule: str = "cosine"  # or "linear"
+    capacity: int = 4096  # FIFO pairs
+    batch_size: int = 128  # generator minibatch
+    train_steps: int = 4  # optimiser steps per update (generator and classifier each)
+    train_every: int = 1  # train on every k-th update only (pairs are still pushed every update)
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9  # weight of the old statistics (the reference's α = 0.3 would be 0.7)
+    eps_mode: str = "clip"  # "clip": ε = clip(z, ±eps_clip); "cap": ε = min(z, eps_cap) (authors' code)
+    eps_clip: float = 3.0
+    eps_cap: float = 5.0  # the authors' reference value
+    guidance: float = 1.0  # CFG weight w: ε̃ = (1 + w) ε̂_c − w ε̂_∅
+    p_uncond: float = 0.1  # condition dropout during training
+    prior: str = "proportional"  # or "quantile"
+    prior_power: float = 1.0
+    prior_importance: bool = True  # proportional prior ∝ importance weight × (ε − min ε)^power
+    quantile: float = 0.9
+    r_max: float = 0.7  # final proportion of generator draws
+    ramp_updates: int = 200  # trained updates to reach r_max (linear ramp from 0)
+    min_fill: int = 64  # FIFO pairs needed before the generator trains
+    reject_rounds: int = 4  # generator calls per row before an out-of-box row becomes uniform
+    signal: str = "loss"  # "loss" (OGAS-L) or "disagreement" (OGAS-U); recorded only
+    importance: bool = True  # density-ratio importance weights on the DDPM loss
+    ratio_hidden: int = 64
+    ratio_depth: int = 2
+    ratio_lr: float = 1e-3
+    weight_clip: float = 10.0  # w ∈ [1/weight_clip, weight_clip]
+
+
+DEFAULTS = dataclasses.asdict(OGASSettings())
 
 
 class OGASState(NamedTuple):
@@ -103,7 +124,7 @@ class OGASState(NamedTuple):
     ratio: Any  # Flax params of the density-ratio classifier
     ratio_opt: Any  # optax state of the classifier
     fifo_lam: jax.Array  # [C, D] float32: λ of stored pairs, unit cube
-    fifo_eps: jax.Array  # [C] float32: ε of stored pairs, in [−eps_clip, eps_clip]
+    fifo_eps: jax.Array  # [C] float32: ε of stored pairs, in [−eps_clip, eps_clip] ("cap": [−1e3, eps_cap])
     fifo_ptr: jax.Array  # [] int32: next slot to write
     fifo_count: jax.Array  # [] int32: filled slots (≤ C); slots [0, count) hold data
     ema_mean: jax.Array  # [] float32: moving mean of the signal
@@ -118,9 +139,9 @@ class OGASParts(NamedTuple):
     """The strategy plus its internals, for tests, diagnostics and benchmarks."""
 
     init: Callable[[jax.Array], OGASState]
-    sample: Callable[[OGASState, jax.Array, int], jax.Array]  # λ [n, D], box units
+    sample: Callable[[OGASState, jax.Array, int], tuple[jax.Array, OGASState]]  # (λ [n, D] box units, state)
     update: Callable[[OGASState, Feedback], OGASState]
-    generate: Callable[[OGASState, jax.Array, jax.Array], jax.Array]  # (state, key, ε [n]) → λ_unit [n, D]
+    generate: Callable[[OGASState, jax.Array, jax.Array], jax.Array]  # (state, key, ε [n]) → λ_unit [n, D], inside
     prior: Callable[[OGASState, jax.Array, int], jax.Array]  # (state, key, n) → ε [n]
     importance_weights: Callable[[OGASState, jax.Array], jax.Array]  # (state, λ_unit [N, D]) → w [N]
     mixing_ratio: Callable[[OGASState], jax.Array]  # proportion of generator draws, []
@@ -141,11 +162,12 @@ def ema_moments(mean, var, count, x, valid, decay):
     return jnp.where(has, new_mean, mean), jnp.where(has, new_var, var), count + has.astype(jnp.int32)
 
 
-def standardise(x, mean, var, clip):
-    """``clip((x − μ)/σ, ±clip)`` with the relative σ floor; finite for any finite μ, σ²."""
+def standardise(x, mean, var, clip, lower=None):
+    """``clip((x − μ)/σ, lower, clip)`` (``lower = −clip`` by default) with the relative σ floor;
+    finite for any finite μ, σ²."""
     x = jnp.clip(x, -_SIGNAL_MAX, _SIGNAL_MAX)
     sd = jnp.maximum(jnp.maximum(jnp.sqrt(var), _REL_STD_FLOOR * jnp.abs(mean)), 1e-30)
-    return jnp.clip((x - mean) / sd, -clip, clip)
+    return jnp.clip((x - mean) / sd, -clip if lower is None else lower, clip)
 
 
 def fifo_push(lam_buf, eps_buf, ptr, count, lam, eps, valid):
@@ -162,9 +184,7 @@ def fifo_push(lam_buf, eps_buf, ptr, count, lam, eps, valid):
 
 
 def _check(s: dict) -> None:
-    unknown = set(s) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"ogas: unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    C.check_known_settings("ogas", s, DEFAULTS)
     if not 2 <= s["steps"] <= 1000:
         raise ValueError(f"ogas: steps must be in [2, 1000], got {s['steps']}")
     for name in ("hidden", "depth", "capacity", "batch_size", "ratio_hidden", "ratio_depth"):
@@ -180,8 +200,13 @@ def _check(s: dict) -> None:
         raise ValueError(f"ogas: min_fill ({s['min_fill']}) exceeds capacity ({s['capacity']})")
     if not (0.0 <= s["ema_decay"] < 1.0 and 0.0 <= s["p_uncond"] <= 1.0 and 0.0 <= s["r_max"] <= 1.0):
         raise ValueError("ogas: ema_decay must be in [0, 1), p_uncond and r_max in [0, 1]")
-    if not (s["eps_clip"] > 0 and s["weight_clip"] >= 1.0 and s["prior_power"] >= 0 and 0 <= s["quantile"] <= 1):
-        raise ValueError("ogas: need eps_clip > 0, weight_clip >= 1, prior_power >= 0, quantile in [0, 1]")
+    if not (s["eps_clip"] > 0 and s["eps_cap"] > 0 and s["weight_clip"] >= 1.0 and s["prior_power"] >= 0
+            and 0 <= s["quantile"] <= 1):
+        raise ValueError("ogas: need eps_clip > 0, eps_cap > 0, weight_clip >= 1, prior_power >= 0, quantile in [0, 1]")
+    if s["eps_mode"] not in ("clip", "cap"):
+        raise ValueError(f"ogas: eps_mode must be 'clip' or 'cap', got {s['eps_mode']!r}")
+    if int(s["reject_rounds"]) < 1:
+        raise ValueError(f"ogas: reject_rounds must be >= 1, got {s['reject_rounds']}")
     if s["prior"] not in ("proportional", "quantile"):
         raise ValueError(f"ogas: prior must be 'proportional' or 'quantile', got {s['prior']!r}")
     if s["signal"] not in ("loss", "disagreement"):
@@ -189,14 +214,17 @@ def _check(s: dict) -> None:
 
 
 def make_ogas(space: ParamSpace, **settings) -> OGASParts:
-    """Build OGAS and its internals; `ogas` returns the `Proposal` view. Settings: see `DEFAULTS`."""
+    """Build OGAS and its internals; `ogas` returns the `Proposal` view. Settings: `OGASSettings`."""
+    C.check_known_settings("ogas", settings, DEFAULTS)
     s = {**DEFAULTS, **settings}
     _check(s)
     dim, cap, bs = space.dim, int(s["capacity"]), int(s["batch_size"])
     f32 = jnp.float32
     sched = make_schedule(int(s["steps"]), s["schedule"])
     sample_sched = sched if s["sample_steps"] is None else respace(sched, int(s["sample_steps"]))
-    net = Denoiser(dim, int(s["hidden"]), int(s["depth"]), int(s["steps"]), float(s["eps_clip"]))
+    capped = s["eps_mode"] == "cap"
+    eps_top = float(s["eps_cap"] if capped else s["eps_clip"])
+    net = Denoiser(dim, int(s["hidden"]), int(s["depth"]), int(s["steps"]), eps_top)
     clf = RatioClassifier(int(s["ratio_hidden"]), int(s["ratio_depth"]))
     den_tx = optax.chain(optax.clip_by_global_norm(s["grad_clip"]), optax.adam(s["lr"]))
     clf_tx = optax.chain(optax.clip_by_global_norm(s["grad_clip"]), optax.adam(s["ratio_lr"]))
@@ -246,7 +274,7 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         sig = jnp.asarray(feedback.loss).astype(f32)
         valid = jnp.asarray(feedback.valid, bool) & jnp.isfinite(sig) & jnp.all(jnp.isfinite(lam), axis=-1)
         mean, var, ema_count = ema_moments(state.ema_mean, state.ema_var, state.ema_count, sig, valid, decay)
-        eps = jnp.where(valid, standardise(sig, mean, var, s["eps_clip"]), 0.0)
+        eps = jnp.where(valid, standardise(sig, mean, var, eps_top, -_EPS_GUARD if capped else None), 0.0)
         lam = jnp.where(valid[:, None], jnp.clip(lam, 0.0, 1.0), 0.0)
         fifo_lam, fifo_eps, ptr, count = fifo_push(
             state.fifo_lam, state.fifo_eps, state.fifo_ptr, state.fifo_count, lam, eps, valid
@@ -273,9 +301,10 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         eps = state.fifo_eps
         u = jax.random.uniform(key, (n,), f32)
         if s["prior"] == "proportional":
+            iw = importance_weights(state, state.fifo_lam) if s["prior_importance"] else 1.0
             lo = jnp.min(jnp.where(filled, eps, jnp.inf))
-            w = jnp.where(filled, jnp.maximum(eps - lo, 0.0) ** s["prior_power"], 0.0)
-            w = jnp.where(jnp.sum(w) > 0, w, filled.astype(f32))
+            w = jnp.where(filled, iw * jnp.maximum(eps - lo, 0.0) ** s["prior_power"], 0.0)
+            w = jnp.where(jnp.sum(w) > 0, w, jnp.where(filled, iw, 0.0))
             cdf = jnp.cumsum(w)
             idx = jnp.searchsorted(cdf, u * cdf[-1], side="right")
             return eps[jnp.clip(idx, 0, cap - 1)]
@@ -285,24 +314,41 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         hi = srt[last]
         return jnp.where(state.fifo_count > 0, lo + u * (hi - lo), 0.0)
 
+    lo_box, hi_box = jnp.asarray(space.low, f32), jnp.asarray(space.high, f32)
+
+    def draw(state, key, eps):
+        """One generator call: unit ``z [n, D]`` and whether each row lies inside the open box."""
+        x = ddpm_sample(net.apply, state.denoiser, sample_sched, key, eps, dim, float(s["guidance"]), clip_final=False)
+        z = 0.5 * (x + 1.0)
+        lam = space.from_unit(z)
+        inside = (z > 0) & (z < 1) & (lam > lo_box) & (lam < hi_box)  # NaN compares False
+        return z, jnp.all(inside, axis=-1)
+
     def generate(state, key, eps):
-        kg, ku = jax.random.split(key)
-        x = ddpm_sample(net.apply, state.denoiser, sample_sched, kg, jnp.asarray(eps, f32), dim, float(s["guidance"]))
-        z = jnp.clip(0.5 * (x + 1.0), 0.0, 1.0)
-        ok = jnp.all(jnp.isfinite(z), axis=-1, keepdims=True)
-        return jnp.where(ok, z, jax.random.uniform(ku, z.shape, f32))
+        eps = jnp.asarray(eps, f32)
+        k0, ku, kr = jax.random.split(key, 3)
+        z, ok = draw(state, k0, eps)
+
+        def again(carry):
+            r, z, ok, k = carry
+            k, sub = jax.random.split(k)
+            z_new, ok_new = draw(state, sub, eps)
+            return r + 1, jnp.where((ok_new & ~ok)[:, None], z_new, z), ok | ok_new, k
+
+        rounds = int(s["reject_rounds"])
+        _, z, ok, _ = jax.lax.while_loop(lambda c: (c[0] < rounds) & ~jnp.all(c[2]), again, (1, z, ok, kr))
+        return jnp.where(ok[:, None], z, jax.random.uniform(ku, z.shape, f32))
 
     def mixing_ratio(state):
         frac = state.n_trained.astype(f32) / max(int(s["ramp_updates"]), 1)
         return s["r_max"] * jnp.minimum(frac, 1.0)
 
-    def sample(state, key, n):
-        kp, kg, ku, km = jax.random.split(key, 4)
-        uni = jax.random.uniform(ku, (n, dim), f32)
-        r = mixing_ratio(state)
-        gen = jax.lax.cond(r > 0, lambda: generate(state, kg, prior(state, kp, n)), lambda: uni)
-        z = jnp.where((jax.random.uniform(km, (n,), f32) < r)[:, None], gen, uni)
-        return space.clip(space.from_unit(z))
+    def sample_generator(state, key, n):
+        kp, kg = jax.random.split(key)
+        return C.to_box(space, generate(state, kg, prior(state, kp, n))), state
+
+    sample = mix_uniform(Proposal(init, sample_generator, update), space, mixing_ratio, split="bernoulli",
+                         dtype=f32).sample
 
     return OGASParts(init, sample, update, generate, prior, importance_weights, mixing_ratio, s)
 
@@ -310,12 +356,15 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
 def ogas(space: ParamSpace, **settings) -> Proposal:
     """OGAS as a `Proposal` (OGAS-L with ``signal="loss"``, OGAS-U with ``"disagreement"``).
 
-    ``sample(state, key, n) → λ [n, D]`` in the box; ``update(state, feedback) → state`` consumes
-    ``feedback.lam [B, D]``, ``feedback.loss [B]`` (the signal) and ``feedback.valid [B]``. Settings and
-    defaults: `DEFAULTS`; the method and its choices: module docstring.
+    ``sample(state, key, n) → (λ [n, D] in the box, state)``; ``update(state, feedback) → state``
+    consumes ``feedback.lam [B, D]``, ``feedback.loss [B]`` (the signal) and ``feedback.valid [B]``.
+    Settings and defaults: `OGASSettings`; the method and its choices: module docstring.
     """
     p = make_ogas(space, **settings)
-    return Proposal(p.init, p.sample, p.update, 0)
+    return Proposal(p.init, p.sample, p.update)
+
+
+ogas.settings_type = OGASSettings  # the declaration `proposals.settings_of` reads
 
 
 def time_calls(space: ParamSpace, *, n: int = 64, batch: int = 256, repeats: int = 20, warm_updates: int = 3, **settings):

@@ -11,12 +11,17 @@ solved: R3 releases it, RAD gives it only the floor ``c``).
   with every released slot replaced by a fresh uniform point (retained points keep their slot).
   Before any update nothing is retained, so the first sample is all uniform.
 * **RAD — residual-based adaptive distribution.** ``p(x) ∝ r(x)^k / mean(r^k) + c`` over a dense
-  uniform candidate pool: the driver draws ``pool_size`` uniform points (``Proposal.pool_size``),
-  scores their residuals into ``Feedback.pool``/``pool_score``, and ``sample(n)`` draws ``n`` pool
-  points with probability ``p`` — without replacement by default, like the reference DeepXDE code
-  (Gumbel-top-k), or i.i.d. with ``replace=True``. ``r`` is divided by its max before the power,
-  which leaves ``p`` unchanged and keeps ``r^k`` finite; all-zero residuals → ``p`` uniform.
-  Before the first scored pool, draws are uniform.
+  uniform candidate pool (`combinators.with_pool`): ``update`` draws ``pool_size`` uniform points and
+  scores them with the driver's surrogate (``Feedback.surrogate``, a callable ``x [P, D] → |r| [P]``),
+  or takes a pool the driver scored itself (``Feedback.pool``/``pool_score``); ``sample(n)`` draws
+  ``n`` pool points with probability ``p``. The pool stands for the continuous ``p``, so it must
+  be dense: by default ``pool_size = 25 · population`` (``population`` = the N points drawn per
+  round) and the draw is without replacement, as in the reference DeepXDE code (Gumbel-top-k);
+  ``replace=None`` (the default) draws *with* replacement whenever ``pool_size < 25 n``, where
+  removing drawn points would flatten ``p`` towards uniform (a pool of 4 N drawn without
+  replacement keeps a quarter of every point's candidates). ``replace=True``/``False`` forces
+  either. ``r`` is divided by its max before the power, which leaves ``p`` unchanged and keeps
+  ``r^k`` finite; all-zero residuals → ``p`` uniform. Before the first scored pool, draws are uniform.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
-from qsal_jax.proposals.base import Feedback, Proposal
-from qsal_jax.proposals.sbal import PoolState, init_pool_state, sample_from_pool
+from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
+from qsal_jax.proposals.combinators import with_pool
+from qsal_jax.proposals.sbal import pool_selection
+from qsal_jax.proposals.scorers import call_surrogate
 from qsal_jax.simulation.param_space import ParamSpace
 
 
@@ -55,11 +62,11 @@ def r3(space: ParamSpace, *, population: int = 1024, dtype=C.DEFAULT_DTYPE) -> P
     def init(key: jax.Array) -> R3State:
         return R3State(C.uniform_unit(key, population, space.dim, dtype), jnp.zeros((population,), bool))
 
-    def sample(state: R3State, key: jax.Array, n: int) -> jax.Array:
+    def sample(state: R3State, key: jax.Array, n: int):
         if n != population:
             raise ValueError(f"r3: sample returns the whole population; n must be {population}, got {n}")
         fresh = C.uniform_unit(key, n, space.dim, dtype)
-        return C.to_box(space, jnp.where(state.retain[:, None], state.population, fresh))
+        return C.to_box(space, jnp.where(state.retain[:, None], state.population, fresh)), state
 
     def update(state: R3State, feedback: Feedback) -> R3State:
         if feedback.loss.shape[0] != population:
@@ -80,30 +87,36 @@ def rad_log_weights(residual: jax.Array, k: float, c: float, dtype=C.DEFAULT_DTY
     return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1)), -jnp.inf).astype(dtype)
 
 
+DENSE_POOL = 25  # candidates per drawn point for a without-replacement draw to stand for p
+
+
 def rad(
     space: ParamSpace,
     *,
     k: float = 1.0,
     c: float = 1.0,
-    pool_size: int = 4096,
-    replace: bool = False,
+    population: int = 1024,
+    pool_size: int | None = None,
+    replace: bool | None = None,
     dtype=C.DEFAULT_DTYPE,
-) -> Proposal:
-    """RAD sampling over ``space``: ``sample(n)`` draws from the scored pool ∝ ``r^k/mean(r^k) + c``."""
+) -> ScoredProposal:
+    """RAD sampling over ``space``: ``sample(n)`` draws from the scored pool ∝ ``r^k/mean(r^k) + c``.
+
+    Args:
+      k, c: the density ``p ∝ r^k / mean(r^k) + c``.
+      population: N, the points drawn per round (sizes the default pool).
+      pool_size: candidates per scored pool; None: ``25 · population``.
+      replace: None: without replacement iff ``pool_size >= 25 n`` (module docstring); or forced.
+      dtype: floating dtype of the points and of the state.
+    """
+    if population < 1:
+        raise ValueError(f"rad: population must be >= 1, got {population}")
+    pool_size = DENSE_POOL * int(population) if pool_size is None else int(pool_size)
     if pool_size < 1:
         raise ValueError(f"rad: pool_size must be >= 1, got {pool_size}")
     if not (k >= 0 and c >= 0):
         raise ValueError(f"rad: need k >= 0 and c >= 0, got k={k}, c={c}")
-
-    def init(key: jax.Array) -> PoolState:
-        del key
-        return init_pool_state(space, pool_size, dtype)
-
-    def sample(state: PoolState, key: jax.Array, n: int) -> jax.Array:
-        return sample_from_pool(space, state, key, n, replace=replace, greedy=False, dtype=dtype)
-
-    def update(state: PoolState, feedback: Feedback) -> PoolState:
-        pool, score = C.check_pool(space, feedback, pool_size, dtype)
-        return PoolState(pool, rad_log_weights(score, k, c, dtype), jnp.ones((), bool))
-
-    return Proposal(init, sample, update, pool_size=pool_size)
+    rule = (lambda n: pool_size < DENSE_POOL * n) if replace is None else bool(replace)
+    select = pool_selection(space, pool_size, lambda r: rad_log_weights(r, k, c, dtype), replace=rule, name="rad",
+                            dtype=dtype)
+    return with_pool(select, space, pool_size, call_surrogate, name="rad", dtype=dtype)

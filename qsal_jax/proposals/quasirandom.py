@@ -13,12 +13,10 @@
   ``scipy.stats.qmc.Sobol``, scrambled by a random lower-triangular *linear matrix scramble*
   plus a *random digital shift* (Matoušek 1998; Owen 2003), both drawn at ``init``.
 
-Position in the sequence. The contract's ``sample`` cannot return a state, so the sequence
-advances in ``update``: ``sample(state, key, n)`` returns points ``index … index + n - 1`` (the key
-is not used: the randomisation is fixed at ``init``), and ``update`` moves ``index`` on by the
-number of valid feedback rows, which is exact for offline rounds where the feedback is the set
-just drawn. A driver that samples several times between updates should call `advance(state, n)`
-after each draw, otherwise it gets the same points again.
+Position in the sequence. ``sample(state, key, n)`` returns points ``index … index + n − 1`` and
+the state advanced by ``n`` (the key is not used: the randomisation is fixed at ``init``), so
+consecutive online launches continue one scrambled sequence whatever the driver does between
+them; ``update`` ignores the feedback. `advance` skips points.
 """
 
 from __future__ import annotations
@@ -102,8 +100,8 @@ def advance(state, n) -> HaltonState | SobolState:
 def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool = True, dtype=DEFAULT_DTYPE) -> Proposal:
     """Scrambled Halton or Sobol' points mapped to the box (see the module docstring).
 
-    ``sample(state, key, n) -> [n, D]``: points ``state.index …`` of the randomised sequence;
-    ``update`` advances ``index`` by the number of valid feedback rows. ``scramble=False`` gives
+    ``sample(state, key, n) -> (λ [n, D], state)``: points ``state.index …`` of the randomised sequence
+    and the state ``n`` points further; ``update`` is a no-op. ``scramble=False`` gives
     the plain sequences (equal to SciPy's unscrambled ``Halton``/``Sobol``).
     """
     if sequence not in ("halton", "sobol"):
@@ -112,7 +110,8 @@ def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool =
     dtype = jnp.dtype(dtype)
 
     def update(state, feedback: Feedback):
-        return advance(state, jnp.sum(jnp.asarray(feedback.valid, bool), dtype=jnp.int32))
+        del feedback  # the sequence advances where it is drawn, in `sample`
+        return state
 
     if sequence == "halton":
         bases_np = first_primes(dim)
@@ -151,14 +150,14 @@ def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool =
             init_carry = (q0, jnp.zeros(q0.shape, dtype), inv_b)
             return jax.lax.fori_loop(0, int(k_digits), digit, init_carry)[1]
 
-        def sample(state: HaltonState, key: jax.Array, n: int) -> jax.Array:
+        def sample(state: HaltonState, key: jax.Array, n: int):
             del key
             i = state.index + jnp.arange(n, dtype=jnp.int32)
             parts = [
                 radical_inverse(i, state.mul[g], state.add[g], bases_np[g], digits_np[g[0]]) for g in groups
             ]
             z = jnp.concatenate(parts, axis=1)[:, order_back]
-            return to_box(space, jnp.clip(z, 0.0, 1.0))
+            return to_box(space, jnp.clip(z, 0.0, 1.0)), advance(state, n)
 
         return Proposal(init, sample, update)
 
@@ -178,7 +177,7 @@ def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool =
         shift = jax.random.bits(k_shift, (dim,), jnp.uint32)
         return SobolState(jnp.zeros((), jnp.int32), v, shift)
 
-    def sample(state: SobolState, key: jax.Array, n: int) -> jax.Array:
+    def sample(state: SobolState, key: jax.Array, n: int):
         del key
         i = (state.index + jnp.arange(n, dtype=jnp.int32)).astype(jnp.uint32)
         gray = i ^ (i >> 1)
@@ -194,6 +193,6 @@ def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool =
             z = x.astype(dtype) * (2.0**-SOBOL_BITS)
         else:
             z = (x >> (SOBOL_BITS - 24)).astype(dtype) * jnp.asarray(2.0**-24, dtype)
-        return to_box(space, z.astype(dtype))
+        return to_box(space, z.astype(dtype)), advance(state, n)
 
     return Proposal(init, sample, update)

@@ -16,15 +16,14 @@ class UniformState(NamedTuple):
 
 
 def uniform(space: ParamSpace, *, dtype=DEFAULT_DTYPE) -> Proposal:
-    """``λ ~ Unif(box)`` i.i.d.; ``sample(state, key, n) -> [n, D]`` in ``dtype``; update is a no-op."""
+    """``λ ~ Unif(box)`` i.i.d.; ``sample(state, key, n) -> (λ [n, D] dtype, state)``; update is a no-op."""
 
     def init(key: jax.Array) -> UniformState:
         del key
         return UniformState()
 
-    def sample(state: UniformState, key: jax.Array, n: int) -> jax.Array:
-        del state
-        return to_box(space, uniform_unit(key, n, space.dim, dtype))
+    def sample(state: UniformState, key: jax.Array, n: int):
+        return to_box(space, uniform_unit(key, n, space.dim, dtype)), state
 
     def update(state: UniformState, feedback: Feedback) -> UniformState:
         del feedback
