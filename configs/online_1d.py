@@ -75,10 +75,6 @@ def get_config(arg: str | None = None):
     if a["protocol"]:
         c.train.loss = c.strategy.signal_metric = a["protocol"]
         c.name += f"_{a['protocol']}"
-    if a["paper"]:
-        paper_settings(c)
-        c.name += "_paper"
-
     if a["gpu"]:
         c.problem.kwargs = {"num_points": 800, "output_points": 160, "num_steps": 50}
         c.model.name = "fno1d_small"
@@ -93,7 +89,14 @@ def get_config(arg: str | None = None):
         c.buffer.update(capacity=128, watermark=8)
         c.eval.update(grid_size=3, score_size=16, every=3)
         c.plots = False
+    if a["paper"]:  # last: the settings depend on the sizes above
+        paper_settings(c)
+        c.name += "_paper"
     return c
+
+
+def _is_gpu_size(c):
+    return c.problem.kwargs["num_points"] >= 800
 
 
 def paper_settings(c):
@@ -103,3 +106,13 @@ def paper_settings(c):
     if name == "breed_online":
         c.strategy.settings = {"sigma": 0.1, "population": max(1, c.buffer.capacity // frames),
                                "min_rows": max(1, round(0.33 * frames)), "alpha0": 0.0, "alpha1": 0.002, "alpha_max": 0.7}
+    elif name == "ogas":
+        # Guidance 5 in the ε̂_∅ + s(ε̂_c − ε̂_∅) convention is w = s − 1 = 4 in ours.
+        c.strategy.settings = {"guidance": 4.0, "steps": 100, "hidden": 1024, "lr": 2e-4, "eps_mode": "cap",
+                               "eps_cap": 5.0, "ema_decay": 0.7, "r_max": 0.7, "prior_importance": True}
+    elif name == "sbal":
+        budget = c.online.num_steps * c.online.clients_per_step
+        c.model.ensemble_size = 2
+        c.strategy.settings = {"pool_size": max(5000, 3 * budget) if _is_gpu_size(c) else 1024, "rollout_fraction": 0.5,
+                               "rollout_from": "mean", "warmup_simulations": min(100, budget // 4),
+                               "launches_per_round": max(1, budget // 10)}

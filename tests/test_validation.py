@@ -88,7 +88,14 @@ MALFORMED = [
     ("buffer.seen_threshold", 0, ">= 1"),
     ("buffer.watermark", 10**6, "buffer.capacity"),
     ("eval.grid_size", -1, ">= 0"),
-    ("eval.num_random", 2.5, "integer"),
+    ("eval.score_size", 2.5, "integer"),
+    ("eval.score_size", 0, ">= 1"),
+    ("eval.score_draw", "grid", "must be one of"),
+    ("strategy.signal_metric", "l1", "must be one of"),
+    ("strategy.settings.sigmaa", 0.1, "unknown setting"),
+    ("strategy.name", "rad", "online strategy"),
+    ("eval.every", 15, "multiple of online.steps_per_sync"),
+    ("online.checkpoint_every", 25, "multiple of online.steps_per_sync"),
     ("eval.grid_axes", ("A0",), "two parameters"),
     ("eval.grid_axes", ("A0", "B7"), "two parameters"),
     ("eval.every", -1, ">= 0"),
@@ -96,7 +103,8 @@ MALFORMED = [
 
 
 def test_default_configs_are_valid():
-    for arg in ("", "uniform", "ogas", "sbal", "ks", "ks_conservative", "gpu", "tiny"):
+    for arg in ("", "uniform", "ogas", "sbal", "ks", "ks_conservative", "gpu", "tiny", "nrmse", "mse",
+                "breed_online,paper", "ogas,paper", "sbal,paper"):
         validate_config(_config(arg))
 
 

@@ -102,6 +102,7 @@ STRATEGY_SETTINGS = {
     "scramble": boolean,
     "k": real(0),
     "c": real(0),
+    "min_rows": integer(0),
 }
 
 ONLINE = {
@@ -150,6 +151,7 @@ for _k, _rule in STRATEGY_SETTINGS.items():
     ONLINE[f"strategy.settings.{_k}"] = _rule
 
 SCHEMAS: dict[str, dict[str, Callable]] = {"online": ONLINE}
+OFFLINE_ONLY = ("r3", "rad")  # collocation-point strategies of the PINN experiments
 REQUIRED = {
     "online": ("seed", "problem.name", "model.name", "strategy.name", "train.batch_size", "online.num_steps", "eval.score_size",
                "online.clients_per_step", "online.train_steps_per_step", "buffer.capacity", "buffer.policy"),
@@ -208,6 +210,19 @@ def _online_cross_checks(config) -> None:
         fail("problem.name", config.problem.name, f"must be one of {sorted(PROBLEMS)}")
     if config.strategy.name not in proposals.names():
         fail("strategy.name", config.strategy.name, f"must be one of {list(proposals.names())}")
+    if config.strategy.name in OFFLINE_ONLY:
+        fail("strategy.name", config.strategy.name, f"is not an online strategy (it samples collocation points of "
+             f"a PINN); choose one of {[n for n in proposals.names() if n not in OFFLINE_ONLY]}")
+    known = proposals.settings_of(config.strategy.name)
+    for key in (config.strategy.get("settings", {}) or {}):
+        if key not in known or key == "dtype":
+            fail(f"strategy.settings.{key}", config.strategy.settings[key],
+                 f"unknown setting of {config.strategy.name}; known: {', '.join(k for k in known if k != 'dtype')}")
+    sync = config.online.get("steps_per_sync", 1)
+    for path in ("online.checkpoint_every", "eval.every"):
+        value = _get(config, path)
+        if value is not _MISSING and value and value % sync:
+            fail(path, value, f"must be a multiple of online.steps_per_sync ({sync}): syncs are where it happens")
     if config.model.name not in models.available():
         fail("model.name", config.model.name, f"must be one of {models.available()}")
     s = config.get("strategy", {}).get("settings", {}) or {}
