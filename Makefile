@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install clean results results-kdv results-ks-cons
+.PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,20 @@ results-ks-cons: $(STAMP)
 	$(PY) scripts/quickstart.py --workdir runs/results/ks_cons --config_args=ks_conservative --strategies=uniform,breed_online,ogas --seeds=$(SEEDS)
 	$(PY) scripts/quickstart.py --workdir runs/results/ks_cons_nrmse --config_args=ks_conservative,nrmse --strategies=uniform,breed_online,ogas --seeds=$(SEEDS)
 
-results: results-kdv results-ks-cons
+# Keeping the mean: variants of online Breed and OGAS beside the Uniform runs of the tables above
+# (authors' protocol). The hand-back step 360 is the last quarter of the 480 training steps.
+Q := $(PY) scripts/quickstart.py --seeds=$(SEEDS)
+results-mean: $(STAMP)
+	$(Q) --workdir runs/results/kdv_breed_is --strategies=breed_online --label=importance-weighted --set=train.importance_clip=10 --baseline_runs=runs/results/kdv
+	$(Q) --workdir runs/results/kdv_ogas_is --strategies=ogas --label=importance-weighted --set=train.importance_clip=10 --baseline_runs=runs/results/kdv
+	$(Q) --workdir runs/results/kdv_breed_amax035 --strategies=breed_online --label="alpha_max 0.35" --set=strategy.settings.alpha_max=0.35 --baseline_runs=runs/results/kdv
+	$(Q) --workdir runs/results/kdv_breed_handback --strategies=breed_online --label="hand-back" --set=strategy.settings.handback_step=360,strategy.settings.handback_alpha=0.0 --baseline_runs=runs/results/kdv
+	$(Q) --workdir runs/results/kdv_breed_paper --strategies=breed_online --label=paper --config_args=paper --baseline_runs=runs/results/kdv
+	$(Q) --workdir runs/results/ks_cons_breed_is --config_args=ks_conservative --strategies=breed_online --label=importance-weighted --set=train.importance_clip=10 --baseline_runs=runs/results/ks_cons
+	$(Q) --workdir runs/results/ks_cons_ogas_is --config_args=ks_conservative --strategies=ogas --label=importance-weighted --set=train.importance_clip=10 --baseline_runs=runs/results/ks_cons
+	$(Q) --workdir runs/results/ks_cons_breed_amax035 --config_args=ks_conservative --strategies=breed_online --label="alpha_max 0.35" --set=strategy.settings.alpha_max=0.35 --baseline_runs=runs/results/ks_cons
+
+results: results-kdv results-ks-cons results-mean
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

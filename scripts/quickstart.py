@@ -19,7 +19,22 @@ flags.DEFINE_list("strategies", ["uniform", "breed_online"], "Strategies to comp
 flags.DEFINE_integer("seeds", 2, "Seeds per strategy (0 .. seeds-1).")
 flags.DEFINE_string("config_args", "", "Extra config arguments, e.g. 'tiny' for a seconds-long run, 'nrmse', 'ks'.")
 flags.DEFINE_string("config", "configs/online_1d.py", "Config file whose get_config takes strategy names as arguments.")
+flags.DEFINE_string("label", "", "Name of this variant in the tables, e.g. 'importance-weighted'.")
+flags.DEFINE_string("baseline_runs", "", "A root whose uniform_seed<k> runs join the report (compare a variant with them).")
+flags.DEFINE_list("set", [], "Config overrides for every run, e.g. 'train.importance_clip=10,strategy.settings.alpha_max=0.35'.")
 FLAGS = flags.FLAGS
+
+
+def _parse_override(text):
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--set {text!r}: expected key=value")
+    try:
+        return key.strip(), ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        return key.strip(), value.strip()
 
 
 def main(argv):
@@ -29,7 +44,9 @@ def main(argv):
     from qsal_jax.experiments.validation import ConfigError
 
     try:
-        table = compare(FLAGS.config, FLAGS.strategies, range(FLAGS.seeds), FLAGS.workdir, config_args=FLAGS.config_args)
+        overrides = dict(_parse_override(o) for o in FLAGS.set)
+        table = compare(FLAGS.config, FLAGS.strategies, range(FLAGS.seeds), FLAGS.workdir, config_args=FLAGS.config_args,
+                        overrides=overrides, label=FLAGS.label, baseline_runs=FLAGS.baseline_runs)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
     print("\n" + table)

@@ -7,6 +7,7 @@ writes ``root/report.md`` and ``report.csv`` (`qsal_jax.experiments.report`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from qsal_jax.experiments import report
@@ -14,9 +15,13 @@ from qsal_jax.experiments.config_args import load_config
 
 
 def compare(config: str, strategies, seeds, root: str, *, config_args: str = "", overrides: dict | None = None,
-            log=print) -> str:
+            label: str = "", baseline_runs: str = "", log=print) -> str:
     """Run every (strategy, seed) of ``config`` (a ``path`` whose ``get_config`` takes a strategy
-    name as an argument) and return the report's markdown."""
+    name as an argument) and return the report's markdown.
+
+    ``label`` names the variant in tables (default: the strategy); ``baseline_runs`` is a root
+    whose ``uniform_seed<k>`` runs join the report (a variant compared with existing Uniform runs).
+    """
     from qsal_jax.experiments import run_experiment
 
     path, _, base_args = config.partition(":")
@@ -25,19 +30,25 @@ def compare(config: str, strategies, seeds, root: str, *, config_args: str = "",
         for seed in seeds:
             cfg = load_config(f"{path}:{','.join(filter(None, [strategy, base_args, config_args]))}")
             cfg.seed = int(seed)
+            if label:
+                with cfg.unlocked():
+                    cfg.label = f"{strategy} ({label})"
             for key, value in (overrides or {}).items():
                 node = cfg
                 *parents, leaf = key.split(".")
                 for p in parents:
                     node = node[p]
-                if leaf not in node:
+                if leaf not in node and not key.startswith(("strategy.settings.", "train.importance")):
                     raise ValueError(f"override {key!r}: the config has no such field")
-                node[leaf] = value
+                with cfg.unlocked() if hasattr(cfg, "unlocked") else contextlib.nullcontext():
+                    node[leaf] = value
             workdir = os.path.join(root, f"{strategy}_seed{seed}")
             log(f"\n=== {strategy}, seed {seed} -> {workdir}")
             if not _finished(workdir, cfg):
                 run_experiment(cfg, workdir, log=log)
             workdirs.append(workdir)
+    if baseline_runs:
+        workdirs = [os.path.join(baseline_runs, f"uniform_seed{seed}") for seed in seeds] + workdirs
     return report.write_report(workdirs, root)
 
 

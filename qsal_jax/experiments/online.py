@@ -71,6 +71,7 @@ def build_engine(config):
         signal=config.strategy.get("signal", "loss"),
         ensemble_size=config.model.get("ensemble_size", 1),
         mesh=_mesh(config.online.get("shard", "auto")),
+        importance_clip=float(config.train.get("importance_clip", 0.0)),
     )
     return engine, model, sim, optimizer
 
@@ -211,6 +212,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         "experiment": config.get("name", sim.name),
         "problem": sim.name,
         "strategy": config.strategy.name,
+        "label": config.get("label") or config.strategy.name,
         "seed": config.seed,
         "train_loss": config.train.loss,
         "signal_metric": config.strategy.get("signal_metric") or config.train.loss,

@@ -84,7 +84,8 @@ def plot_seed_bands(workdirs, out_path: str, key: str = "test_mean") -> str | No
     curves: dict[str, list[dict[int, float]]] = {}
     for w in workdirs:
         with open(os.path.join(w, "summary.json")) as f:
-            strategy = json.load(f)["strategy"]
+            s = json.load(f)
+            strategy = s.get("label") or s["strategy"]
         points = {r["step"]: r[key] for r in MetricLog(os.path.join(w, "metrics.jsonl")).read() if key in r}
         if points:
             curves.setdefault(strategy, []).append(points)
@@ -97,7 +98,8 @@ def plot_seed_bands(workdirs, out_path: str, key: str = "test_mean") -> str | No
         mean, std = values.mean(axis=0), values.std(axis=0)
         ax.plot(steps, mean, "o-", label=f"{strategy} ({len(runs)} seeds)")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-    ax.set(xlabel="online step", ylabel=f"{key.replace('_', ' ')} (one-step nRMSE)", yscale="log", title="test error over training")
+    ax.set(xlabel="online step", ylabel=f"score-set one-step nRMSE, {key[5:] if key.startswith('test_') else key}",
+           yscale="log", title="error over training (mean ± std over seeds)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)

@@ -63,7 +63,7 @@ def aggregate(summaries: list[dict], metric: str = "one_step", baseline: str = "
     """strategy → {number: (mean, std over seeds), ratio_<number>: `paired_ratio`, seeds, ...}."""
     groups = defaultdict(dict)
     for s in summaries:
-        groups[s["strategy"]][s["seed"]] = s
+        groups[s.get("label") or s["strategy"]][s["seed"]] = s
     base = groups.get(baseline)
     table = {}
     for strategy, by_seed in groups.items():

@@ -103,6 +103,8 @@ STRATEGY_SETTINGS = {
     "k": real(0),
     "c": real(0),
     "min_rows": integer(0),
+    "handback_step": integer(0),
+    "handback_alpha": real(0, 1),
 }
 
 ONLINE = {
@@ -127,6 +129,7 @@ ONLINE = {
     "train.batch_size": integer(1),
     "train.loss": one_of("mse", "relative_mse", "relative_l2", "nrmse"),
     "train.bf16": boolean,
+    "train.importance_clip": real(0),
     "train.optimizer.learning_rate": real(0, open_lo=True),
     "train.optimizer.warmup_steps": integer(0),
     "train.optimizer.weight_decay": real(0),
@@ -218,6 +221,12 @@ def _online_cross_checks(config) -> None:
         if key not in known or key == "dtype":
             fail(f"strategy.settings.{key}", config.strategy.settings[key],
                  f"unknown setting of {config.strategy.name}; known: {', '.join(k for k in known if k != 'dtype')}")
+    clip = config.train.get("importance_clip", 0.0)
+    if clip and clip < 1:
+        fail("train.importance_clip", clip, "must be 0 (off) or >= 1")
+    if clip and config.strategy.name not in ("breed_online", "ogas"):
+        fail("train.importance_clip", clip, f"needs a strategy that knows the density of its draws (breed_online, "
+             f"ogas), not {config.strategy.name!r}")
     sync = config.online.get("steps_per_sync", 1)
     for path in ("online.checkpoint_every", "eval.every"):
         value = _get(config, path)

@@ -73,6 +73,11 @@ class OnlineEngine:
       watermark: training starts once the buffer has held this many items.
       signal: "loss" (OGAS-L, Breed) or "disagreement" (OGAS-U) — what strategies see.
       ensemble_size: E surrogates trained side by side (needed by SBAL and OGAS-U).
+      importance_clip: > 0: importance-weighted training. Each launched simulation gets the
+        weight ``clip(U(λ) / p_draw(λ), 1/c, c)`` from the strategy's ``density`` at launch
+        (c = importance_clip), and every training sample's loss is weighted by its
+        simulation's weight (self-normalised over the batch), so the surrogate's effective
+        training distribution is the uniform one again. 0: unweighted.
     """
 
     simulator: Simulator
@@ -89,6 +94,7 @@ class OnlineEngine:
     signal: str = "loss"
     ensemble_size: int = 1
     mesh: Any = None  # jax.sharding.Mesh with a "data" axis, or None
+    importance_clip: float = 0.0
 
     def __post_init__(self):
         if self.mesh is not None:
@@ -108,6 +114,11 @@ class OnlineEngine:
             raise ValueError(f"strategy.signal must be 'loss' or 'disagreement', got {self.signal!r}")
         if self.signal == "disagreement" and self.ensemble_size < 2:
             raise ValueError("strategy.signal='disagreement' needs model.ensemble_size >= 2")
+        if self.importance_clip and self.strategy.density is None:
+            raise ValueError("train.importance_clip > 0 needs a strategy that knows the density of its draws "
+                             "(breed_online, ogas)")
+        if self.importance_clip and self.importance_clip < 1:
+            raise ValueError(f"train.importance_clip must be 0 (off) or >= 1, got {self.importance_clip}")
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array, train_state: Any) -> OnlineState:
@@ -122,6 +133,7 @@ class OnlineEngine:
             lam=jnp.zeros((sim.space.dim,), dtype),
             lam_id=jnp.zeros((), jnp.int32),
             time_index=jnp.zeros((), jnp.int32),
+            weight=jnp.zeros((), jnp.float32) if self.importance_clip else None,
         )
         key, strategy_key = jax.random.split(key)
         zero = jnp.zeros((), jnp.int32)
@@ -190,11 +202,17 @@ class OnlineEngine:
 
         # 1–3: launch K clients, reject blow-ups, push the rest.
         lam, strategy_state = self.strategy.sample(state.strategy, key_sample, k)
+        weight = None
+        if self.importance_clip:  # the density the draws were made with: the state before sampling
+            from qsal_jax.proposals.densities import importance_weights
+
+            density = self.strategy.density(state.strategy, lam.astype(sim.dtype))
+            weight = jax.lax.stop_gradient(importance_weights(density.astype(jnp.float32), self.importance_clip))
         lam = self._split(lam.astype(sim.dtype))
         traj = sim.simulate(lam)
         traj = traj._replace(u=self._split(traj.u))
         lam_id = state.next_lam_id + jnp.arange(k, dtype=jnp.int32)
-        items = B.trajectories_to_items(traj.u, lam, lam_id, sim.conditioning(lam))
+        items = B.trajectories_to_items(traj.u, lam, lam_id, sim.conditioning(lam), weight)
         valid = jnp.repeat(traj.finite, sim.num_frames - 1)
         buffer = B.push(state.buffer, items, valid, seen_threshold=self.seen_threshold)
         started = state.training_started | (B.size(buffer) >= self.watermark)
@@ -204,7 +222,8 @@ class OnlineEngine:
             train_state, buffer, strategy_state = carry
             buffer_after, drawn, drawn_valid = B.sample(buffer, key, self.batch_size, self.buffer_policy)
             use = drawn_valid & started
-            batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, use.astype(sim.dtype))
+            w = use.astype(jnp.float32) if drawn.weight is None else jnp.where(use, drawn.weight, 0.0)
+            batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, w)
             batch = jax.tree_util.tree_map(self._split, batch)
 
             def do_train(_):

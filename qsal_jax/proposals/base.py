@@ -64,12 +64,20 @@ class UpdateFn(Protocol):
         """``(state, Feedback with B rows)`` → state with every leaf's shape and dtype unchanged."""
 
 
+class DensityFn(Protocol):
+    def __call__(self, state: State, lam: jax.Array) -> jax.Array:
+        """``(state, λ [n, D] box units)`` → ``[n]``: density of the draws ``sample(state, ·)``
+        makes, relative to Uniform on the box (1 everywhere for Uniform)."""
+
+
 class Proposal(NamedTuple):
-    """A strategy: three pure functions (see the module docstring)."""
+    """A strategy: three pure functions (see the module docstring), and optionally the density of
+    its draws, which importance-weighted surrogate training reads (``None``: unknown)."""
 
     init: InitFn
     sample: SampleFn
     update: UpdateFn
+    density: DensityFn | None = None
 
 
 class ScoredProposal(Proposal):

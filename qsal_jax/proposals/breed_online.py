@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from qsal_jax.proposals import _common as C
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.proposals.combinators import mix_uniform
+from qsal_jax.proposals.densities import reflected_mixture_density
 from qsal_jax.simulation.param_space import ParamSpace
 
 _NO_ID = jnp.iinfo(jnp.int32).max
@@ -82,6 +83,8 @@ def breed_online(
     alpha1: float = 1e-3,
     alpha_max: float = 0.9,
     min_rows: int = 0,
+    handback_step: int = 0,
+    handback_alpha: float = 0.0,
     dtype=C.DEFAULT_DTYPE,
 ) -> Proposal:
     """Online Breed over ``space`` (see the module docstring for the equations and rules).
@@ -91,6 +94,8 @@ def breed_online(
       population: M, the number of ring-buffer slots (most recent simulation ids kept).
       alpha0, alpha1, alpha_max: ``α = min(α1·step + α0, α_max)``, α1 per training step.
       min_rows: rows a simulation must have contributed before it has weight in GM.
+      handback_step, handback_alpha: from training step ``handback_step`` on (0: never), α is
+        ``handback_alpha``: the share handed back to Uniform late in the run.
       dtype: floating dtype of λ and of the state.
     """
     C.check_sigma(sigma, space.dim)
@@ -99,6 +104,9 @@ def breed_online(
         raise ValueError(f"breed_online: population must be >= 1, got {population}")
     if min_rows < 0:
         raise ValueError(f"breed_online: min_rows must be >= 0, got {min_rows}")
+    if handback_step < 0 or not 0.0 <= handback_alpha <= 1.0:
+        raise ValueError(f"breed_online: handback_step must be >= 0 and handback_alpha in [0, 1], got "
+                         f"{handback_step} and {handback_alpha}")
     dim, m_slots = space.dim, population
 
     def init(key: jax.Array) -> BreedOnlineState:
@@ -122,7 +130,15 @@ def breed_online(
         """Probability that a draw comes from GM (0 while no slot has positive weight)."""
         _, has_mass = weights(state)
         a = C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype)
+        if handback_step:  # hand the share back to Uniform late in the run
+            a = jnp.where(state.step >= handback_step, jnp.asarray(handback_alpha, dtype), a)
         return jnp.where(has_mass, a, jnp.zeros((), dtype))
+
+    def density_gm(state: BreedOnlineState, lam: jax.Array) -> jax.Array:
+        """Density ``[n]`` of a GM draw at box points ``lam [n, D]`` (reflected kernels, closed form)."""
+        w, _ = weights(state)
+        z, _ = C.lam_to_unit(space, lam, dtype)
+        return reflected_mixture_density(z, state.lam, w, sigma)
 
     def sample_gm(state: BreedOnlineState, key: jax.Array, n: int):
         w, _ = weights(state)
@@ -170,4 +186,4 @@ def breed_online(
             step=jnp.maximum(state.step, jnp.asarray(feedback.step, jnp.int32)),
         )
 
-    return mix_uniform(Proposal(init, sample_gm, update), space, alpha, split="bernoulli", dtype=dtype)
+    return mix_uniform(Proposal(init, sample_gm, update, density_gm), space, alpha, split="bernoulli", dtype=dtype)

@@ -12,7 +12,8 @@ and whether it has a positive loss; OGAS: its trained-update count). Two ways to
   (offline Breed's ``N_c = α N``).
 
 The mixed strategy's state *is* the inner one (the combinator adds none), and when ``α == 0`` the
-inner draw is skipped (`lax.cond`), so a costly generator costs nothing before it is used.
+inner draw is skipped (`lax.cond`), so a costly generator costs nothing before it is used. If the
+inner strategy knows the density q of its draws, the mixture's is ``α q + (1 − α)``.
 
 **`with_pool(strategy, space, pool_size, scorer)`** — pool-based selection (SBAL, RAD) without a
 pool in the driver. The inner strategy selects from a scored pool it receives as
@@ -82,7 +83,15 @@ def mix_uniform(strategy: Proposal, space: ParamSpace, schedule: Schedule, *, sp
             pick = jax.random.permutation(k_mix, jnp.arange(n) < n_inner)
         return jnp.where(pick[:, None], lam_inner, uni), state
 
-    return Proposal(strategy.init, sample, strategy.update)
+    density = None
+    if strategy.density is not None:
+        from qsal_jax.proposals.densities import mixture_with_uniform
+
+        def density(state, lam):
+            alpha = jnp.clip(jnp.asarray(schedule(state), dtype), 0.0, 1.0)
+            return mixture_with_uniform(alpha, strategy.density(state, lam))
+
+    return Proposal(strategy.init, sample, strategy.update, density)
 
 
 class PooledState(NamedTuple):

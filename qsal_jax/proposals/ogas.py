@@ -361,7 +361,14 @@ def ogas(space: ParamSpace, **settings) -> Proposal:
     Settings and defaults: `OGASSettings`; the method and its choices: module docstring.
     """
     p = make_ogas(space, **settings)
-    return Proposal(p.init, p.sample, p.update)
+
+    def density(state, lam):
+        # What OGAS knows of the distribution its data follow is the ratio classifier's estimate
+        # p_FIFO / Uniform (the FIFO holds the λ of trained samples), clipped to weight_clip.
+        z = space.to_unit(jnp.asarray(lam, jnp.float32))
+        return 1.0 / p.importance_weights(state, jnp.clip(z, 0.0, 1.0))
+
+    return Proposal(p.init, p.sample, p.update, density)
 
 
 ogas.settings_type = OGASSettings  # the declaration `proposals.settings_of` reads
