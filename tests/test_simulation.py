@@ -114,3 +114,30 @@ def test_solve_fine_train_coarse_subsamples_the_grid():
 def test_unknown_problem_lists_the_known_ones():
     with pytest.raises(ValueError, match="problem.name: unknown problem 'heat'"):
         get_problem("heat")
+
+
+def test_unpack_reads_lambda_by_name_with_vector_blocks():
+    from qsal_jax.simulation.param_space import ParamSpace
+
+    space = ParamSpace.box({"A0": (0, 1), "x_1": (0, 1)}) + ParamSpace.vector("amp", 3, -1, 1) + ParamSpace.box({"L": (1, 2)})
+    lam = jnp.arange(6.0)
+    p = space.unpack(lam)
+    assert list(p) == ["A0", "x_1", "amp", "L"]
+    np.testing.assert_array_equal(p["amp"], [2.0, 3.0, 4.0])
+    assert float(p["L"]) == 5.0 and float(p["x_1"]) == 1.0
+    batched = space.unpack(jnp.ones((7, 6)))
+    assert batched["amp"].shape == (7, 3) and batched["A0"].shape == (7,)
+    with pytest.raises(ValueError, match="trailing dimension 6"):
+        space.unpack(jnp.ones(5))
+
+
+def test_every_problem_reads_lambda_by_name_and_matches_the_mid_box_layout():
+    from qsal_jax.simulation import PROBLEMS, get_problem
+
+    small = {"kdv_1d": dict(num_points=32, num_steps=2), "ks_1d": dict(num_points=32, num_steps=2),
+             "ks_conservative_1d": dict(num_points=32, num_steps=2)}
+    for name in PROBLEMS:
+        sim = get_problem(name, **small.get(name, {}))
+        layout_names = [n for n, _, _ in sim.space.layout()]
+        assert set(sim.space.unpack(jnp.zeros(sim.space.dim))) == set(layout_names)
+        assert sim.state_shape[0] >= 1

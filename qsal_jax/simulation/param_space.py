@@ -110,6 +110,35 @@ class ParamSpace:
         """``lam[..., block]`` for the vector block called ``name``."""
         return lam[..., self.block_slice(name)]
 
+    def layout(self) -> tuple[tuple[str, int, int], ...]:
+        """``(name, start, stop)`` per named entry: a scalar parameter, or a vector block
+        ``name_0 … name_{n-1}`` under its block name. In λ order."""
+        out, i = [], 0
+        while i < self.dim:
+            head, _, tail = self.names[i].rpartition("_")
+            j = i + 1
+            if head and tail == "0":
+                while j < self.dim and self.names[j] == f"{head}_{j - i}":
+                    j += 1
+                if j - i > 1:
+                    out.append((head, i, j))
+                    i = j
+                    continue
+            out.append((self.names[i], i, i + 1))
+            i += 1
+        return tuple(out)
+
+    def unpack(self, lam: jax.Array) -> dict[str, jax.Array]:
+        """``{name: array}`` from ``lam [..., D]``: scalars ``[...]``, blocks ``[..., n]``.
+
+        How every simulator reads λ, so no code depends on its layout::
+
+            p = space.unpack(lam)            # {"amp": [K], "phase": [K], "L": []}
+        """
+        if lam.shape[-1] != self.dim:
+            raise ValueError(f"unpack: expected λ with trailing dimension {self.dim}, got shape {lam.shape}")
+        return {name: lam[..., a] if b == a + 1 else lam[..., a:b] for name, a, b in self.layout()}
+
     # ------------------------------------------------------------------ mapping
     def from_unit(self, z: jax.Array) -> jax.Array:
         """Unit cube [0, 1]^D → box, shape preserved ``[..., D]``."""

@@ -36,8 +36,8 @@ def _wave_space(amplitude):
     return ParamSpace.box({"A0": (lo, hi), "A1": (lo, hi), "phi0": (0.0, 2 * math.pi), "phi1": (0.0, 2 * math.pi)})
 
 
-def _wave_ic(lam, x, domain_extent):
-    return ics.wave_superposition(lam[:4], x, domain_extent)
+def _wave_ic(p, x, domain_extent):
+    return ics.wave_superposition(jnp.stack([p["A0"], p["A1"], p["phi0"], p["phi1"]]), x, domain_extent)
 
 
 def difficulty_1d_waves(
@@ -60,7 +60,7 @@ def difficulty_1d_waves(
     space = _wave_space(amplitude)
     pde = difficulty_pde(1, num_points, dt=1.0, **difficulty).replace(dt=1.0 / substeps)
 
-    def make_pde(lam):
+    def make_pde(p):
         return pde
 
     return Simulator(
@@ -100,8 +100,8 @@ def advection_diffusion_1d(*, num_points=64, num_steps=20, dt=0.05, velocity=(0.
     """Linear advection–diffusion on L = 2π with λ = (A0, A1, φ0, φ1, c, ν): coefficients are data."""
     space = _wave_space((0.2, 1.0)) + ParamSpace.box({"velocity": velocity, "diffusivity": diffusivity})
 
-    def make_pde(lam):
-        return AdvectionDiffusion(1, 2 * math.pi, num_points, dt, velocity=lam[4], diffusivity=lam[5])
+    def make_pde(p):
+        return AdvectionDiffusion(1, 2 * math.pi, num_points, dt, velocity=p["velocity"], diffusivity=p["diffusivity"])
 
     return Simulator(space, make_pde, _wave_ic, num_steps=num_steps, cond_names=("velocity", "diffusivity"),
                      name="advection_diffusion_1d")
@@ -111,8 +111,8 @@ def burgers_1d(*, num_points=128, num_steps=40, dt=0.01, diffusivity=(0.01, 0.1)
     """Viscous Burgers on L = 2π with λ = (A0, A1, φ0, φ1, ν)."""
     space = _wave_space((0.2, 1.0)) + ParamSpace.box({"diffusivity": diffusivity})
 
-    def make_pde(lam):
-        return Burgers(1, 2 * math.pi, num_points, dt, diffusivity=lam[4])
+    def make_pde(p):
+        return Burgers(1, 2 * math.pi, num_points, dt, diffusivity=p["diffusivity"])
 
     return Simulator(space, make_pde, _wave_ic, num_steps=num_steps, cond_names=("diffusivity",), name="burgers_1d")
 
@@ -127,13 +127,12 @@ def ks_2d_fourier(
         + ParamSpace.vector("phase", num_modes, 0.0, 2 * math.pi)
         + ParamSpace.box({"L": domain_extent})
     )
-    amp, phase, il = space.block_slice("amp"), space.block_slice("phase"), space.index("L")
 
-    def make_pde(lam):
-        return KuramotoSivashinsky(2, lam[il], num_points, dt)
+    def make_pde(p):
+        return KuramotoSivashinsky(2, p["L"], num_points, dt)
 
-    def ic(lam, x, length):
-        return ics.truncated_fourier(lam[amp], lam[phase], x, length)
+    def ic(p, x, length):
+        return ics.truncated_fourier(p["amp"], p["phase"], x, length)
 
     return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, warmup_steps=warmup_steps,
                      output_points=output_points, cond_names=("L",), name="ks_2d_fourier")
@@ -148,13 +147,13 @@ def gray_scott_blobs(
     for i in range(num_blobs):
         blob_bounds += [(f"cx_{i}", (0.0, 1.0)), (f"cy_{i}", (0.0, 1.0)), (f"w_{i}", (0.02, 0.1)), (f"amp_{i}", (0.2, 1.0))]
     space = ParamSpace.box(dict(blob_bounds)) + ParamSpace.box({"L": domain_extent})
-    il = space.index("L")
 
-    def make_pde(lam):
-        return GrayScott(2, lam[il], num_points, dt, feed_rate=feed_rate, kill_rate=kill_rate)
+    def make_pde(p):
+        return GrayScott(2, p["L"], num_points, dt, feed_rate=feed_rate, kill_rate=kill_rate)
 
-    def ic(lam, x, length):
-        return ics.gaussian_blobs(lam[: 4 * num_blobs].reshape(num_blobs, 4), x, length)
+    def ic(p, x, length):
+        blobs = jnp.stack([jnp.stack([p[f"cx_{i}"], p[f"cy_{i}"], p[f"w_{i}"], p[f"amp_{i}"]]) for i in range(num_blobs)])
+        return ics.gaussian_blobs(blobs, x, length)
 
     return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, output_points=output_points,
                      cond_names=("L",), name="gray_scott_blobs")
@@ -170,13 +169,12 @@ def kolmogorov_fourier(
         + ParamSpace.vector("phase", num_modes, 0.0, 2 * math.pi)
         + ParamSpace.box({"nu": diffusivity})
     )
-    amp, phase, inu = space.block_slice("amp"), space.block_slice("phase"), space.index("nu")
 
-    def make_pde(lam):
-        return NavierStokesVorticity(2 * math.pi, num_points, dt, diffusivity=lam[inu], drag=-0.1, injection_scale=1.0)
+    def make_pde(p):
+        return NavierStokesVorticity(2 * math.pi, num_points, dt, diffusivity=p["nu"], drag=-0.1, injection_scale=1.0)
 
-    def ic(lam, x, length):
-        return amplitude_scale * ics.truncated_fourier(lam[amp], lam[phase], x, length)
+    def ic(p, x, length):
+        return amplitude_scale * ics.truncated_fourier(p["amp"], p["phase"], x, length)
 
     return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, output_points=output_points,
                      cond_names=("nu",), name="kolmogorov_fourier")

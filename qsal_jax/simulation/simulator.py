@@ -30,8 +30,9 @@ class Simulator:
 
     Attributes:
       space: the parameter box.
-      make_pde: ``lam [D] -> SemilinearPDE``; coefficients and ``domain_extent`` may come from λ.
-      initial_condition: ``(lam [D], x [Dsp, *grid], domain_extent) -> u0 [C, *grid]``.
+      make_pde: ``params -> SemilinearPDE`` with ``params = space.unpack(lam)`` (λ by name);
+        coefficients and ``domain_extent`` may come from λ.
+      initial_condition: ``(params, x [Dsp, *grid], domain_extent) -> u0 [C, *grid]``, same ``params``.
       num_steps: solver steps per trajectory; ``save_every`` of them between saved frames.
       output_points: grid size of the returned states (a divisor of the solver grid):
         solve fine, train coarse.
@@ -39,7 +40,7 @@ class Simulator:
     """
 
     space: ParamSpace
-    make_pde: Callable[[jax.Array], SemilinearPDE]
+    make_pde: Callable[[dict], SemilinearPDE]
     initial_condition: Callable[..., jax.Array]
     num_steps: int
     save_every: int = 1
@@ -66,7 +67,7 @@ class Simulator:
     def reference_pde(self) -> SemilinearPDE:
         """The PDE at the centre of the box (for shapes and static facts)."""
         mid = jnp.asarray([(lo + hi) / 2 for lo, hi in zip(self.space.low, self.space.high)], self.dtype)
-        return self.make_pde(mid)
+        return self.make_pde(self.space.unpack(mid))
 
     @property
     def state_shape(self) -> tuple[int, ...]:
@@ -82,9 +83,10 @@ class Simulator:
         return self.space.to_unit(lam)[..., idx]
 
     def _initial_state_fine(self, lam: jax.Array):
-        pde = self.make_pde(lam)
+        params = self.space.unpack(lam)
+        pde = self.make_pde(params)
         x = spectral.grid(pde.num_spatial_dims, pde.num_points, pde.domain_extent, self.dtype)
-        u0 = self.initial_condition(lam, x, pde.domain_extent).astype(self.dtype)
+        u0 = self.initial_condition(params, x, pde.domain_extent).astype(self.dtype)
         stepper = make_stepper(pde, self.order, dtype=self.dtype)
         if self.warmup_steps:
             u0 = rollout(stepper, self.warmup_steps, save_every=self.warmup_steps, include_init=False)(u0)[-1]
