@@ -152,3 +152,17 @@ def write_report(workdirs, out_dir: str, metrics=("one_step", "one_step_per_tran
                 w.writerow([metric, strategy, row["seeds"], row["simulations"], *[v for n in NUMBERS for v in row[n]],
                             *ratios, row["unevenness"]])
     return md
+
+
+def compact_markdown(table: dict, numbers=("mean", "max", "p99", "std")) -> str:
+    """The short form RESULTS.md uses: mean and max (± std over seeds) and the U/S ratios with
+    their t-intervals, one row per strategy."""
+    head = ["strategy", "seeds", "mean", "max"] + [f"U/S {n}" for n in numbers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for strategy, row in sorted(table.items(), key=lambda kv: kv[0] != "uniform"):
+        cells = [strategy, str(row["seeds"]), f"{row['mean'][0]:.4f} ± {row['mean'][1]:.4f}",
+                 f"{row['max'][0]:.4f} ± {row['max'][1]:.4f}"]
+        cells += ["—" if strategy == "uniform" or f"ratio_{n}" not in row else _ratio_cell(row[f"ratio_{n}"])
+                  for n in numbers]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
