@@ -159,3 +159,20 @@ def test_protocol_variants_separate_objective_and_signal():
     assert (_config("nrmse").train.loss, _config("nrmse").strategy.signal_metric) == ("nrmse", "nrmse")
     assert (_config("mse").train.loss, _config("mse").strategy.signal_metric) == ("mse", "mse")
     assert parse_args("a,x", groups={"g": ("a", "b")}, flags=("x",)) == {"g": "a", "x": True}
+
+
+def test_an_ensemble_is_scored_on_member_zero():
+    import jax
+
+    from qsal_jax.experiments.online import build_engine, init_state, scored_params
+
+    config = _config("sbal,paper,tiny")
+    assert config.model.ensemble_size == 2  # the authors' 2 members
+    engine, model, sim, optimizer = build_engine(config)
+    state = init_state(engine, model, optimizer, 0)
+    scored = scored_params(engine, state)
+    for member0, leaf in zip(jax.tree_util.tree_leaves(state.train.params), jax.tree_util.tree_leaves(scored)):
+        assert member0.shape[0] == 2 and leaf.shape == member0.shape[1:]
+        np.testing.assert_array_equal(leaf, member0[0])
+    biggest = max(jax.tree_util.tree_leaves(state.train.params), key=lambda x: x.size)  # a kernel, not a zero bias
+    assert not np.allclose(biggest[0], biggest[1])  # members differ, so which one is scored matters
