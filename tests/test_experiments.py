@@ -176,3 +176,18 @@ def test_an_ensemble_is_scored_on_member_zero():
         np.testing.assert_array_equal(leaf, member0[0])
     biggest = max(jax.tree_util.tree_leaves(state.train.params), key=lambda x: x.size)  # a kernel, not a zero bias
     assert not np.allclose(biggest[0], biggest[1])  # members differ, so which one is scored matters
+
+
+def test_a_diverged_surrogate_stops_the_run_before_checkpointing(tmp_path):
+    from qsal_jax.experiments.online import RunStopped
+
+    config = _config("uniform,tiny")
+    with config.unlocked():
+        config.train.optimizer.learning_rate = 1e6
+        config.train.optimizer.grad_clip_norm = 0.0
+        config.train.optimizer.warmup_steps = 0
+    with pytest.raises(RunStopped, match=r"surrogate diverged at online step \d+; last good checkpoint 0; "
+                                         r"try a lower train.optimizer.learning_rate"):
+        run_experiment(config, str(tmp_path / "run"), log=lambda *a: None)
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+    assert not (tmp_path / "run" / "summary.json").exists()
