@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean
+.PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean results-handback
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,13 @@ results-mean: $(STAMP)
 	$(Q) --workdir runs/results/ks_cons_ogas_is --config_args=ks_conservative --strategies=ogas --label=importance-weighted --set=train.importance_clip=10 --baseline_runs=runs/results/ks_cons
 	$(Q) --workdir runs/results/ks_cons_breed_amax035 --config_args=ks_conservative --strategies=breed_online --label="alpha_max 0.35" --set=strategy.settings.alpha_max=0.35 --baseline_runs=runs/results/ks_cons
 
-results: results-kdv results-ks-cons results-mean
+# Confirmation of the hand-back variant on fresh seeds 5-9 (Uniform and hand-back), and on KS.
+results-handback: $(STAMP)
+	$(Q) --first_seed=5 --workdir runs/results/kdv_confirm --strategies=uniform
+	$(Q) --first_seed=5 --workdir runs/results/kdv_confirm_handback --strategies=breed_online --label="hand-back" --set=strategy.settings.handback_step=360,strategy.settings.handback_alpha=0.0 --baseline_runs=runs/results/kdv_confirm
+	$(Q) --workdir runs/results/ks_cons_breed_handback --config_args=ks_conservative --strategies=breed_online --label="hand-back" --set=strategy.settings.handback_step=360,strategy.settings.handback_alpha=0.0 --baseline_runs=runs/results/ks_cons
+
+results: results-kdv results-ks-cons results-mean results-handback
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

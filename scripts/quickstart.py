@@ -16,7 +16,8 @@ from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", "runs/quickstart", "Root directory of the runs.")
 flags.DEFINE_list("strategies", ["uniform", "breed_online"], "Strategies to compare.")
-flags.DEFINE_integer("seeds", 2, "Seeds per strategy (0 .. seeds-1).")
+flags.DEFINE_integer("seeds", 2, "Seeds per strategy (first_seed .. first_seed + seeds - 1).")
+flags.DEFINE_integer("first_seed", 0, "First seed (a confirmation run on fresh seeds: e.g. 5).")
 flags.DEFINE_string("config_args", "", "Extra config arguments, e.g. 'tiny' for a seconds-long run, 'nrmse', 'ks'.")
 flags.DEFINE_string("config", "configs/online_1d.py", "Config file whose get_config takes strategy names as arguments.")
 flags.DEFINE_string("label", "", "Name of this variant in the tables, e.g. 'importance-weighted'.")
@@ -45,7 +46,7 @@ def main(argv):
 
     try:
         overrides = dict(_parse_override(o) for o in FLAGS.set)
-        table = compare(FLAGS.config, FLAGS.strategies, range(FLAGS.seeds), FLAGS.workdir, config_args=FLAGS.config_args,
+        table = compare(FLAGS.config, FLAGS.strategies, range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds), FLAGS.workdir, config_args=FLAGS.config_args,
                         overrides=overrides, label=FLAGS.label, baseline_runs=FLAGS.baseline_runs)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
