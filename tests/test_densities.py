@@ -39,3 +39,18 @@ def test_mixture_with_uniform_and_clipped_weights():
     # No positive weight: density 1 (uniform fallback).
     np.testing.assert_allclose(densities.reflected_mixture_density(jnp.full((3, 2), 0.3), jnp.zeros((2, 2)),
                                                                     jnp.zeros(2), 0.1), 1.0)
+
+
+def test_mix_uniform_splits_by_alpha_and_composes_the_density():
+    from qsal_jax.proposals.base import Proposal
+    from qsal_jax.proposals.combinators import mix_uniform
+    from qsal_jax.simulation.param_space import ParamSpace
+
+    space = ParamSpace.box({"a": (0.0, 1.0)})
+    point = Proposal(lambda k: jnp.zeros(()), lambda s, k, n: (jnp.full((n, 1), 0.25), s), lambda s, f: s,
+                     lambda s, lam: jnp.full(lam.shape[:1], 4.0))
+    for split in ("bernoulli", "exact"):
+        mixed = mix_uniform(point, space, lambda s: jnp.asarray(0.3), split=split)
+        lam, _ = mixed.sample(mixed.init(None), jax.random.PRNGKey(0), 10_000)
+        np.testing.assert_allclose(float(jnp.mean(lam[:, 0] == 0.25)), 0.3, atol=0.02)
+        np.testing.assert_allclose(mixed.density(None, lam[:3]), 0.3 * 4.0 + 0.7)
