@@ -86,6 +86,7 @@ def get_config(arg: str | None = None):
         c.problem.kwargs = {"num_points": 64, "num_steps": 5}
         c.online.update(num_steps=6, clients_per_step=4, train_steps_per_step=2, steps_per_sync=3, checkpoint_every=3)
         c.train.batch_size = 8
+        c.train.optimizer.warmup_steps = 2
         c.buffer.update(capacity=128, watermark=8)
         c.eval.update(grid_size=3, score_size=16, every=3)
         c.plots = False

@@ -23,29 +23,24 @@ flags.DEFINE_string("config", "configs/online_1d.py", "Config file whose get_con
 flags.DEFINE_string("label", "", "Name of this variant in the tables, e.g. 'importance-weighted'.")
 flags.DEFINE_string("baseline_runs", "", "A root whose uniform_seed<k> runs join the report (compare a variant with them).")
 flags.DEFINE_list("set", [], "Config overrides for every run, e.g. 'train.importance_clip=10,strategy.settings.alpha_max=0.35'.")
+flags.DEFINE_string("compilation_cache", "default", "JAX persistent compilation cache: a directory, "
+                    "'default' ($QSAL_CACHE/xla) or 'off'.")
 FLAGS = flags.FLAGS
-
-
-def _parse_override(text):
-    import ast
-
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise ValueError(f"--set {text!r}: expected key=value")
-    try:
-        return key.strip(), ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        return key.strip(), value.strip()
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
+    if FLAGS.compilation_cache != "off":
+        from qsal_jax.experiments.cache import enable_compilation_cache
+
+        enable_compilation_cache(None if FLAGS.compilation_cache == "default" else FLAGS.compilation_cache)
     from qsal_jax.experiments.compare import compare
+    from qsal_jax.experiments.config_args import parse_override
     from qsal_jax.experiments.validation import ConfigError
 
     try:
-        overrides = dict(_parse_override(o) for o in FLAGS.set)
+        overrides = dict(parse_override(o) for o in FLAGS.set)
         table = compare(FLAGS.config, FLAGS.strategies, range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds), FLAGS.workdir, config_args=FLAGS.config_args,
                         overrides=overrides, label=FLAGS.label, baseline_runs=FLAGS.baseline_runs)
     except (ConfigError, ValueError, FileNotFoundError) as e:

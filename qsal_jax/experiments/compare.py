@@ -7,11 +7,10 @@ writes ``root/report.md`` and ``report.csv`` (`qsal_jax.experiments.report`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from qsal_jax.experiments import report
-from qsal_jax.experiments.config_args import load_config
+from qsal_jax.experiments.config_args import apply_overrides, load_config
 
 
 def compare(config: str, strategies, seeds, root: str, *, config_args: str = "", overrides: dict | None = None,
@@ -33,15 +32,7 @@ def compare(config: str, strategies, seeds, root: str, *, config_args: str = "",
             if label:
                 with cfg.unlocked():
                     cfg.label = f"{strategy} ({label})"
-            for key, value in (overrides or {}).items():
-                node = cfg
-                *parents, leaf = key.split(".")
-                for p in parents:
-                    node = node[p]
-                if leaf not in node and not key.startswith(("strategy.settings.", "train.importance")):
-                    raise ValueError(f"override {key!r}: the config has no such field")
-                with cfg.unlocked() if hasattr(cfg, "unlocked") else contextlib.nullcontext():
-                    node[leaf] = value
+            apply_overrides(cfg, overrides or {})
             workdir = os.path.join(root, f"{strategy}_seed{seed}")
             log(f"\n=== {strategy}, seed {seed} -> {workdir}")
             if not _finished(workdir, cfg):

@@ -7,6 +7,7 @@ group of mutually exclusive choices (one strategy, one problem, one protocol) ma
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 
@@ -44,3 +45,37 @@ def load_config(path_and_arg: str):
     if not hasattr(module, "get_config"):
         raise ValueError(f"config file {path!r} has no get_config(arg) function")
     return module.get_config(arg or None)
+
+
+# Fields an override may add: a strategy's settings (the config lists only those it changes)
+# and the switches whose default is "off".
+ADDABLE = ("strategy.settings.", "train.importance_clip", "online.shard")
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``"a.b=1.5"`` → ``("a.b", 1.5)``: the value as a Python literal, else as a string."""
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r}: expected key=value")
+    try:
+        return key.strip(), ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        return key.strip(), value.strip()
+
+
+def apply_overrides(config, overrides: dict) -> None:
+    """Set ``{"a.b.c": value}`` in ``config`` in place; a key the config lacks is an error,
+    except the `ADDABLE` ones."""
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if p not in node:
+                raise ValueError(f"override {key!r}: the config has no field {p!r}")
+            node = node[p]
+        if leaf not in node and not key.startswith(ADDABLE):
+            raise ValueError(f"override {key!r}: the config has no such field")
+        with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
+            node[leaf] = value

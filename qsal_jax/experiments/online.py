@@ -31,6 +31,7 @@ import numpy as np
 
 from qsal_jax import models, proposals
 from qsal_jax.experiments import test_sets
+from qsal_jax.experiments.validation import ConfigError
 from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir, config_hash, lock_workdir
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
@@ -48,14 +49,20 @@ def build_engine(config):
     model_cfg.setdefault("out_channels", sim.state_shape[0])
     if config.train.get("bf16", False):
         model_cfg["dtype"] = jnp.bfloat16  # the module computes in bf16; master weights stay float32
-    model = models.get_model(model_cfg)
+    try:
+        model = models.get_model(model_cfg)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"model = {dict(config.model)}: {_first_line(e)}") from None
     # Residual form u_{t+1} = u_t + f_θ(u_t): the usual choice for one-step PDE emulators.
     apply_fn = (lambda params, x, cond: x + model.apply(params, x, cond)) if residual else model.apply
     optimizer = make_optimizer(dict(config.train.optimizer))
     compute_dtype = jnp.bfloat16 if config.train.get("bf16", False) else None
     step = bind_train_step(apply_fn, optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype,
                            signal_name=config.strategy.get("signal_metric") or None)
-    strategy = proposals.build(config.strategy.name, sim.space, **dict(config.strategy.get("settings", {})))
+    try:
+        strategy = proposals.build(config.strategy.name, sim.space, **dict(config.strategy.get("settings", {})))
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"strategy.settings = {dict(config.strategy.get('settings', {}))}: {_first_line(e)}") from None
     engine = OnlineEngine(
         simulator=sim,
         strategy=strategy,
@@ -138,7 +145,74 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
 
 
+def dry_run(config, log=print) -> dict[str, int]:
+    """Build the engine and the abstract run state (`jax.eval_shape`: nothing allocated or
+    compiled) and check that it fits in memory; returns the bytes per part.
+
+    A config that cannot be built (a 2D model on a 1D problem, a strategy setting the factory
+    refuses) or would not fit (``buffer.capacity = 10**9``) fails here with a one-line
+    `ConfigError` naming the field, before the workdir is touched.
+    """
+    engine, model, sim, optimizer = build_engine(config)
+    try:
+        shapes = jax.eval_shape(lambda: init_state(engine, model, optimizer, config.seed))
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise ConfigError(f"model.name = {config.model.name!r}: cannot be built for problem {config.problem.name!r} "
+                          f"with state shape {sim.state_shape} ({_first_line(e)})") from None
+    solver_steps = sim.num_steps + sim.warmup_steps
+    if solver_steps > 100_000:
+        log(f"warning: problem.kwargs: {solver_steps:,} solver steps per trajectory (num_steps × substeps); "
+            "a simulation will take long")
+    frame_bytes = int(np.prod(sim.state_shape)) * np.dtype(sim.dtype).itemsize
+    parts = {
+        "buffer.capacity": _nbytes(shapes.buffer),
+        "model.ensemble_size": _nbytes(shapes.train),
+        "eval.score_size": 2 * int(config.eval.score_size) * sim.num_frames * frame_bytes,  # solver + surrogate
+        "online.clients_per_step": 2 * engine.clients_per_step * sim.num_frames * frame_bytes,
+    }
+    limit, where = available_memory()
+    total = sum(parts.values())
+    if total > 0.8 * limit:
+        field = max(parts, key=parts.get)
+        value = _get_path(config, field)
+        raise ConfigError(f"{field} = {value!r}: the run needs {total / 2**30:.1f} GiB ({field} alone "
+                          f"{parts[field] / 2**30:.1f} GiB) but the {where} has {limit / 2**30:.1f} GiB")
+    return parts
+
+
+def available_memory() -> tuple[int, str]:
+    """(bytes, what) of the default device's memory, or of the machine's RAM for a CPU."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), f"{device.platform} device"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "machine"
+
+
+def _nbytes(tree) -> int:
+    return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree)))
+
+
+def _get_path(config, path):
+    node = config
+    for p in path.split("."):
+        node = node[p]
+    return node
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
+    dry_run(config, log=log)
+    # The score set is made before the workdir is claimed: a config whose score set cannot be
+    # simulated leaves nothing behind.
+    e = config.eval
+    sim = get_problem(config.problem.name, **dict(config.problem.get("kwargs", {})))
+    scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
+                                      draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
     claim_workdir(workdir, config, overwrite=overwrite)
     chash = config_hash(config)
     engine, model, sim, optimizer = build_engine(config)
@@ -164,9 +238,6 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         if int(os.path.basename(f).split("_")[1].split(".")[0]) > start:
             os.remove(f)
 
-    e = config.eval
-    scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
-                                      draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
     log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
         f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
         f"strategy {config.strategy.name}")

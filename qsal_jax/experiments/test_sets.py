@@ -28,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qsal_jax.experiments.cache import default_cache_dir
+from qsal_jax.experiments.validation import ConfigError
 from qsal_jax.simulation.simulator import Simulator
 from qsal_jax.training.evaluate import one_step_errors, rollout_errors, summary_stats
 
-CACHE_ENV = "QSAL_CACHE"
 DRAWS = ("halton", "uniform")
 
 
@@ -48,10 +49,6 @@ class HeatmapGrid(NamedTuple):
     cond: np.ndarray  # [n*n, P]
     valid: np.ndarray  # [n*n] bool: the solver trajectory is finite (NaN cell otherwise)
     axes: tuple  # (x name, y name, x values [n], y values [n])
-
-
-def default_cache_dir() -> str:
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "qsal_jax")
 
 
 def score_set_key(problem: str, kwargs: dict, size: int, draw: str, seed: int) -> str:
@@ -113,7 +110,7 @@ def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str
         np.savez(tmp, lam=lam, u=u, finite=finite)
         os.replace(tmp, path)
     if not finite.any():
-        raise ValueError(f"eval.score_size: every one of the {size} score trajectories blew up in the solver; "
+        raise ConfigError(f"eval.score_size: every one of the {size} score trajectories blew up in the solver; "
                          "lower the problem's amplitudes or raise problem.kwargs.substeps")
     info = {"size": int(finite.sum()), "drawn": int(size), "draw": f"scrambled Halton (seed {seed})"
             if draw == "halton" else f"i.i.d. uniform (seed {seed})", "dropped_blowups": int((~finite).sum()),

@@ -105,6 +105,34 @@ STRATEGY_SETTINGS = {
     "min_rows": integer(0),
     "handback_step": integer(0),
     "handback_alpha": real(0, 1),
+    # OGAS (proposals/ogas.py, OGASSettings)
+    "hidden": integer(1),
+    "depth": integer(1),
+    "steps": integer(2),
+    "capacity": integer(1),
+    "batch_size": integer(1),
+    "train_steps": integer(1),
+    "train_every": integer(1),
+    "lr": real(0, open_lo=True),
+    "grad_clip": real(0),
+    "ema_decay": real(0, 1),
+    "eps_mode": one_of("clip", "cap"),
+    "eps_clip": real(0, open_lo=True),
+    "eps_cap": real(0, open_lo=True),
+    "guidance": real(0),
+    "p_uncond": real(0, 1),
+    "schedule": one_of("cosine", "linear"),
+    "prior": one_of("proportional", "quantile"),
+    "prior_power": real(0),
+    "quantile": real(0, 1),
+    "r_max": real(0, 1),
+    "ramp_updates": integer(0),
+    "min_fill": integer(1),
+    "reject_rounds": integer(0),
+    "ratio_hidden": integer(1),
+    "ratio_depth": integer(1),
+    "ratio_lr": real(0, open_lo=True),
+    "weight_clip": real(1),
 }
 
 ONLINE = {
@@ -232,6 +260,11 @@ def _online_cross_checks(config) -> None:
         value = _get(config, path)
         if value is not _MISSING and value and value % sync:
             fail(path, value, f"must be a multiple of online.steps_per_sync ({sync}): syncs are where it happens")
+    total_train = config.online.num_steps * config.online.train_steps_per_step
+    warmup = config.train.optimizer.get("warmup_steps", 0)
+    if warmup and warmup >= total_train:
+        fail("train.optimizer.warmup_steps", warmup, f"must be below the run's {total_train} training steps "
+             "(online.num_steps × online.train_steps_per_step)")
     if config.model.name not in models.available():
         fail("model.name", config.model.name, f"must be one of {models.available()}")
     s = config.get("strategy", {}).get("settings", {}) or {}

@@ -1,0 +1,273 @@
+"""Hostile input through ``scripts/train.py`` as a user's shell would give it.
+
+Every case must end with exit code ≠ 0, a last stderr line ``error: …`` that names the bad field
+or the cause, no traceback anywhere, and a workdir that a correct run can still use (nothing of
+a previous run lost). Cases run as subprocesses, a few at a time; each fails during validation,
+before anything is compiled.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "scripts", "train.py")
+CONFIG = os.path.join(ROOT, "configs", "online_1d.py")
+
+# (id, config argument after the colon, overrides, words the last stderr line must contain)
+OVERRIDES = [
+    ("seed_negative", "tiny", ["seed=-1"], "seed"),
+    ("problem_unknown", "tiny", ["problem.name=navier"], "problem.name"),
+    ("problem_empty", "tiny", ["problem.name="], "problem.name"),
+    ("num_points_tiny", "tiny", ["problem.kwargs.num_points=4"], "num_points"),
+    ("num_steps_zero", "tiny", ["problem.kwargs.num_steps=0"], "num_steps"),
+    ("num_steps_negative", "tiny", ["problem.kwargs.num_steps=-3"], "num_steps"),
+    ("model_unknown", "tiny", ["model.name=transformer"], "model.name"),
+    ("model_2d_on_1d", "tiny", ["model.name=fno2d_tiny"], "model.name"),
+    ("unet_2d_on_1d", "tiny", ["model.name=unet2d_tiny"], "model.name"),
+    ("vit_2d_on_1d", "tiny", ["model.name=vit2d_tiny"], "model.name"),
+    ("ensemble_zero", "tiny", ["model.ensemble_size=0"], "ensemble_size"),
+    ("ensemble_million", "tiny", ["model.ensemble_size=1000000"], "model.ensemble_size"),
+    ("strategy_unknown", "tiny", ["strategy.name=bread"], "strategy.name"),
+    ("strategy_rad_online", "tiny", ["strategy.name=rad", "strategy.settings={}"], "strategy.name"),
+    ("strategy_r3_online", "tiny", ["strategy.name=r3", "strategy.settings={}"], "strategy.name"),
+    ("signal_unknown", "tiny", ["strategy.signal=gradient"], "strategy.signal"),
+    ("signal_disagreement_single", "tiny", ["strategy.signal=disagreement"], "ensemble_size"),
+    ("signal_metric_unknown", "tiny", ["strategy.signal_metric=l1"], "signal_metric"),
+    ("sigma_zero", "tiny", ["strategy.settings.sigma=0.0"], "sigma"),
+    ("sigma_negative", "tiny", ["strategy.settings.sigma=-0.1"], "sigma"),
+    ("alpha0_negative", "tiny", ["strategy.settings.alpha0=-0.1"], "alpha0"),
+    ("alpha0_above_max", "tiny", ["strategy.settings.alpha0=0.9"], "alpha0"),
+    ("alpha1_negative", "tiny", ["strategy.settings.alpha1=-0.001"], "alpha1"),
+    ("alpha_max_above_one", "tiny", ["strategy.settings.alpha_max=1.5"], "alpha_max"),
+    ("alpha_max_inf", "tiny", ["strategy.settings.alpha_max=inf"], "alpha_max"),
+    ("population_zero", "tiny", ["strategy.settings.population=0"], "population"),
+    ("min_rows_negative", "tiny", ["@strategy.settings.min_rows=-1"], "min_rows"),
+    ("setting_typo", "tiny", ["strategy.settings.sigmaa=0.1"], "sigmaa"),
+    ("handback_alpha_above_one", "tiny", ["@strategy.settings.handback_alpha=2.0"], "handback_alpha"),
+    ("batch_zero", "tiny", ["train.batch_size=0"], "batch_size"),
+    ("batch_above_capacity", "tiny", ["train.batch_size=4096"], "buffer.capacity"),
+    ("loss_unknown", "tiny", ["train.loss=l1"], "train.loss"),
+    ("lr_zero", "tiny", ["train.optimizer.learning_rate=0.0"], "learning_rate"),
+    ("lr_negative", "tiny", ["train.optimizer.learning_rate=-0.001"], "learning_rate"),
+    ("lr_nan", "tiny", ["train.optimizer.learning_rate=nan"], "learning_rate"),
+    ("warmup_negative", "tiny", ["train.optimizer.warmup_steps=-5"], "warmup_steps"),
+    ("warmup_beyond_training", "tiny", ["train.optimizer.warmup_steps=100000"], "warmup_steps"),
+    ("weight_decay_negative", "tiny", ["train.optimizer.weight_decay=-1.0"], "weight_decay"),
+    ("grad_clip_negative", "tiny", ["train.optimizer.grad_clip_norm=-1.0"], "grad_clip_norm"),
+    ("importance_clip_below_one", "tiny", ["@train.importance_clip=0.5"], "importance_clip"),
+    ("importance_clip_uniform", "tiny,uniform", ["@train.importance_clip=10.0"], "importance_clip"),
+    ("online_steps_zero", "tiny", ["online.num_steps=0"], "online.num_steps"),
+    ("clients_zero", "tiny", ["online.clients_per_step=0"], "clients_per_step"),
+    ("train_steps_negative", "tiny", ["online.train_steps_per_step=-1"], "train_steps_per_step"),
+    ("sync_zero", "tiny", ["online.steps_per_sync=0"], "steps_per_sync"),
+    ("checkpoint_zero", "tiny", ["online.checkpoint_every=0"], "checkpoint_every"),
+    ("checkpoint_not_multiple", "tiny", ["online.checkpoint_every=4"], "checkpoint_every"),
+    ("eval_every_not_multiple", "tiny", ["eval.every=4"], "eval.every"),
+    ("eval_every_negative", "tiny", ["eval.every=-1"], "eval.every"),
+    ("shard_word", "tiny", ["@online.shard=sometimes"], "shard"),
+    ("capacity_zero", "tiny", ["buffer.capacity=0"], "capacity"),
+    ("capacity_below_batch", "tiny", ["buffer.capacity=4"], "buffer.capacity"),
+    ("capacity_huge", "tiny", ["buffer.capacity=1000000000"], "buffer.capacity"),
+    ("policy_unknown", "tiny", ["buffer.policy=lifo"], "buffer.policy"),
+    ("seen_threshold_zero", "tiny", ["buffer.seen_threshold=0"], "seen_threshold"),
+    ("watermark_above_capacity", "tiny", ["buffer.watermark=1000000"], "watermark"),
+    ("grid_size_negative", "tiny", ["eval.grid_size=-1"], "grid_size"),
+    ("score_size_zero", "tiny", ["eval.score_size=0"], "score_size"),
+    ("score_size_negative", "tiny", ["eval.score_size=-8"], "score_size"),
+    ("score_size_huge", "tiny", ["eval.score_size=1000000000"], "eval.score_size"),
+    ("score_draw_unknown", "tiny", ["eval.score_draw=grid"], "score_draw"),
+    ("grid_axes_one", "tiny", ["eval.grid_axes=('A0',)"], "grid_axes"),
+    ("grid_axes_unknown", "tiny", ["eval.grid_axes=('A0','B7')"], "grid_axes"),
+    ("watermark_negative", "tiny", ["buffer.watermark=-1"], "watermark"),
+    ("eval_seed_negative", "tiny", ["eval.seed=-1"], "eval.seed"),
+    ("sbal_single_member", "tiny,sbal", ["model.ensemble_size=1"], "ensemble_size"),
+    ("sbal_pool_zero", "tiny,sbal", ["strategy.settings.pool_size=0"], "pool_size"),
+    ("ogas_foreign_setting", "tiny,ogas", ["@strategy.settings.sigma=0.1"], "sigma"),
+    ("ogas_guidance_negative", "tiny,ogas", ["@strategy.settings.guidance=-1.0"], "guidance"),
+    # Types an override cannot convert: absl names the flag.
+    ("plots_word", "tiny", ["plots=maybe"], "plots"),
+    ("seed_float", "tiny", ["seed=1.5"], "config.seed"),
+    ("seed_word", "tiny", ["seed=zero"], "config.seed"),
+    ("num_points_float", "tiny", ["problem.kwargs.num_points=100.5"], "num_points"),
+    ("residual_word", "tiny", ["model.residual=yes"], "model.residual"),
+    ("bf16_number", "tiny", ["train.bf16=2"], "train.bf16"),
+    ("capacity_float", "tiny", ["buffer.capacity=1e9"], "buffer.capacity"),
+    ("ensemble_float", "tiny", ["model.ensemble_size=1e6"], "model.ensemble_size"),
+    # Keys the config does not have.
+    ("unknown_top_key", "tiny", ["nonexistent=1"], "nonexistent"),
+    ("unknown_online_key", "tiny", ["online.checkpoint_evry=5"], "checkpoint_evry"),
+    ("unknown_optimizer_key", "tiny", ["train.optimizer.lr=0.1"], "lr"),
+    ("unknown_nested_parent", "tiny", ["solver.dt=0.1"], "solver"),
+    ("unknown_setting_listed_by_set", "tiny", ["strategy.settings.bandwidth=0.1"], "--set"),
+    ("set_unknown_field", "tiny", ["@train.optimiser.lr=0.1"], "optimiser"),
+    ("set_without_value", "tiny", ["@train.loss"], "key=value"),
+]
+
+# Cases with other arguments: (id, argv after the script, words)
+ARGUMENTS = [
+    ("config_argument_typo", [f"--config={CONFIG}:unifrom"], "unifrom"),
+    ("config_two_strategies", [f"--config={CONFIG}:uniform,ogas"], "uniform"),
+    ("config_two_problems", [f"--config={CONFIG}:ks,ks_conservative"], "problem"),
+    ("config_flag_typo", [f"--config={CONFIG}:tiny,gpuu"], "gpuu"),
+    ("config_missing_file", ["--config=configs/does_not_exist.py"], "does_not_exist.py"),
+    ("config_directory", ["--config=configs"], "configs"),
+    ("workdir_missing", [f"--config={CONFIG}:tiny"], "workdir"),
+    ("config_missing", [], "config"),
+    ("unknown_flag", [f"--config={CONFIG}:tiny", "--sedd=3"], "sedd"),
+]
+
+# Config files that are broken in themselves: (id, file text, words)
+BROKEN_CONFIGS = [
+    ("config_without_get_config", "X = 1\n", "get_config"),
+    ("config_syntax_error", "def get_config(arg=None)\n    return 1\n", "syntax"),
+    ("config_raises", "def get_config(arg=None):\n    raise RuntimeError('boom')\n", "boom"),
+    ("config_returns_none", "def get_config(arg=None):\n    return None\n", "ConfigDict"),
+    ("config_import_error", "import not_a_module_anywhere\ndef get_config(arg=None):\n    pass\n", "not_a_module"),
+    ("config_missing_section", "import ml_collections\ndef get_config(arg=None):\n"
+     "    return ml_collections.ConfigDict({'seed': 0})\n", "is required"),
+]
+
+# Workdir problems: (id, how the workdir is prepared, words)
+WORKDIRS = ["workdir_is_file", "workdir_read_only", "workdir_empty_string", "workdir_under_a_file",
+            "workdir_other_config", "workdir_in_use", "workdir_bad_override_keeps_run"]
+
+CASES = ([(c[0], "override") for c in OVERRIDES] + [(c[0], "argument") for c in ARGUMENTS]
+         + [(c[0], "broken") for c in BROKEN_CONFIGS] + [(w, "workdir") for w in WORKDIRS])
+
+
+def _prepare(case_id, kind, tmp, held):
+    """Set up one case; returns (argv, cwd, words, check) where check() verifies the workdir."""
+    workdir = os.path.join(tmp, "run")
+    untouched = lambda: _assert_untouched(workdir)
+    if kind == "override":
+        _, arg, overrides, words = next(c for c in OVERRIDES if c[0] == case_id)
+        # "@key=value" goes through --set (a field the config may lack), the rest as --config.key=value.
+        argv = [f"--config={CONFIG}:{arg}", f"--workdir={workdir}"] + [
+            f"--set={o[1:]}" if o.startswith("@") else f"--config.{o}" for o in overrides]
+        return argv, tmp, words, untouched
+    if kind == "argument":
+        _, argv, words = next(c for c in ARGUMENTS if c[0] == case_id)
+        if case_id != "workdir_missing":
+            argv = argv + [f"--workdir={workdir}"]
+        return argv, ROOT, words, untouched
+    if kind == "broken":
+        _, text, words = next(c for c in BROKEN_CONFIGS if c[0] == case_id)
+        path = os.path.join(tmp, "broken_config.py")
+        with open(path, "w") as f:
+            f.write(text)
+        return [f"--config={path}", f"--workdir={workdir}"], tmp, words, untouched
+    args = [f"--config={CONFIG}:tiny"]
+    nothing = lambda: None
+    if case_id == "workdir_is_file":
+        open(workdir, "w").close()
+        return args + [f"--workdir={workdir}"], tmp, "not a directory", nothing
+    if case_id == "workdir_read_only":
+        os.makedirs(workdir)
+        os.chmod(workdir, stat.S_IRUSR | stat.S_IXUSR)
+        if os.access(workdir, os.W_OK):  # running as root: permissions do not bind
+            return None
+        return args + [f"--workdir={workdir}"], tmp, "writ", nothing
+    if case_id == "workdir_empty_string":
+        return args + ["--workdir="], tmp, "workdir", nothing
+    if case_id == "workdir_under_a_file":
+        open(os.path.join(tmp, "afile"), "w").close()
+        return args + [f"--workdir={tmp}/afile/run"], tmp, "afile", nothing
+    before = _tiny_config_json(workdir)
+    keep = lambda: _assert_config_kept(workdir, before)
+    if case_id == "workdir_other_config":
+        return args + [f"--workdir={workdir}", "--config.seed=3"], tmp, "seed", keep
+    if case_id == "workdir_bad_override_keeps_run":
+        return args + [f"--workdir={workdir}", "--config.buffer.policy=lifo"], tmp, "buffer.policy", keep
+    if case_id == "workdir_in_use":
+        lock = open(os.path.join(workdir, ".lock"), "a+")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.append(lock)  # held by this process while the case runs
+        return args + [f"--workdir={workdir}"], tmp, "in use", keep
+    raise AssertionError(case_id)
+
+
+def _tiny_config_json(workdir):
+    """A workdir claimed by the tiny config (as a run that was interrupted before its first sync)."""
+    from qsal_jax.experiments.config_args import load_config
+    from qsal_jax.experiments.workdir import claim_workdir
+
+    claim_workdir(str(workdir), load_config(f"{CONFIG}:tiny"))
+    with open(os.path.join(workdir, "config.json")) as f:
+        return f.read()
+
+
+def _assert_untouched(workdir):
+    assert not os.path.exists(os.path.join(workdir, "config.json")), "a refused run claimed the workdir"
+    assert not os.path.exists(os.path.join(workdir, "checkpoints")), "a refused run wrote checkpoints"
+
+
+def _assert_config_kept(workdir, before):
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert f.read() == before, "a refused run changed the workdir's config"
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Every case, each in its own process running scripts/train.py (`fork_runner`: the imports
+    are paid once, then one fork per case, two at a time)."""
+    root = tmp_path_factory.mktemp("hostile")
+    held, jobs, meta = [], [], {}
+    for case_id, kind in CASES:
+        tmp = root / case_id
+        tmp.mkdir()
+        prepared = _prepare(case_id, kind, str(tmp), held)
+        if prepared is None:
+            meta[case_id] = None
+            continue
+        argv, cwd, words, check = prepared
+        jobs.append({"argv": ["--compilation_cache=off", *argv], "cwd": cwd, "out": str(tmp / "out")})
+        meta[case_id] = (len(jobs) - 1, words, check)
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    try:
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "fork_runner.py"), TRAIN, str(root / "jobs.json"),
+                        str(root / "results.json")], env=env, check=True, timeout=600)
+    finally:
+        for lock in held:
+            lock.close()
+    codes = json.loads((root / "results.json").read_text())
+    out = {}
+    for case_id, m in meta.items():
+        if m is None:
+            out[case_id] = None
+            continue
+        i, words, check = m
+        prefix = jobs[i]["out"]
+        with open(prefix + ".stderr") as f:
+            stderr = f.read()
+        with open(prefix + ".stdout") as f:
+            stdout = f.read()
+        out[case_id] = (codes[i]["returncode"], stdout, stderr, words, check)
+    return out
+
+
+def test_at_least_a_hundred_cases():
+    assert len(CASES) >= 100, len(CASES)
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in CASES])
+def test_hostile_input_fails_in_one_line(outcomes, case_id):
+    if outcomes[case_id] is None:
+        pytest.skip("permissions do not bind for this user")
+    returncode, stdout, stderr, words, check = outcomes[case_id]
+    assert returncode != 0, f"exit 0 for {case_id}: {stdout[-500:]}"
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert lines, "nothing on stderr"
+    assert lines[-1].startswith("error: "), stderr[-2000:]
+    assert words.lower() in lines[-1].lower(), f"{words!r} not in: {lines[-1]}"
+    check()
