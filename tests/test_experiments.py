@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from qsal_jax.experiments import report, run_experiment, test_sets
+from qsal_jax.experiments import cache, report, run_experiment, test_sets
 from qsal_jax.experiments.config_args import load_config, parse_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +19,7 @@ def _config(arg):
 
 @pytest.fixture(autouse=True)
 def _score_set_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(test_sets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
 
 
 def test_online_run_writes_summary_metrics_samples_and_plots(tmp_path):

@@ -82,7 +82,7 @@ def aggregate(summaries: list[dict], metric: str = "one_step", baseline: str = "
     return table
 
 
-def _ratio_cell(r: dict) -> str:
+def ratio_cell(r: dict) -> str:
     lo, hi = r["t"]
     if not np.isfinite(lo):
         return f"{r['ratio']:.2f}"
@@ -114,7 +114,7 @@ def to_markdown(table: dict, metric: str = "one_step", header: str = "") -> str:
         cells += [f"{row[n][0]:.3e} ± {row[n][1]:.1e}" for n in NUMBERS]
         if base:
             is_base = strategy == "uniform"
-            cells += ["—" if is_base else _ratio_cell(row[f"ratio_{n}"]) if f"ratio_{n}" in row else "" for n in NUMBERS]
+            cells += ["—" if is_base else ratio_cell(row[f"ratio_{n}"]) if f"ratio_{n}" in row else "" for n in NUMBERS]
         cells.append(f"{row['unevenness']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -162,7 +162,7 @@ def compact_markdown(table: dict, numbers=("mean", "max", "p99", "std")) -> str:
     for strategy, row in sorted(table.items(), key=lambda kv: kv[0] != "uniform"):
         cells = [strategy, str(row["seeds"]), f"{row['mean'][0]:.4f} ± {row['mean'][1]:.4f}",
                  f"{row['max'][0]:.4f} ± {row['max'][1]:.4f}"]
-        cells += ["—" if strategy == "uniform" or f"ratio_{n}" not in row else _ratio_cell(row[f"ratio_{n}"])
+        cells += ["—" if strategy == "uniform" or f"ratio_{n}" not in row else ratio_cell(row[f"ratio_{n}"])
                   for n in numbers]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

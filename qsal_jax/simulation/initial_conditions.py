@@ -61,6 +61,22 @@ def truncated_fourier(amplitudes: jax.Array, phases: jax.Array, x: jax.Array, do
     return u[None]
 
 
+def periodic_bumps(centres: jax.Array, weights: jax.Array, x: jax.Array, domain_extent, width: float = 0.05):
+    """u0 = Σ_j w_j g(x − c_j L) with periodic (von Mises) bumps of fixed width, zero mean, max |u0| = 1.
+
+    ``centres, weights: [K]`` (centres as fractions of the domain, weights in [−1, 1]), ``x: [1, N]``
+    → ``[1, N]``. The bump width fixes the spectral content, so the field's smoothness, and with
+    the peak normalisation its amplitude, do not depend on K: K dials dim(λ) = 2K and nothing else.
+    """
+    rel = x[0] / domain_extent  # [N] in [0, 1)
+    kappa = 1.0 / (2 * jnp.pi * width) ** 2
+    bumps = jnp.exp(kappa * (jnp.cos(2 * jnp.pi * (rel[None] - centres[:, None])) - 1.0))  # [K, N]
+    u = jnp.sum(weights[:, None] * bumps, axis=0)
+    u = u - jnp.mean(u)
+    peak = jnp.max(jnp.abs(u))
+    return (u / jnp.maximum(peak, 1e-6))[None]
+
+
 def gaussian_blobs(params: jax.Array, x: jax.Array, domain_extent) -> jax.Array:
     """Gray–Scott IC from K periodic Gaussian blobs; ``params [K, 4]`` rows (cx, cy, width, amplitude).
 

@@ -96,6 +96,34 @@ def kdv_1d(**kw) -> Simulator:
     return difficulty_1d_waves(difficulty=KDV_DIFFICULTY, **kw)
 
 
+def ks_conservative_bumps_1d(
+    *, num_bumps: int = 8, width: float = 0.05, amplitude=(0.2, 1.0), num_points: int = 160,
+    output_points: int | None = None, num_steps: int = 20, substeps: int = 2, order: int = 2,
+) -> Simulator:
+    """Conservative KS (difficulty form) whose dim(λ) is dialled by K without changing the physics.
+
+    λ = (A, c_1…c_K, w_1…w_K), D = 2K + 1: K periodic bumps of fixed width (`periodic_bumps`),
+    the field normalised to max |u0| = 1 and scaled by the amplitude A, which sets the nonlinear
+    difficulty. The shape dims grow with K; the range of difficulties does not.
+    """
+    space = (
+        ParamSpace.box({"A": amplitude})
+        + ParamSpace.vector("centre", num_bumps, 0.0, 1.0)
+        + ParamSpace.vector("weight", num_bumps, -1.0, 1.0)
+    )
+    pde = difficulty_pde(1, num_points, dt=1.0, **KS_CONSERVATIVE_DIFFICULTY).replace(dt=1.0 / substeps)
+
+    def make_pde(p):
+        return pde
+
+    def ic(p, x, length):
+        return p["A"] * ics.periodic_bumps(p["centre"], p["weight"], x, length, width)
+
+    return Simulator(space=space, make_pde=make_pde, initial_condition=ic, num_steps=num_steps * substeps,
+                     save_every=substeps, order=order, output_points=output_points,
+                     name=f"ks_conservative_bumps_1d_k{num_bumps}")
+
+
 def advection_diffusion_1d(*, num_points=64, num_steps=20, dt=0.05, velocity=(0.5, 2.0), diffusivity=(0.005, 0.05)):
     """Linear advection–diffusion on L = 2π with λ = (A0, A1, φ0, φ1, c, ν): coefficients are data."""
     space = _wave_space((0.2, 1.0)) + ParamSpace.box({"velocity": velocity, "diffusivity": diffusivity})
@@ -184,6 +212,7 @@ PROBLEMS = {
     "ks_1d": ks_1d,
     "ks_conservative_1d": ks_conservative_1d,
     "kdv_1d": kdv_1d,
+    "ks_conservative_bumps_1d": ks_conservative_bumps_1d,
     "advection_diffusion_1d": advection_diffusion_1d,
     "burgers_1d": burgers_1d,
     "ks_2d_fourier": ks_2d_fourier,

@@ -1,0 +1,81 @@
+"""A comparison repeated along one axis (dim(λ), model size): ratio-to-Uniform curves with bands.
+
+``sweep(config, strategies, seeds, root, points)`` runs `compare` once per point (a config
+argument such as ``k32`` or ``fno1d_small``) under ``root/<point>``, each point scored on its own
+cached score set, and returns ``{point: report.aggregate table}``. `plot_ratio_sweep` draws each
+strategy's U/S ratio against the point's x value with its 95 % t-interval as the band and the
+per-seed ratios as dots; `sweep_markdown` is the table RESULTS.md quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from qsal_jax.experiments import report
+from qsal_jax.experiments.compare import compare
+
+
+def sweep(config: str, strategies, seeds, root: str, points, *, config_args: str = "", log=print) -> dict:
+    """``points``: config arguments, one per sweep point; → ``{point: aggregate table}``."""
+    tables = {}
+    for point in points:
+        out = os.path.join(root, point)
+        compare(config, strategies, seeds, out, config_args=",".join(filter(None, [point, config_args])), log=log)
+        workdirs = [os.path.join(out, f"{s}_seed{k}") for s in strategies for k in seeds]
+        tables[point] = report.aggregate(report.load_summaries(workdirs))
+    with open(os.path.join(root, "sweep.json"), "w") as f:
+        json.dump(tables, f, indent=1, default=float)
+    return tables
+
+
+def sweep_markdown(tables: dict, x_values: dict, x_name: str, numbers=("mean", "max", "p99")) -> str:
+    """One row per (point, strategy): the x value and the U/S ratios with their intervals."""
+    head = [x_name, "strategy", "seeds", "Uniform mean"] + [f"U/S {n}" for n in numbers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for point, table in tables.items():
+        uniform_mean = table["uniform"]["mean"][0] if "uniform" in table else float("nan")
+        for strategy, row in table.items():
+            if strategy == "uniform":
+                continue
+            cells = [str(x_values[point]), strategy, str(row["seeds"]), f"{uniform_mean:.4f}"]
+            cells += [report.ratio_cell(row[f"ratio_{n}"]) for n in numbers]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_ratio_sweep(tables: dict, x_values: dict, out_path: str, *, x_label: str, log_x: bool = True,
+                     numbers=("max", "p99", "mean"), title: str = "") -> str:
+    """One panel per number: U/S against x per strategy, band = 95 % t-interval, dots = seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(tables, key=lambda p: x_values[p])
+    strategies = sorted({s for t in tables.values() for s in t if s != "uniform"})
+    fig, axes = plt.subplots(1, len(numbers), figsize=(4.2 * len(numbers), 3.6), sharey=False)
+    for ax, number in zip(np.atleast_1d(axes), numbers):
+        for i, strategy in enumerate(strategies):
+            have = [p for p in points if strategy in tables[p] and f"ratio_{number}" in tables[p][strategy]]
+            if not have:
+                continue
+            x = np.array([x_values[p] for p in have], float)
+            r = [tables[p][strategy][f"ratio_{number}"] for p in have]
+            line, = ax.plot(x, [v["ratio"] for v in r], "o-", label=strategy)
+            ax.fill_between(x, [v["t"][0] for v in r], [v["t"][1] for v in r], color=line.get_color(), alpha=0.2)
+            for xv, v in zip(x, r):
+                jitter = xv * (1 + 0.03 * (i - len(strategies) / 2)) if log_x else xv
+                ax.plot([jitter] * len(v["per_seed"]), v["per_seed"], ".", color=line.get_color(), alpha=0.5)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set(xlabel=x_label, ylabel=f"Uniform / strategy, {number}", xscale="log" if log_x else "linear",
+               title=f"{number} (> 1: strategy better)")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
