@@ -79,7 +79,7 @@ def get_config(arg: str | None = None):
         c.buffer.update(capacity=16384, watermark=1024)
         c.eval.update(grid_size=8, score_size=768, every=128)
     if "tiny" in args:
-        c.problem.kwargs = {"num_points": 16, "output_points": 16, "num_steps": 4, "save_every": 2}
+        c.problem.kwargs = {"num_points": 16, "output_points": 16, "num_steps": 2, "save_every": 2}
         c.online.update(num_steps=4, clients_per_step=2, train_steps_per_step=2, steps_per_sync=2, checkpoint_every=2)
         c.train.batch_size = 4
         c.train.optimizer.warmup_steps = 2

@@ -173,9 +173,15 @@ def test_config_validation():
     pool_strategy = proposals.build("sbal", SPACE, pool_size=8)  # a ScoredProposal: needs a surrogate
     with pytest.raises(ValueError, match="candidate pool"):
         async_mode.AsyncTrainer(lambda lam: lam, pool_strategy, lambda s, b: s)
+    with pytest.raises(ValueError, match="trajectory_shape is required"):
+        async_mode.AsyncTrainer(lambda lam: lam, proposals.build("uniform", SPACE), lambda s, b: s)
+    with pytest.raises(ValueError, match="raise buffer_capacity"):
+        async_mode.AsyncTrainer(lambda lam: lam, proposals.build("uniform", SPACE), lambda s, b: s,
+                                async_mode.AsyncConfig(buffer_capacity=4, watermark=2, batch_size=2),
+                                trajectory_shape=(6, 1, 8))
     with pytest.raises(ValueError, match="below task_timeout_s"):
         async_mode.AsyncTrainer(executable(timeout_s=60), proposals.build("uniform", SPACE), lambda s, b: s,
-                                async_mode.AsyncConfig(task_timeout_s=30))
+                                async_mode.AsyncConfig(task_timeout_s=30), trajectory_shape=SHAPE)
 
 
 # ---------------------------------------------------------- external program

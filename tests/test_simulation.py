@@ -81,9 +81,9 @@ def test_gaussian_blobs_are_periodic_and_in_range():
 def test_every_named_problem_simulates_finite_trajectories_of_the_declared_shape():
     expected_dims = {"ks_2d_fourier": 301, "gray_scott_blobs": 49, "kolmogorov_fourier": 65, "kdv_1d": 4}
     for name in PROBLEMS:
-        small = {"ks_2d_fourier": dict(num_points=16, output_points=8, num_steps=4, save_every=2),
-                 "gray_scott_blobs": dict(num_points=16, output_points=8, num_steps=4, save_every=2),
-                 "kolmogorov_fourier": dict(num_points=16, output_points=8, num_steps=4, save_every=2)}.get(name, {})
+        small = {"ks_2d_fourier": dict(num_points=16, output_points=8, num_steps=2, save_every=2),
+                 "gray_scott_blobs": dict(num_points=16, output_points=8, num_steps=2, save_every=2),
+                 "kolmogorov_fourier": dict(num_points=16, output_points=8, num_steps=2, save_every=2)}.get(name, {})
         sim = get_problem(name, **small)
         if name in expected_dims:
             assert sim.space.dim == expected_dims[name]

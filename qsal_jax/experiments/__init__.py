@@ -1,18 +1,36 @@
-"""Experiments: what scripts and notebooks run. ``run_experiment(config, workdir)`` dispatches on ``config.kind``."""
+"""Experiments: what scripts and notebooks run.
+
+Each experiment kind is a module with ``check_config(config)`` (raises a one-line `ConfigError`)
+and ``train_and_evaluate(config, workdir, *, overwrite, log) -> summary``; `KINDS` registers them
+and ``run_experiment(config, workdir)`` dispatches on ``config.kind`` (default ``"online"``).
+"""
+
+import importlib
+
+KINDS = {
+    "online": "qsal_jax.experiments.online",  # the fused simulate → buffer → train → propose loop
+    "toy": "qsal_jax.experiments.toy",  # rolling-ball oracle, offline strategies
+    "pinn": "qsal_jax.experiments.pinn",  # collocation-point sampling for a PINN
+}
+
+
+def experiment_module(config):
+    """The module of ``config.kind``; a one-line `ConfigError` for an unknown kind."""
+    from qsal_jax.experiments.validation import ConfigError
+
+    kind = config.get("kind", "online")
+    if kind not in KINDS:
+        raise ConfigError(f"kind = {kind!r}: must be one of {list(KINDS)}")
+    return importlib.import_module(KINDS[kind])
+
+
+def check_config(config) -> None:
+    """Validate ``config`` for its kind (nothing is built)."""
+    experiment_module(config).check_config(config)
 
 
 def run_experiment(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
     """Validate ``config``, then run it; returns the run's summary."""
-    from qsal_jax.experiments.validation import validate_config
-
-    validate_config(config)
-    kind = config.get("kind", "online")
-    if kind == "online":
-        from qsal_jax.experiments.online import train_and_evaluate
-    elif kind == "toy":
-        from qsal_jax.experiments.toy import train_and_evaluate
-    elif kind == "pinn":
-        from qsal_jax.experiments.pinn import train_and_evaluate
-    else:
-        raise ValueError(f"kind: unknown experiment kind {kind!r}; choose online, toy or pinn")
-    return train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
+    module = experiment_module(config)
+    module.check_config(config)
+    return module.train_and_evaluate(config, workdir, overwrite=overwrite, log=log)

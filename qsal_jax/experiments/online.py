@@ -31,7 +31,7 @@ import numpy as np
 
 from qsal_jax import models, proposals
 from qsal_jax.experiments import test_sets
-from qsal_jax.experiments.validation import ConfigError
+from qsal_jax.experiments.validation import ConfigError, validate_config
 from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir, config_hash, lock_workdir
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
@@ -106,6 +106,11 @@ def init_state(engine: OnlineEngine, model, optimizer, seed: int):
     else:
         train = make(model_key)
     return engine.init(key, train)
+
+
+def check_config(config) -> None:
+    """The online kind's validation (`validation.validate_config`): nothing is built."""
+    validate_config(config)
 
 
 class RunStopped(RuntimeError):

@@ -45,7 +45,6 @@ import concurrent.futures as cf
 import dataclasses
 import logging
 import pickle
-import statistics
 import time
 from collections import Counter
 from typing import Any, Callable, NamedTuple
@@ -62,6 +61,7 @@ from qsal_jax.online.external import (
     check_trajectory,
     classify_exception,
 )
+from qsal_jax.online.async_records import AsyncConfig, AsyncResult, AsyncSummary, Latency, Launch, describe
 from qsal_jax.online.host_buffer import HostBuffer, trajectory_items
 from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
 from qsal_jax.training.step import Batch
@@ -69,115 +69,6 @@ from qsal_jax.training.step import Batch
 logger = logging.getLogger(__name__)
 
 Conditioning = Callable[[np.ndarray], np.ndarray]  # lam [D] -> cond [P]
-
-
-@dataclasses.dataclass(frozen=True)
-class AsyncConfig:
-    """Settings of an asynchronous run.
-
-    Attributes:
-      num_workers: K concurrent simulations (and size of the default process pool).
-      simulation_budget: stop after this many valid trajectories (faults do not count).
-      batch_size: B items per training step (short batches are zero-padded, weight 0).
-      buffer_capacity, buffer_policy, seen_threshold: the `HostBuffer`.
-      watermark: training starts once the buffer has held this many items.
-      task_timeout_s: a task without a result after this long (from submission) is a fault.
-      max_faults: stop launching after this many faults, so a broken solver ends the run.
-      drain: train on the items left when the budget is reached.
-      max_train_steps: optional cap on training steps (None: no cap).
-    """
-
-    num_workers: int = 2
-    simulation_budget: int = 16
-    batch_size: int = 16
-    buffer_capacity: int = 1024
-    buffer_policy: str = "fifo"
-    seen_threshold: int = 1
-    watermark: int = 64
-    task_timeout_s: float = 600.0
-    max_faults: int = 100
-    drain: bool = True
-    max_train_steps: int | None = None
-
-    def __post_init__(self):
-        if self.num_workers < 1 or self.simulation_budget < 1 or self.batch_size < 1:
-            raise ValueError(f"num_workers, simulation_budget and batch_size must be >= 1: {self}")
-        if not 1 <= self.watermark <= self.buffer_capacity:
-            raise ValueError(f"watermark ({self.watermark}) must lie in [1, buffer_capacity = {self.buffer_capacity}]")
-        if self.batch_size > self.buffer_capacity:
-            raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_capacity ({self.buffer_capacity})")
-        if not self.task_timeout_s > 0:
-            raise ValueError(f"task_timeout_s must be > 0, got {self.task_timeout_s}")
-
-    @classmethod
-    def from_config(cls, config: Any = None, **overrides: Any) -> AsyncConfig:
-        """From a dict or ``ConfigDict`` plus keyword overrides; unknown fields are an error."""
-        fields = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}), **overrides)
-        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown async field(s) {sorted(unknown)}")
-        return cls(**fields)
-
-
-class Launch(NamedTuple):
-    lam_id: int  # unique id of the simulation
-    lam: np.ndarray  # [D] float64, box units
-    step: int  # training steps done when λ was drawn (= updates the strategy state had seen)
-    time_s: float  # seconds since the run started
-
-
-class Latency(NamedTuple):
-    lam_id: int
-    steps: int  # training steps between the draw of λ and the first step that used its data
-    seconds: float  # wall time between the same two events
-
-
-@dataclasses.dataclass(frozen=True)
-class AsyncSummary:
-    """What a run did. ``latency_*`` hold ``mean``, ``median``, ``max`` and ``count``."""
-
-    num_launched: int  # fresh λ submitted (replacements included, requeues not)
-    num_completed: int  # valid trajectories pushed to the buffer
-    num_train_steps: int
-    num_trained_samples: int  # valid items in training batches (repeats counted)
-    num_items_pushed: int
-    num_evicted_unseen: int  # items overwritten before any training used them
-    faults: dict[str, int]  # kind -> count, every kind of `external.FAULT_KINDS` present
-    num_redrawn: int  # replacement tasks launched with a fresh λ after a fault
-    num_requeued: int  # tasks resubmitted unchanged after their pool was rebuilt
-    num_pool_restarts: int
-    latency_steps: dict[str, float]
-    latency_s: dict[str, float]
-    losses: tuple[float, ...]  # objective of each training step
-    launches: tuple[Launch, ...]
-    latencies: tuple[Latency, ...]
-    wall_s: float
-    stopped_early: str | None  # why launching stopped before the budget, or None
-
-    def metrics(self) -> dict[str, float]:
-        """Flat scalars for a metrics writer."""
-        out = {f"faults/{k}": float(v) for k, v in self.faults.items()}
-        out.update({f"latency_steps/{k}": float(v) for k, v in self.latency_steps.items()})
-        out.update({f"latency_s/{k}": float(v) for k, v in self.latency_s.items()})
-        for name in ("num_launched", "num_completed", "num_train_steps", "num_trained_samples", "num_items_pushed",
-                     "num_evicted_unseen", "num_redrawn", "num_requeued", "num_pool_restarts", "wall_s"):
-            out[name] = float(getattr(self, name))
-        out["final_loss"] = self.losses[-1] if self.losses else float("nan")
-        return out
-
-
-class AsyncResult(NamedTuple):
-    train_state: Any
-    strategy_state: Any
-    summary: AsyncSummary
-
-
-def describe(values: list[float]) -> dict[str, float]:
-    """``mean``, ``median``, ``max`` and ``count`` of ``values`` (NaN statistics when empty)."""
-    if not values:
-        return {"mean": float("nan"), "median": float("nan"), "max": float("nan"), "count": 0}
-    return {"mean": statistics.fmean(values), "median": statistics.median(values), "max": max(values),
-            "count": len(values)}
 
 
 class AsyncTrainer:
@@ -192,7 +83,8 @@ class AsyncTrainer:
       config: `AsyncConfig`.
       executor: see `WorkerPool` (None: an owned spawn process pool of ``num_workers``).
       conditioning: ``lam [D] -> cond [P]`` fed to the model with each item (None: P = 0).
-      trajectory_shape: the ``[T, C, *grid]`` every result must have; None: the first valid one's.
+      trajectory_shape: the ``[T, C, *grid]`` every result must have (required: were the first
+        result to fix it, one wrong first result would turn every later good one into garbage).
     """
 
     def __init__(
@@ -215,13 +107,18 @@ class AsyncTrainer:
                 f"ExecutableSolver.timeout_s ({solver.timeout_s:g}) must be below "
                 f"task_timeout_s ({config.task_timeout_s:g})"
             )
+        if trajectory_shape is None:
+            raise ValueError("async mode: trajectory_shape is required, the [T, C, *grid] every solver result must have")
+        if trajectory_shape[0] - 1 > config.buffer_capacity:
+            raise ValueError(f"async mode: a trajectory of {trajectory_shape[0]} frames gives {trajectory_shape[0] - 1} "
+                             f"items, more than buffer_capacity = {config.buffer_capacity}; raise buffer_capacity")
         self.solver = solver
         self.strategy = strategy
         self.train_step = train_step
         self.config = config
         self.executor = executor
         self.conditioning = conditioning
-        self.trajectory_shape = None if trajectory_shape is None else tuple(trajectory_shape)
+        self.trajectory_shape = tuple(trajectory_shape)
         self.sample = jax.jit(strategy.sample, static_argnums=2)
         self.update = jax.jit(strategy.update)
 
@@ -426,9 +323,6 @@ class _Run:
         if problem is not None:
             self.fault(task, *problem)
             return
-        if u.shape[0] - 1 > self.cfg.buffer_capacity:
-            raise ValueError(f"{u.shape[0]} frames do not fit buffer_capacity {self.cfg.buffer_capacity}")
-        self.shape = u.shape  # the first valid trajectory fixes the shape when none was given
         conditioning = self.trainer.conditioning
         cond = np.zeros((0,), np.float32) if conditioning is None else conditioning(launch.lam)
         lost = self.buffer.push(trajectory_items(u, launch.lam, launch.lam_id, cond))

@@ -1,6 +1,8 @@
 """Named simulation problems: a `ParamSpace` + IC map + PDE, as a `Simulator`.
 
-Every builder takes keyword overrides (grid, steps, ranges) and returns a `Simulator`;
+Every builder takes keyword overrides (grid, steps, ranges) and returns a `Simulator`. In every
+builder ``num_steps`` counts saved frames after u0 (the transitions a surrogate learns) and
+``save_every`` or ``substeps`` the solver steps between two frames;
 `get_problem(name, **kwargs)` is how configs choose one. Sizes default to CPU scale;
 the configs' GPU variants pass larger grids.
 """
@@ -146,7 +148,7 @@ def burgers_1d(*, num_points=128, num_steps=40, dt=0.01, diffusivity=(0.01, 0.1)
 
 
 def ks_2d_fourier(
-    *, num_points=64, output_points=32, num_modes=150, num_steps=20, save_every=5, dt=0.1,
+    *, num_points=64, output_points=32, num_modes=150, num_steps=4, save_every=5, dt=0.1,
     domain_extent=(10.0, 130.0), warmup_steps=0,
 ):
     """2D KS with a truncated-Fourier IC: λ = (a_1…a_K, φ_1…φ_K, L), 2K + 1 dims (301 for K = 150)."""
@@ -162,12 +164,12 @@ def ks_2d_fourier(
     def ic(p, x, length):
         return ics.truncated_fourier(p["amp"], p["phase"], x, length)
 
-    return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, warmup_steps=warmup_steps,
-                     output_points=output_points, cond_names=("L",), name="ks_2d_fourier")
+    return Simulator(space, make_pde, ic, num_steps=num_steps * save_every, save_every=save_every,
+                     warmup_steps=warmup_steps, output_points=output_points, cond_names=("L",), name="ks_2d_fourier")
 
 
 def gray_scott_blobs(
-    *, num_points=64, output_points=32, num_blobs=12, num_steps=40, save_every=10, dt=1.0,
+    *, num_points=64, output_points=32, num_blobs=12, num_steps=4, save_every=10, dt=1.0,
     domain_extent=(0.5, 10.0), feed_rate=0.04, kill_rate=0.06,
 ):
     """Gray–Scott with K Gaussian blobs (cx, cy, width, amplitude) and the domain length: 4K + 1 dims (49)."""
@@ -183,12 +185,12 @@ def gray_scott_blobs(
         blobs = jnp.stack([jnp.stack([p[f"cx_{i}"], p[f"cy_{i}"], p[f"w_{i}"], p[f"amp_{i}"]]) for i in range(num_blobs)])
         return ics.gaussian_blobs(blobs, x, length)
 
-    return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, output_points=output_points,
-                     cond_names=("L",), name="gray_scott_blobs")
+    return Simulator(space, make_pde, ic, num_steps=num_steps * save_every, save_every=save_every,
+                     output_points=output_points, cond_names=("L",), name="gray_scott_blobs")
 
 
 def kolmogorov_fourier(
-    *, num_points=64, output_points=32, num_modes=32, num_steps=50, save_every=10, dt=0.01,
+    *, num_points=64, output_points=32, num_modes=32, num_steps=5, save_every=10, dt=0.01,
     diffusivity=(0.003, 0.008), amplitude_scale=4.0,
 ):
     """Kolmogorov flow on L = 2π, truncated-Fourier vorticity IC and viscosity ν in λ: 2K + 1 dims."""
@@ -204,8 +206,8 @@ def kolmogorov_fourier(
     def ic(p, x, length):
         return amplitude_scale * ics.truncated_fourier(p["amp"], p["phase"], x, length)
 
-    return Simulator(space, make_pde, ic, num_steps=num_steps, save_every=save_every, output_points=output_points,
-                     cond_names=("nu",), name="kolmogorov_fourier")
+    return Simulator(space, make_pde, ic, num_steps=num_steps * save_every, save_every=save_every,
+                     output_points=output_points, cond_names=("nu",), name="kolmogorov_fourier")
 
 
 PROBLEMS = {

@@ -1,0 +1,120 @@
+"""What the asynchronous mode is told and what it reports: its settings (`AsyncConfig`), the
+record of each launch and its latency, and the summary of a run (`AsyncSummary`, `AsyncResult`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class AsyncConfig:
+    """Settings of an asynchronous run.
+
+    Attributes:
+      num_workers: K concurrent simulations (and size of the default process pool).
+      simulation_budget: stop after this many valid trajectories (faults do not count).
+      batch_size: B items per training step (short batches are zero-padded, weight 0).
+      buffer_capacity, buffer_policy, seen_threshold: the `HostBuffer`.
+      watermark: training starts once the buffer has held this many items.
+      task_timeout_s: a task without a result after this long (from submission) is a fault.
+      max_faults: stop launching after this many faults, so a broken solver ends the run.
+      drain: train on the items left when the budget is reached.
+      max_train_steps: optional cap on training steps (None: no cap).
+    """
+
+    num_workers: int = 2
+    simulation_budget: int = 16
+    batch_size: int = 16
+    buffer_capacity: int = 1024
+    buffer_policy: str = "fifo"
+    seen_threshold: int = 1
+    watermark: int = 64
+    task_timeout_s: float = 600.0
+    max_faults: int = 100
+    drain: bool = True
+    max_train_steps: int | None = None
+
+    def __post_init__(self):
+        if self.num_workers < 1 or self.simulation_budget < 1 or self.batch_size < 1:
+            raise ValueError(f"num_workers, simulation_budget and batch_size must be >= 1: {self}")
+        if not 1 <= self.watermark <= self.buffer_capacity:
+            raise ValueError(f"watermark ({self.watermark}) must lie in [1, buffer_capacity = {self.buffer_capacity}]")
+        if self.batch_size > self.buffer_capacity:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_capacity ({self.buffer_capacity})")
+        if not self.task_timeout_s > 0:
+            raise ValueError(f"task_timeout_s must be > 0, got {self.task_timeout_s}")
+
+    @classmethod
+    def from_config(cls, config: Any = None, **overrides: Any) -> AsyncConfig:
+        """From a dict or ``ConfigDict`` plus keyword overrides; unknown fields are an error."""
+        fields = dict(config.to_dict() if hasattr(config, "to_dict") else (config or {}), **overrides)
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown async field(s) {sorted(unknown)}")
+        return cls(**fields)
+
+
+class Launch(NamedTuple):
+    lam_id: int  # unique id of the simulation
+    lam: np.ndarray  # [D] float64, box units
+    step: int  # training steps done when λ was drawn (= updates the strategy state had seen)
+    time_s: float  # seconds since the run started
+
+
+class Latency(NamedTuple):
+    lam_id: int
+    steps: int  # training steps between the draw of λ and the first step that used its data
+    seconds: float  # wall time between the same two events
+
+
+@dataclasses.dataclass(frozen=True)
+class AsyncSummary:
+    """What a run did. ``latency_*`` hold ``mean``, ``median``, ``max`` and ``count``."""
+
+    num_launched: int  # fresh λ submitted (replacements included, requeues not)
+    num_completed: int  # valid trajectories pushed to the buffer
+    num_train_steps: int
+    num_trained_samples: int  # valid items in training batches (repeats counted)
+    num_items_pushed: int
+    num_evicted_unseen: int  # items overwritten before any training used them
+    faults: dict[str, int]  # kind -> count, every kind of `external.FAULT_KINDS` present
+    num_redrawn: int  # replacement tasks launched with a fresh λ after a fault
+    num_requeued: int  # tasks resubmitted unchanged after their pool was rebuilt
+    num_pool_restarts: int
+    latency_steps: dict[str, float]
+    latency_s: dict[str, float]
+    losses: tuple[float, ...]  # objective of each training step
+    launches: tuple[Launch, ...]
+    latencies: tuple[Latency, ...]
+    wall_s: float
+    stopped_early: str | None  # why launching stopped before the budget, or None
+
+    def metrics(self) -> dict[str, float]:
+        """Flat scalars for a metrics writer."""
+        out = {f"faults/{k}": float(v) for k, v in self.faults.items()}
+        out.update({f"latency_steps/{k}": float(v) for k, v in self.latency_steps.items()})
+        out.update({f"latency_s/{k}": float(v) for k, v in self.latency_s.items()})
+        for name in ("num_launched", "num_completed", "num_train_steps", "num_trained_samples", "num_items_pushed",
+                     "num_evicted_unseen", "num_redrawn", "num_requeued", "num_pool_restarts", "wall_s"):
+            out[name] = float(getattr(self, name))
+        out["final_loss"] = self.losses[-1] if self.losses else float("nan")
+        return out
+
+
+class AsyncResult(NamedTuple):
+    train_state: Any
+    strategy_state: Any
+    summary: AsyncSummary
+
+
+def describe(values: list[float]) -> dict[str, float]:
+    """``mean``, ``median``, ``max`` and ``count`` of ``values`` (NaN statistics when empty)."""
+    if not values:
+        return {"mean": float("nan"), "median": float("nan"), "max": float("nan"), "count": 0}
+    return {"mean": statistics.fmean(values), "median": statistics.median(values), "max": max(values),
+            "count": len(values)}
