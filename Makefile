@@ -17,8 +17,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/quickstart.py --workdir runs/quickstart
 
+# Two workers, each test file on one of them (a file's module fixtures are built once).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

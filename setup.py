@@ -28,6 +28,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",  # the suite runs on two workers
             "hypothesis>=6.100",
             "nbmake>=1.5",
             "ipykernel>=6",

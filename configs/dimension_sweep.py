@@ -6,7 +6,7 @@ so K adds shape dimensions and nothing else (`problems.ks_conservative_bumps_1d`
 else is the 1D online config at the authors' protocol (MSE objective, nRMSE signal), at a smaller
 budget so one run takes about a minute on 2 CPU cores.
 
-  python scripts/dimension_sweep.py --workdir runs/results/dimension_sweep      # every D, strategy, seed
+  python scripts/sweep.py --sweep=dimension --workdir runs/results/dimension_sweep   # every D, strategy, seed
   python scripts/train.py --config=configs/dimension_sweep.py:ogas,k32 --workdir=runs/ds_ogas_k32
 
 Arguments: a strategy (uniform, breed_online, ogas, sbal; default uniform), the number of bumps

@@ -14,6 +14,8 @@ Arguments (comma-separated after the colon; anything else is an error):
   protocol   default: the authors' protocol, the surrogate minimises the MSE and the
              strategies' per-sample signal is the nRMSE of the same forward pass;
              ``nrmse``: nRMSE for both; ``mse``: MSE for both
+  model      a surrogate of the capacity sweep: fno1d_tiny (default; 9k parameters), fno1d_medium
+             (79k), fno1d_small (550k), vit1d_tiny (17k), vit1d_small (448k)
   paper      the authors' strategy settings (docs/design.md lists them and where we deviate)
   gpu        full size; ``tiny``: a seconds-long smoke run
 Scoring: a 512-trajectory scrambled-Halton score set over the whole box, cached on disk and
@@ -34,13 +36,15 @@ STRATEGY_SETTINGS = {
 
 
 STRATEGY_ALIASES = {"breed": "breed_online"}
+# The capacity sweep's surrogates, smallest to largest (parameters for one field, no conditioning).
+CAPACITY_LADDER = ("fno1d_tiny", "fno1d_medium", "fno1d_small", "vit1d_tiny", "vit1d_small")
 
 
 def get_config(arg: str | None = None):
     from qsal_jax.experiments.config_args import parse_args
 
     a = parse_args(arg, groups={"strategy": (*STRATEGY_SETTINGS, *STRATEGY_ALIASES), "problem": ("ks", "ks_conservative"),
-                                "protocol": ("nrmse", "mse")},
+                                "protocol": ("nrmse", "mse"), "model": CAPACITY_LADDER},
                    flags=("paper", "gpu", "tiny"))
     strategy = STRATEGY_ALIASES.get(a["strategy"], a["strategy"] or "breed_online")
     problem = {"ks": "ks_1d", "ks_conservative": "ks_conservative_1d", None: "kdv_1d"}[a["problem"]]
@@ -90,6 +94,9 @@ def get_config(arg: str | None = None):
         c.buffer.update(capacity=128, watermark=8)
         c.eval.update(grid_size=3, score_size=16, every=3)
         c.plots = False
+    if a["model"]:
+        c.model.name = a["model"]
+        c.name += f"_{a['model']}"
     if a["paper"]:  # last: the settings depend on the sizes above
         paper_settings(c)
         c.name += "_paper"

@@ -12,3 +12,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+# Tests build the same programs again and again (and subprocess runs of scripts/train.py use the
+# same cache by default): a persistent compilation cache spares the recompiles.
+from qsal_jax.experiments.cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()

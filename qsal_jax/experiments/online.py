@@ -108,6 +108,16 @@ def init_state(engine: OnlineEngine, model, optimizer, seed: int):
     return engine.init(key, train)
 
 
+def count_state_params(engine: OnlineEngine, model) -> int:
+    """Parameters of one surrogate (one ensemble member) on the engine's state shape."""
+    from qsal_jax.models import count_params
+
+    sim = engine.simulator
+    x = jnp.zeros((1,) + sim.state_shape, sim.dtype)
+    cond = jnp.zeros((1, len(sim.cond_names)), sim.dtype)
+    return count_params(jax.eval_shape(model.init, jax.random.PRNGKey(0), x, cond))
+
+
 def check_config(config) -> None:
     """The online kind's validation (`validation.validate_config`): nothing is built."""
     validate_config(config)

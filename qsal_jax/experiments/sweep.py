@@ -70,7 +70,7 @@ def plot_ratio_sweep(tables: dict, x_values: dict, out_path: str, *, x_label: st
                 jitter = xv * (1 + 0.03 * (i - len(strategies) / 2)) if log_x else xv
                 ax.plot([jitter] * len(v["per_seed"]), v["per_seed"], ".", color=line.get_color(), alpha=0.5)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set(xlabel=x_label, ylabel=f"Uniform / strategy, {number}", xscale="log" if log_x else "linear",
+        ax.set(xlabel=x_label, ylabel=f"Uniform / strategy, {number}", xscale="log" if log_x else "linear", yscale="log",
                title=f"{number} (> 1: strategy better)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     if title:

@@ -11,6 +11,7 @@ on ``model.init``; they do not depend on the grid.
 preset          configuration                                          parameters
 =============== ===================================================== ============
 fno1d_tiny      modes 8, width 16, depth 2, head 32                          9,345
+fno1d_medium    modes 12, width 32, depth 3, head 64                        79,137
 fno1d_small     modes 16, width 64, depth 4, head 128                      549,505
 fno2d_tiny      modes 4×4, width 8, depth 2, head 16                         8,513
 fno2d_small     modes 12×12, width 32, depth 4, head 128                 2,367,937
@@ -66,6 +67,7 @@ _ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {
 # preset -> (architecture, overrides of its defaults)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "fno1d_tiny": ("fno1d", dict(modes=(8,), width=16, depth=2, projection_features=32)),
+    "fno1d_medium": ("fno1d", dict(modes=(12,), width=32, depth=3, projection_features=64)),
     "fno1d_small": ("fno1d", dict(modes=(16,), width=64, depth=4, projection_features=128)),
     "fno2d_tiny": ("fno2d", dict(modes=(4, 4), width=8, depth=2, projection_features=16)),
     "fno2d_small": ("fno2d", dict(modes=(12, 12), width=32, depth=4, projection_features=128)),
