@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean results-handback
+.PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean results-handback \
+	results-dimension results-capacity
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +56,15 @@ results-handback: $(STAMP)
 	$(Q) --first_seed=5 --workdir runs/results/kdv_confirm_handback --strategies=breed_online --label="hand-back" --set=strategy.settings.handback_step=360,strategy.settings.handback_alpha=0.0 --baseline_runs=runs/results/kdv_confirm
 	$(Q) --workdir runs/results/ks_cons_breed_handback --config_args=ks_conservative --strategies=breed_online --label="hand-back" --set=strategy.settings.handback_step=360,strategy.settings.handback_alpha=0.0 --baseline_runs=runs/results/ks_cons
 
-results: results-kdv results-ks-cons results-mean results-handback
+# The dimension sweep (Uniform, Breed, OGAS, SBAL at D = 5, 17, 65, 257) and the capacity sweep
+# (Uniform and Breed on KdV with FNOs of 9k/79k/550k and ViTs of 17k/448k parameters).
+results-dimension: $(STAMP)
+	$(PY) scripts/sweep.py --sweep=dimension --workdir runs/results/dimension_sweep --seeds=$(SEEDS)
+
+results-capacity: $(STAMP)
+	$(PY) scripts/sweep.py --sweep=capacity --workdir runs/results/capacity_sweep --seeds=$(SEEDS)
+
+results: results-kdv results-ks-cons results-mean results-handback results-dimension results-capacity
 
 clean:
 	rm -rf $(VENV) runs *.egg-info
