@@ -340,3 +340,39 @@ def test_sequence_strategy_continues_across_launches(setup, solver):
     expected = np.asarray(p.sample(p.init(key_init), None, 6)[0], np.float64)
     np.testing.assert_allclose(np.stack([x.lam for x in s.launches]), expected, rtol=1e-6)
     assert int(result.strategy_state.index) == 6
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_sigkill_mid_run_then_resume_spends_the_budget_exactly(tmp_path):
+    """Kill an async run after its second checkpoint; the same command resumes from it and
+    completes exactly the budget's trajectories, with the train state continuing past the kill."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    job = Path(__file__).resolve().parent / "async_job.py"
+    ckpt, result = tmp_path / "ckpt", tmp_path / "result.json"
+    env = dict(os.environ, PYTHONPATH=str(job.parents[1]), XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, str(job), str(ckpt), str(result)], env=env)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        steps = [int(p.name) for p in ckpt.glob("*") if p.name.isdigit()] if ckpt.exists() else []
+        if len(steps) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed; make it slower"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.name) for p in ckpt.glob("*") if p.name.isdigit())
+    assert not result.exists()
+    out = subprocess.run([sys.executable, str(job), str(ckpt), str(result)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resumed from checkpoint" in out.stderr
+    r = json.loads(result.read_text())
+    assert r["completed"] == 24  # the budget, exactly: in-flight work at the kill was launched again
+    assert r["train_steps"] > killed_at and r["final_step"] == r["train_steps"]
+    # The resumed run launched only what was missing: the work before the checkpoint was kept.
+    assert 0 < r["launched"] < 24

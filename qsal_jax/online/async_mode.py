@@ -134,7 +134,10 @@ class AsyncTrainer:
         pool = WorkerPool(self.executor, self.config.num_workers)
         if pool.uses_processes:
             _check_picklable(self.solver)
-        return _Run(self, pool, train_state, strategy_state, key_sample, np.random.default_rng(seed)).run()
+        run = _Run(self, pool, train_state, strategy_state, key_sample, np.random.default_rng(seed))
+        if self.config.checkpoint_dir:
+            run.resume(seed)
+        return run.run()
 
 
 def run_async(
@@ -190,7 +193,8 @@ class _Run:
         self.latencies: dict[int, Latency] = {}
         self.faults = Counter({k: 0 for k in FAULT_KINDS})
         self.losses: list[float] = []
-        self.step = self.completed = self.trained = 0
+        self.step = self.completed = self.trained = self.next_id = 0
+        self.resumed_from: int | None = None
         self.redraws_pending = self.redrawn = self.requeued = self.restarts = 0
         self.started = False
         self.stopped_early: str | None = None
@@ -242,7 +246,8 @@ class _Run:
         c = self.cfg
         while (len(self.tasks) < c.num_workers and self.stopped_early is None
                and self.completed + len(self.tasks) < c.simulation_budget and self.buffer.has_room()):
-            lam_id = len(self.launches)
+            lam_id = self.next_id
+            self.next_id += 1
             lam, self.strategy_state = self.trainer.sample(self.strategy_state, jax.random.fold_in(self.key, lam_id), 1)
             launch = Launch(lam_id, np.asarray(lam, np.float64)[0], self.step, self.now())
             self.launches[lam_id] = launch
@@ -349,11 +354,57 @@ class _Run:
             self.stop(f"max_train_steps ({self.cfg.max_train_steps}) reached")
         self.trained += int(valid.sum())
         for lam_id in np.unique(items.lam_id[valid]).tolist():
-            if lam_id not in self.latencies:
+            if lam_id not in self.latencies and lam_id in self.launches:  # launched before a resume: unknown
                 launch = self.launches[lam_id]
                 self.latencies[lam_id] = Latency(lam_id, step - launch.step, now - launch.time_s)
                 logger.info("first use id=%d step=%d latency=%d steps %.3f s", lam_id, step,
                             step - launch.step, now - launch.time_s)
+
+        every = self.cfg.checkpoint_every
+        if every and self.step % every == 0:
+            self.save_checkpoint()
+
+    # ------------------------------------------------------------ checkpoints
+    _COUNTERS = ("step", "completed", "trained", "next_id", "redrawn", "requeued", "restarts")
+
+    def _checkpoint_tree(self) -> dict:
+        self._allocate_buffer()
+        return {"train": self.train_state, "strategy": self.strategy_state, "buffer": self.buffer.state_arrays(),
+                "counters": np.asarray([getattr(self, k) for k in self._COUNTERS], np.int64),
+                "faults": np.asarray([self.faults[k] for k in FAULT_KINDS], np.int64)}
+
+    def _allocate_buffer(self) -> None:
+        """Storage shaped by the declared trajectory shape, so a fresh run has a checkpoint template."""
+        lam, _ = self.trainer.sample(self.strategy_state, jax.random.PRNGKey(0), 1)
+        lam = np.asarray(lam, np.float64)[0]
+        cond = np.zeros((0,), np.float32) if self.trainer.conditioning is None else self.trainer.conditioning(lam)
+        self.buffer.allocate(trajectory_items(np.zeros(self.shape, np.float32), lam, -1, cond))
+
+    def save_checkpoint(self) -> None:
+        from qsal_jax.training import checkpoint
+
+        checkpoint.save(self.cfg.checkpoint_dir, self.step, self._checkpoint_tree())
+        logger.info("checkpoint step=%d completed=%d", self.step, self.completed)
+
+    def resume(self, seed: int) -> None:
+        """Continue from the newest intact checkpoint in ``checkpoint_dir``, if there is one."""
+        from qsal_jax.training import checkpoint
+
+        restored = checkpoint.restore_latest(self.cfg.checkpoint_dir, self._checkpoint_tree())
+        if restored is None:
+            return
+        tree, step = restored
+        self.train_state, self.strategy_state = tree["train"], tree["strategy"]
+        self.buffer.load_state_arrays(tree["buffer"])
+        for name, value in zip(self._COUNTERS, np.asarray(tree["counters"]).tolist()):
+            setattr(self, name, int(value))
+        self.faults = Counter(dict(zip(FAULT_KINDS, (int(x) for x in np.asarray(tree["faults"])))))
+        # Batch draws after a resume come from a generator seeded by the run and the step.
+        self.buffer._rng = np.random.default_rng([seed, self.step])
+        self.started = self.buffer.num_pushed >= self.cfg.watermark
+        self.resumed_from = step
+        logger.warning("resumed from checkpoint step=%d (completed %d of %d simulations)", step, self.completed,
+                       self.cfg.simulation_budget)
 
     def summary(self) -> AsyncSummary:
         lat = [self.latencies[i] for i in sorted(self.latencies)]

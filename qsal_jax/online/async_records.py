@@ -25,6 +25,10 @@ class AsyncConfig:
       max_faults: stop launching after this many faults, so a broken solver ends the run.
       drain: train on the items left when the budget is reached.
       max_train_steps: optional cap on training steps (None: no cap).
+      checkpoint_dir, checkpoint_every: save the train state, the strategy state, the host buffer
+        and the counters every ``checkpoint_every`` training steps (0: never); a run given a
+        directory that holds a checkpoint resumes from it (simulations in flight when it stopped
+        are launched again, so the budget counts completed trajectories exactly).
     """
 
     num_workers: int = 2
@@ -38,6 +42,8 @@ class AsyncConfig:
     max_faults: int = 100
     drain: bool = True
     max_train_steps: int | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0
 
     def __post_init__(self):
         if self.num_workers < 1 or self.simulation_budget < 1 or self.batch_size < 1:
@@ -48,6 +54,8 @@ class AsyncConfig:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed buffer_capacity ({self.buffer_capacity})")
         if not self.task_timeout_s > 0:
             raise ValueError(f"task_timeout_s must be > 0, got {self.task_timeout_s}")
+        if self.checkpoint_every < 0 or (self.checkpoint_every and not self.checkpoint_dir):
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be >= 0 and needs a checkpoint_dir")
 
     @classmethod
     def from_config(cls, config: Any = None, **overrides: Any) -> AsyncConfig:

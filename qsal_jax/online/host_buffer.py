@@ -85,6 +85,27 @@ class HostBuffer:
         """A push would not overwrite unseen data (empty slots, or items seen ``seen_threshold`` times)."""
         return self.size < self.capacity or self.num_seen() > 0
 
+    # --------------------------------------------------------------- checkpoints
+    def allocate(self, example: HostItems) -> None:
+        """Allocate storage for items shaped like ``example`` (``[n, ...]``) before the first push."""
+        if self._items is None:
+            self._items = HostItems(*(np.zeros((self.capacity,) + x.shape[1:], x.dtype) for x in example))
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything the buffer holds, as arrays (for a checkpoint; `allocate` first)."""
+        if self._items is None:
+            raise ValueError("HostBuffer.state_arrays: allocate the storage first")
+        return {"items": self._items._asdict(), "occupied": self._occupied.copy(), "seen": self._seen.copy(),
+                "stamp": self._stamp.copy(), "counts": np.asarray([self.num_pushed, self.num_evicted_unseen], np.int64)}
+
+    def load_state_arrays(self, arrays: dict) -> None:
+        """The inverse of `state_arrays`."""
+        self._items = HostItems(**{k: np.array(v) for k, v in arrays["items"].items()})
+        self._occupied = np.array(arrays["occupied"], bool)
+        self._seen = np.array(arrays["seen"], np.int32)
+        self._stamp = np.array(arrays["stamp"], np.int64)
+        self.num_pushed, self.num_evicted_unseen = (int(x) for x in np.asarray(arrays["counts"]))
+
     # ------------------------------------------------------------------ updates
     def push(self, items: HostItems) -> int:
         """Store ``items`` (``[n, ...]``, n ≤ capacity); returns how many unseen items it overwrote."""
