@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from qsal_jax.proposals.base import Proposal, make_feedback
-from qsal_jax.proposals.diffusion import make_schedule, respace
-from qsal_jax.proposals.ogas import DEFAULTS, ema_moments, fifo_push, make_ogas, ogas, standardise, time_calls
+from qsal_jax.proposals.diffusion import make_noise_schedule, respace
+from qsal_jax.benchmarks.proposals import time_ogas_calls
+from qsal_jax.proposals.ogas import DEFAULTS, ema_moments, fifo_push, make_ogas, ogas, standardise
 from qsal_jax.simulation.param_space import ParamSpace
 
 SPACE = ParamSpace.box({"a": (-1.0, 3.0), "b": (0.0, 1e-3), "c": (5.0, 6.0)})
@@ -169,7 +170,7 @@ def test_standardise_degenerate_statistics():
 # --------------------------------------------------------------------------- schedule
 @pytest.mark.parametrize("kind", ["cosine", "linear"])
 def test_schedule_closed_forms_and_respacing(kind):
-    sched = make_schedule(50, kind)
+    sched = make_noise_schedule(50, kind)
     beta = np.asarray(sched.beta, np.float64)
     np.testing.assert_allclose(np.asarray(sched.alpha_bar), np.cumprod(1 - beta), rtol=1e-5, atol=1e-9)
     assert np.all((beta > 0) & (beta < 1)) and float(sched.post_std[0]) == 0.0
@@ -347,8 +348,8 @@ def test_importance_weights(planted_state):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dim", [308])
-def test_time_calls_reports_positive_times(dim):
-    r = time_calls(ParamSpace.vector("a", dim, 0.0, 1.0), n=16, batch=32, repeats=2, warm_updates=1, **SMALL)
+def test_time_ogas_calls_reports_positive_times(dim):
+    r = time_ogas_calls(ParamSpace.vector("a", dim, 0.0, 1.0), n=16, batch=32, repeats=2, warm_updates=1, **SMALL)
     assert r["sample_us"] > 0 and r["update_us"] > 0 and r["mixing_ratio"] > 0
 
 
@@ -368,7 +369,7 @@ def test_out_of_box_draws_are_rejected_never_clipped_to_faces():
     eps = jnp.zeros((n,), jnp.float32)
     # The earlier rule (x̂0 clipped at the last step too) puts point masses on the faces: test power.
     net = Denoiser(SPACE.dim, SMALL["hidden"], SMALL["depth"], SMALL["steps"], DEFAULTS["eps_clip"])
-    clipped = 0.5 * (ddpm_sample(net.apply, state.denoiser, make_schedule(SMALL["steps"]), jax.random.PRNGKey(1), eps,
+    clipped = 0.5 * (ddpm_sample(net.apply, state.denoiser, make_noise_schedule(SMALL["steps"]), jax.random.PRNGKey(1), eps,
                                  SPACE.dim, DEFAULTS["guidance"], clip_final=True) + 1.0)
     assert np.mean(np.any((clipped == 0) | (clipped == 1), axis=-1)) > 0.3
     z = np.asarray(generate(state, jax.random.PRNGKey(2), eps))

@@ -184,7 +184,7 @@ def test_gradient_through_100_step_rollout_matches_finite_differences():
         pde = S.KuramotoSivashinsky(1, length, n, 0.05)
         x = spectral.grid(1, n, length, F64)
         u0 = amp * jnp.sin(2 * jnp.pi * x / length) + 0.1 * jnp.cos(6 * jnp.pi * x / length)
-        traj = S.rollout(S.make_stepper(pde, 2, dtype=F64), 100)(u0)
+        traj = S.rollout(S.make_stepper(pde, 2, dtype=F64), 100, include_init=True)(u0)
         return jnp.mean(traj[-1] ** 2) + jnp.mean(traj[50])
 
     theta = jnp.array([0.8, 22.0], F64)

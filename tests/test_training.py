@@ -233,7 +233,7 @@ def test_evaluate_against_exact_and_identity_models():
 
 def test_rollout_is_repeated_application():
     u0 = jnp.asarray(exact_trajectories(key(4), 2, 1)[:, 0])
-    us = training.rollout(exact_apply, None, u0, 3)
+    us = training.surrogate_rollout(exact_apply, None, u0, 3)
     assert us.shape == (2, 3, 1, N)
     np.testing.assert_allclose(us[:, 2], exact_apply(None, exact_apply(None, exact_apply(None, u0, None), None), None), atol=1e-5)
 

@@ -124,7 +124,7 @@ def reference_solution(num_points: int = 1024, dt: float = 1e-3, num_times: int 
     stepper = make_stepper(pde, order=4, dtype=dtype)
     x = (np.arange(num_points) / num_points * 2.0 - 1.0).astype(dtype)
     u0 = jnp.asarray(np.asarray(initial_condition(x))[None], dtype)
-    traj = jax.jit(rollout(stepper, steps, save_every=save_every))(u0)  # [T, 1, N]
+    traj = jax.jit(rollout(stepper, steps, save_every=save_every, include_init=True))(u0)  # [T, 1, N]
     u = np.asarray(traj)[:, 0, ::subsample]
     t = np.linspace(0.0, t_end, num_times).astype(dtype)
     return x[::subsample], t, u

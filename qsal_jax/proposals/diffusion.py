@@ -32,7 +32,7 @@ class Schedule(NamedTuple):
     t_model: jax.Array  # [T] int32: the network's time index of each step (identity unless respaced)
 
 
-def make_schedule(steps: int, kind: str = "cosine") -> Schedule:
+def make_noise_schedule(steps: int, kind: str = "cosine") -> Schedule:
     """β schedule: ``"cosine"`` (Nichol & Dhariwal 2021, s = 0.008) or ``"linear"`` (Ho et al. 2020,
     rescaled from 1000 steps so that ``T β̄`` is preserved)."""
     if steps < 2:

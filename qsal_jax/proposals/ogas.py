@@ -61,7 +61,6 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -69,9 +68,9 @@ import jax.numpy as jnp
 import optax
 
 from qsal_jax.proposals import _common as C
-from qsal_jax.proposals.base import Feedback, Proposal, make_feedback
+from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.proposals.combinators import mix_uniform
-from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_schedule, respace
+from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_noise_schedule, respace
 from qsal_jax.simulation.param_space import ParamSpace
 
 _SIGNAL_MAX = 1e15  # |signal| clip before the moments: squares stay finite in float32
@@ -220,7 +219,7 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
     _check(s)
     dim, cap, bs = space.dim, int(s["capacity"]), int(s["batch_size"])
     f32 = jnp.float32
-    sched = make_schedule(int(s["steps"]), s["schedule"])
+    sched = make_noise_schedule(int(s["steps"]), s["schedule"])
     sample_sched = sched if s["sample_steps"] is None else respace(sched, int(s["sample_steps"]))
     capped = s["eps_mode"] == "cap"
     eps_top = float(s["eps_cap"] if capped else s["eps_clip"])
@@ -372,40 +371,3 @@ def ogas(space: ParamSpace, **settings) -> Proposal:
 
 
 ogas.settings_type = OGASSettings  # the declaration `proposals.settings_of` reads
-
-
-def time_calls(space: ParamSpace, *, n: int = 64, batch: int = 256, repeats: int = 20, warm_updates: int = 3, **settings):
-    """Median wall time (µs) of jitted ``sample(n)`` and ``update(B=batch)`` with the generator active.
-
-    Runs ``warm_updates`` updates first (with ``min_fill`` and ``ramp_updates`` small enough that the
-    generator trains and draws), then times ``repeats`` calls of each. Returns a dict.
-    """
-    settings = {"min_fill": min(batch, settings.get("capacity", DEFAULTS["capacity"])), "ramp_updates": 1, **settings}
-    p = make_ogas(space, **settings)
-    sample = jax.jit(p.sample, static_argnums=2)
-    update = jax.jit(p.update)
-    key = jax.random.PRNGKey(0)
-    state = p.init(key)
-
-    def feedback(i):
-        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
-        return make_feedback(space.sample_uniform(k1, batch), jax.random.uniform(k2, (batch,), jnp.float32), step=i)
-
-    fbs = [feedback(i) for i in range(max(warm_updates, 1) + repeats)]
-    for i in range(max(warm_updates, 1)):
-        state = jax.block_until_ready(update(state, fbs[i]))
-    jax.block_until_ready(sample(state, key, n))
-
-    def median_us(fn, args_list):
-        ts = []
-        for args in args_list:
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            ts.append(time.perf_counter() - t0)
-        return 1e6 * sorted(ts)[len(ts) // 2]
-
-    keys = [jax.random.fold_in(key, 1000 + i) for i in range(repeats)]
-    t_sample = median_us(lambda k: sample(state, k, n), [(k,) for k in keys])
-    t_update = median_us(lambda fb: update(state, fb), [(fb,) for fb in fbs[-repeats:]])
-    return {"dim": space.dim, "n": n, "batch": batch, "sample_us": t_sample, "update_us": t_update,
-            "mixing_ratio": float(p.mixing_ratio(state))}  # fmt: skip

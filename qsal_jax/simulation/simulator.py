@@ -111,7 +111,7 @@ class Simulator:
     def simulate_one(self, lam: jax.Array) -> jax.Array:
         """One trajectory ``[T, C, *grid]`` for ``lam: [D]`` (differentiable in λ)."""
         pde, stepper, u0 = self._initial_state_fine(lam)
-        traj = rollout(stepper, self.num_steps, save_every=self.save_every)(u0)
+        traj = rollout(stepper, self.num_steps, save_every=self.save_every, include_init=True)(u0)
         return self._to_output_grid(traj, pde)
 
     def simulate(self, lam: jax.Array) -> Trajectories:

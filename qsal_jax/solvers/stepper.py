@@ -81,11 +81,12 @@ def repeated(stepper, num_substeps: int):
     return step
 
 
-def rollout(stepper, num_steps: int, *, save_every: int = 1, include_init: bool = True):
+def rollout(stepper, num_steps: int, *, save_every: int = 1, include_init: bool = False):
     """Return ``fn(u0) -> trajectory [T, C, *grid]`` on `lax.scan`.
 
-    Saves every ``save_every``-th state, so T = num_steps // save_every (+1 with the
-    initial state). ``num_steps`` must be a multiple of ``save_every``.
+    Saves every ``save_every``-th state, so T = num_steps // save_every, plus the initial state
+    first with ``include_init`` (exponax's ``rollout`` convention, and the same default).
+    ``num_steps`` must be a multiple of ``save_every``.
     """
     if num_steps < 0 or save_every < 1 or num_steps % save_every:
         raise ValueError(

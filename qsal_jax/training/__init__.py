@@ -13,7 +13,7 @@ arguments plus a mesh. Nothing here knows about proposals or the online engine.
 """
 
 from qsal_jax.training import checkpoint, sharding
-from qsal_jax.training.evaluate import evaluate, one_step_errors, rollout, rollout_errors, summary_stats
+from qsal_jax.training.evaluate import evaluate, one_step_errors, rollout_errors, summary_stats, surrogate_rollout
 from qsal_jax.training.losses import LOSSES, get_loss, mse, nrmse, relative_l2, relative_mse, weighted_mean
 from qsal_jax.training.state import (
     OptimizerConfig,
@@ -46,7 +46,7 @@ __all__ = [
     "one_step_errors",
     "relative_l2",
     "relative_mse",
-    "rollout",
+    "surrogate_rollout",
     "rollout_errors",
     "sharding",
     "summary_stats",

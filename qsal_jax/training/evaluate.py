@@ -37,7 +37,7 @@ def _check_trajectories(trajectories: jax.Array, cond: jax.Array) -> None:
         raise ValueError(f"cond must be [N, P] with N={trajectories.shape[0]}; got {cond.shape}")
 
 
-def rollout(apply_fn: ApplyFn, params: Any, u0: jax.Array, num_steps: int, cond: jax.Array | None = None) -> jax.Array:
+def surrogate_rollout(apply_fn: ApplyFn, params: Any, u0: jax.Array, num_steps: int, cond: jax.Array | None = None) -> jax.Array:
     """Autoregressive rollout: ``u0: [B, C, *grid]`` → ``[B, num_steps, C, *grid]`` (float32).
 
     Output ``t`` is the model applied ``t + 1`` times to ``u0``; ``u0`` itself is not included.
@@ -104,7 +104,7 @@ def rollout_errors(
 
     def one(args):
         traj, c = args
-        preds = rollout(apply_fn, params, traj[:1], steps, c[None])[0]  # [steps, C, *grid]
+        preds = surrogate_rollout(apply_fn, params, traj[:1], steps, c[None])[0]  # [steps, C, *grid]
         return jax.vmap(functools.partial(_per_sample, metric))(preds, traj[1 : steps + 1])
 
     return jax.lax.map(one, (trajectories, cond), batch_size=batch_size)
