@@ -10,7 +10,8 @@ budget so one run takes about a minute on 2 CPU cores.
   python scripts/train.py --config=configs/dimension_sweep.py:ogas,k32 --workdir=runs/ds_ogas_k32
 
 Arguments: a strategy (uniform, breed_online, ogas, sbal; default uniform), the number of bumps
-(k2, k8 — the default —, k32, k128) and ``tiny`` for a seconds-long smoke run.
+(k2, k8 — the default —, k32, k128), ``gpu`` for GPU size (not yet timed on one) and ``tiny``
+for a seconds-long smoke run.
 """
 
 import ml_collections
@@ -27,7 +28,7 @@ BUMPS = {"k2": 2, "k8": 8, "k32": 32, "k128": 128}
 def get_config(arg: str | None = None):
     from qsal_jax.experiments.config_args import parse_args
 
-    a = parse_args(arg, groups={"strategy": tuple(STRATEGY_SETTINGS), "bumps": tuple(BUMPS)}, flags=("tiny",))
+    a = parse_args(arg, groups={"strategy": tuple(STRATEGY_SETTINGS), "bumps": tuple(BUMPS)}, flags=("tiny", "gpu"))
     strategy = a["strategy"] or "uniform"
     num_bumps = BUMPS[a["bumps"] or "k8"]
 
@@ -60,6 +61,14 @@ def get_config(arg: str | None = None):
         {"score_size": 512, "score_draw": "halton", "seed": 12345, "grid_size": 4, "grid_axes": ("A", "weight_0"),
          "every": 20}
     )
+    if a["gpu"]:  # a GPU machine: a wider grid, a bigger surrogate, 8192 simulations
+        c.problem.kwargs.update(num_points=512, output_points=128, num_steps=32)
+        c.model.name = "fno1d_small"
+        c.online.update(num_steps=512, clients_per_step=16, train_steps_per_step=16, steps_per_sync=32,
+                        checkpoint_every=128)
+        c.train.batch_size = 256
+        c.buffer.update(capacity=32768, watermark=2048)
+        c.eval.update(score_size=768, every=128)
     if a["tiny"]:
         c.problem.kwargs.update(num_points=64, num_steps=5)
         c.online.update(num_steps=6, clients_per_step=4, train_steps_per_step=2, steps_per_sync=3, checkpoint_every=3)
