@@ -61,6 +61,7 @@ from qsal_jax.online.external import (
     check_trajectory,
     classify_exception,
 )
+from qsal_jax.online import async_checkpoint
 from qsal_jax.online.async_records import AsyncConfig, AsyncResult, AsyncSummary, Latency, Launch, describe
 from qsal_jax.online.host_buffer import HostBuffer, trajectory_items
 from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
@@ -365,46 +366,12 @@ class _Run:
             self.save_checkpoint()
 
     # ------------------------------------------------------------ checkpoints
-    _COUNTERS = ("step", "completed", "trained", "next_id", "redrawn", "requeued", "restarts")
-
-    def _checkpoint_tree(self) -> dict:
-        self._allocate_buffer()
-        return {"train": self.train_state, "strategy": self.strategy_state, "buffer": self.buffer.state_arrays(),
-                "counters": np.asarray([getattr(self, k) for k in self._COUNTERS], np.int64),
-                "faults": np.asarray([self.faults[k] for k in FAULT_KINDS], np.int64)}
-
-    def _allocate_buffer(self) -> None:
-        """Storage shaped by the declared trajectory shape, so a fresh run has a checkpoint template."""
-        lam, _ = self.trainer.sample(self.strategy_state, jax.random.PRNGKey(0), 1)
-        lam = np.asarray(lam, np.float64)[0]
-        cond = np.zeros((0,), np.float32) if self.trainer.conditioning is None else self.trainer.conditioning(lam)
-        self.buffer.allocate(trajectory_items(np.zeros(self.shape, np.float32), lam, -1, cond))
-
     def save_checkpoint(self) -> None:
-        from qsal_jax.training import checkpoint
-
-        checkpoint.save(self.cfg.checkpoint_dir, self.step, self._checkpoint_tree())
-        logger.info("checkpoint step=%d completed=%d", self.step, self.completed)
+        async_checkpoint.save(self)
 
     def resume(self, seed: int) -> None:
         """Continue from the newest intact checkpoint in ``checkpoint_dir``, if there is one."""
-        from qsal_jax.training import checkpoint
-
-        restored = checkpoint.restore_latest(self.cfg.checkpoint_dir, self._checkpoint_tree())
-        if restored is None:
-            return
-        tree, step = restored
-        self.train_state, self.strategy_state = tree["train"], tree["strategy"]
-        self.buffer.load_state_arrays(tree["buffer"])
-        for name, value in zip(self._COUNTERS, np.asarray(tree["counters"]).tolist()):
-            setattr(self, name, int(value))
-        self.faults = Counter(dict(zip(FAULT_KINDS, (int(x) for x in np.asarray(tree["faults"])))))
-        # Batch draws after a resume come from a generator seeded by the run and the step.
-        self.buffer._rng = np.random.default_rng([seed, self.step])
-        self.started = self.buffer.num_pushed >= self.cfg.watermark
-        self.resumed_from = step
-        logger.warning("resumed from checkpoint step=%d (completed %d of %d simulations)", step, self.completed,
-                       self.cfg.simulation_budget)
+        async_checkpoint.resume(self, seed)
 
     def summary(self) -> AsyncSummary:
         lat = [self.latencies[i] for i in sorted(self.latencies)]

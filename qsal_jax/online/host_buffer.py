@@ -98,6 +98,10 @@ class HostBuffer:
         return {"items": self._items._asdict(), "occupied": self._occupied.copy(), "seen": self._seen.copy(),
                 "stamp": self._stamp.copy(), "counts": np.asarray([self.num_pushed, self.num_evicted_unseen], np.int64)}
 
+    def reseed(self, rng: np.random.Generator) -> None:
+        """Draw batches from ``rng`` from now on (a resumed run)."""
+        self._rng = rng
+
     def load_state_arrays(self, arrays: dict) -> None:
         """The inverse of `state_arrays`."""
         self._items = HostItems(**{k: np.array(v) for k, v in arrays["items"].items()})
