@@ -62,7 +62,10 @@ def main(argv):
 
         enable_compilation_cache(None if FLAGS.compilation_cache == "default" else FLAGS.compilation_cache)
     from qsal_jax.experiments.sweep import plot_ratio_sweep, sweep, sweep_markdown
+    from qsal_jax.experiments.online import RunStopped
     from qsal_jax.experiments.validation import ConfigError
+    from qsal_jax.experiments.workdir import WorkdirError
+    from qsal_jax.training.checkpoint import CheckpointError
 
     spec = SWEEPS[FLAGS.sweep]
     points = FLAGS.points or spec["points"]
@@ -70,7 +73,7 @@ def main(argv):
         tables = sweep(spec["config"], FLAGS.strategies or spec["strategies"], range(FLAGS.seeds), FLAGS.workdir, points,
                        config_args=FLAGS.config_args)
         xs = x_values(FLAGS.sweep, points, spec["config"], FLAGS.config_args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, WorkdirError, CheckpointError, RunStopped, OSError, ValueError) as e:
         sys.exit(f"error: {e}")
     md = sweep_markdown(tables, xs, spec["axis"])
     with open(os.path.join(FLAGS.workdir, "sweep.md"), "w") as f:
