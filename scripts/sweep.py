@@ -78,8 +78,10 @@ def main(argv):
     md = sweep_markdown(tables, xs, spec["axis"])
     with open(os.path.join(FLAGS.workdir, "sweep.md"), "w") as f:
         f.write(md + "\n")
+    families = {p: p.split("_")[0].upper() for p in points} if FLAGS.sweep == "capacity" else None
     plot = plot_ratio_sweep(tables, xs, os.path.join(FLAGS.workdir, f"ratio_vs_{spec['axis']}.png"),
-                            x_label=spec["x_label"], title=f"{spec['title']}, {FLAGS.seeds} seeds, equal budget")
+                            x_label=spec["x_label"], title=f"{spec['title']}, {FLAGS.seeds} seeds, equal budget",
+                            families=families)
     print("\n" + md)
     print(f"\ntable: {FLAGS.workdir}/sweep.md; plot: {plot}")
 

@@ -47,24 +47,30 @@ def sweep_markdown(tables: dict, x_values: dict, x_name: str, numbers=("mean", "
 
 
 def plot_ratio_sweep(tables: dict, x_values: dict, out_path: str, *, x_label: str, log_x: bool = True,
-                     numbers=("max", "p99", "mean"), title: str = "") -> str:
-    """One panel per number: U/S against x per strategy, band = 95 % t-interval, dots = seeds."""
+                     numbers=("max", "p99", "mean"), title: str = "", families: dict | None = None) -> str:
+    """One panel per number: U/S against x per strategy, band = 95 % t-interval, dots = seeds.
+
+    ``families`` (point → name, e.g. ``{"fno1d_tiny": "FNO"}``) draws one line per strategy and
+    family, so points of different model families are never joined."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     points = sorted(tables, key=lambda p: x_values[p])
-    strategies = sorted({s for t in tables.values() for s in t if s != "uniform"})
+    families = families or {p: "" for p in points}
+    strategies = [(s, f) for s in sorted({s for t in tables.values() for s in t if s != "uniform"})
+                  for f in dict.fromkeys(families[p] for p in points)]
     fig, axes = plt.subplots(1, len(numbers), figsize=(4.2 * len(numbers), 3.6), sharey=False)
     for ax, number in zip(np.atleast_1d(axes), numbers):
-        for i, strategy in enumerate(strategies):
-            have = [p for p in points if strategy in tables[p] and f"ratio_{number}" in tables[p][strategy]]
+        for i, (strategy, family) in enumerate(strategies):
+            have = [p for p in points if families[p] == family and strategy in tables[p]
+                    and f"ratio_{number}" in tables[p][strategy]]
             if not have:
                 continue
             x = np.array([x_values[p] for p in have], float)
             r = [tables[p][strategy][f"ratio_{number}"] for p in have]
-            line, = ax.plot(x, [v["ratio"] for v in r], "o-", label=strategy)
+            line, = ax.plot(x, [v["ratio"] for v in r], "o-", label=f"{strategy}, {family}" if family else strategy)
             ax.fill_between(x, [v["t"][0] for v in r], [v["t"][1] for v in r], color=line.get_color(), alpha=0.2)
             for xv, v in zip(x, r):
                 jitter = xv * (1 + 0.03 * (i - len(strategies) / 2)) if log_x else xv
