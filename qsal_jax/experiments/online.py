@@ -160,15 +160,15 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
 
 
-def dry_run(config, log=print) -> dict[str, int]:
-    """Build the engine and the abstract run state (`jax.eval_shape`: nothing allocated or
+def dry_run(config, log=print, built=None) -> dict[str, int]:
+    """Build the engine (or take ``built``, `build_engine`'s tuple) and the abstract run state (`jax.eval_shape`: nothing allocated or
     compiled) and check that it fits in memory; returns the bytes per part.
 
     A config that cannot be built (a 2D model on a 1D problem, a strategy setting the factory
     refuses) or would not fit (``buffer.capacity = 10**9``) fails here with a one-line
     `ConfigError` naming the field, before the workdir is touched.
     """
-    engine, model, sim, optimizer = build_engine(config)
+    engine, model, sim, optimizer = built or build_engine(config)
     try:
         shapes = jax.eval_shape(lambda: init_state(engine, model, optimizer, config.seed))
     except (ValueError, TypeError, KeyError, IndexError) as e:
@@ -221,16 +221,15 @@ def _first_line(e: Exception) -> str:
 
 
 def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
-    dry_run(config, log=log)
+    engine, model, sim, optimizer = built = build_engine(config)
+    dry_run(config, log=log, built=built)
     # The score set is made before the workdir is claimed: a config whose score set cannot be
     # simulated leaves nothing behind.
     e = config.eval
-    sim = get_problem(config.problem.name, **dict(config.problem.get("kwargs", {})))
     scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
                                       draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
     claim_workdir(workdir, config, overwrite=overwrite)
     chash = config_hash(config)
-    engine, model, sim, optimizer = build_engine(config)
     total = config.online.num_steps
     sync = config.online.steps_per_sync
     ckpt_dir = os.path.join(workdir, "checkpoints")
