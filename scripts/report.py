@@ -9,8 +9,8 @@ from absl import app, flags
 
 flags.DEFINE_list("workdirs", None, "Run directories or glob patterns.")
 flags.DEFINE_string("out", "runs/report", "Directory for report.md and report.csv.")
-flags.DEFINE_list("metrics", ["one_step", "one_step_per_transition", "rollout"],
-                  "Which score-set errors to tabulate (one_step, one_step_per_transition, rollout, rollout_per_transition).")
+flags.DEFINE_list("metrics", [], "Which errors to tabulate (names in qsal_jax.experiments.report.METRIC_LABELS, "
+                  "e.g. one_step_nrmse,rollout_nrmse_per_transition); default: the first three the runs declare.")
 flags.mark_flag_as_required("workdirs")
 FLAGS = flags.FLAGS
 
@@ -20,7 +20,7 @@ def main(argv):
     from qsal_jax.experiments import report
 
     dirs = sorted({d for pattern in FLAGS.workdirs for d in (glob.glob(pattern) or [pattern])})
-    print(report.write_report(dirs, FLAGS.out, tuple(FLAGS.metrics)))
+    print(report.write_report(dirs, FLAGS.out, tuple(FLAGS.metrics) or None))
 
 
 if __name__ == "__main__":

@@ -32,17 +32,18 @@ def test_online_run_writes_summary_metrics_samples_and_plots(tmp_path):
                  "test_error_heatmap.png", "sampling_density.png", "training_curve.png"):
         assert (run / name).exists(), name
     assert summary["simulations"] == config.online.num_steps * config.online.clients_per_step
-    for block in ("one_step", "rollout", "one_step_per_transition", "rollout_per_transition"):
+    assert summary["metrics"] == list(test_sets.SUMMARY_METRICS)
+    for block in summary["metrics"]:
         assert set(summary[block]) == {"mean", "std", "max", "p95", "p99"}
         assert all(np.isfinite(v) for v in summary[block].values())
     assert summary["score_set"]["size"] == config.eval.score_size and "Halton" in summary["score_set"]["draw"]
-    assert summary["non_finite_predictions"] == {"one_step": 0, "rollout": 0}
+    assert summary["non_finite_predictions"] == {"one_step_nrmse": 0, "rollout_nrmse": 0}
     assert (summary["train_loss"], summary["signal_metric"]) == ("mse", "nrmse")  # the authors' protocol
     errs = np.load(run / "test_errors.npz")
     t = config.problem.kwargs["num_steps"]
     assert errs["one_step_by_time"].shape == (config.eval.score_size, t)
     # The per-transition mean equals the mean of per-trajectory means (equal frames per trajectory).
-    np.testing.assert_allclose(summary["one_step_per_transition"]["mean"], summary["one_step"]["mean"], rtol=1e-9)
+    np.testing.assert_allclose(summary["one_step_nrmse_per_transition"]["mean"], summary["one_step_nrmse"]["mean"], rtol=1e-9)
     np.testing.assert_allclose(errs["one_step"], errs["one_step_by_time"].mean(axis=1))
     steps = [json.loads(line)["step"] for line in open(run / "metrics.jsonl")]
     assert steps == list(range(1, config.online.num_steps + 1))
@@ -75,8 +76,8 @@ def test_summary_counts_a_non_finite_prediction_as_infinite_error():
     one = np.array([[0.1, 0.2], [0.3, np.inf], [0.2, 0.2]])
     errs = {"one_step_by_time": one, "rollout_by_time": one, "one_step": one.mean(1), "rollout": one.mean(1)}
     s = test_sets.summarise(errs)
-    assert s["one_step"]["max"] == np.inf and s["one_step"]["mean"] == np.inf
-    assert s["non_finite_predictions"]["one_step"] == 1
+    assert s["one_step_nrmse"]["max"] == np.inf and s["one_step_nrmse"]["mean"] == np.inf
+    assert s["non_finite_predictions"]["one_step_nrmse"] == 1
     # NaN is a diverged prediction too: read as inf, never dropped.
     assert test_sets.five_numbers([0.1, np.nan])["max"] == np.inf
     ladder = np.arange(1.0, 101.0)
@@ -91,13 +92,17 @@ def test_score_errors_turn_nan_predictions_into_inf():
     assert np.all(np.isinf(errs["one_step_by_time"])) and np.all(np.isinf(errs["rollout"]))
 
 
-def _fake_run(root, strategy, seed, mean):
+def _fake_run(root, strategy, seed, mean, legacy=False):
     w = root / f"{strategy}_{seed}"
     w.mkdir()
     numbers = {"mean": mean, "std": mean / 2, "max": 3 * mean, "p95": 2 * mean, "p99": 2.5 * mean}
     info = {"size": 512, "drawn": 512, "draw": "scrambled Halton (seed 1)", "dropped_blowups": 0, "key": "abc"}
-    json.dump({"strategy": strategy, "seed": seed, "simulations": 100, "one_step": numbers, "rollout": numbers,
-               "one_step_per_transition": numbers, "score_set": info, "unevenness_one_step": 1.5},
+    if legacy:  # a summary written before each metric had one name
+        summary = {"one_step": numbers, "rollout": numbers, "one_step_per_transition": numbers, "unevenness_one_step": 1.5}
+    else:
+        summary = {"metrics": ["one_step_nrmse", "one_step_nrmse_per_transition", "rollout_nrmse"], "one_step_nrmse": numbers,
+                   "rollout_nrmse": numbers, "one_step_nrmse_per_transition": numbers, "unevenness": 1.5}
+    json.dump({"strategy": strategy, "seed": seed, "simulations": 100, "score_set": info, **summary},
               open(w / "summary.json", "w"))
     with open(w / "metrics.jsonl", "w") as f:
         for step in (10, 20):
@@ -108,7 +113,7 @@ def _fake_run(root, strategy, seed, mean):
 
 def test_report_aggregates_seeds_pairs_ratios_and_states_the_score_set(tmp_path):
     dirs = [_fake_run(tmp_path, "uniform", s, m) for s, m in enumerate((1.0, 3.0, 2.0))]
-    dirs += [_fake_run(tmp_path, "breed_online", s, m) for s, m in enumerate((0.5, 1.5, 1.0))]
+    dirs += [_fake_run(tmp_path, "breed_online", s, m, legacy=True) for s, m in enumerate((0.5, 1.5, 1.0))]
     md = report.write_report(dirs, str(tmp_path / "out"))
     table = report.aggregate(report.load_summaries(dirs))
     np.testing.assert_allclose(table["uniform"]["mean"], (2.0, np.std([1.0, 3.0, 2.0])))
@@ -116,6 +121,10 @@ def test_report_aggregates_seeds_pairs_ratios_and_states_the_score_set(tmp_path)
     assert r["ratio"] == pytest.approx(2.0) and r["wins"] == 3 and r["per_seed"] == [2.0, 2.0, 2.0]
     assert r["t"] == pytest.approx((2.0, 2.0))  # identical per-seed ratios: a zero-width interval
     assert "512 trajectories, scrambled Halton" in md and "2.00*" in md
+    assert "Score-set one-step nRMSE, per transition" in md and "Score-set rollout nRMSE" in md
+    legacy = report.load_summaries(dirs[3:])[0]  # old names are read under the new ones
+    assert legacy["metrics"][:3] == ["one_step_nrmse", "one_step_nrmse_per_transition", "rollout_nrmse"]
+    assert legacy["one_step_nrmse"]["mean"] == 0.5 and legacy["unevenness"] == 1.5
     rows = list(csv.reader(open(tmp_path / "out" / "report.csv")))
     assert rows[0][:4] == ["metric", "strategy", "seeds", "simulations"] and len(rows) == 1 + 3 * 2
     for name in ("mean", "p99", "max"):

@@ -69,7 +69,7 @@ def test_sigkill_at_several_points_then_resume_gives_uninterrupted_numbers(tmp_p
         workdir = str(tmp_path / name)
         _kill_when(workdir, predicate)
         resumed = _run(workdir)
-        for key in ("one_step", "rollout", "simulations", "rejected_simulations", "trained_samples"):
+        for key in ("one_step_nrmse", "rollout_nrmse", "simulations", "rejected_simulations", "trained_samples"):
             assert resumed[key] == reference[key], (name, key)
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             steps = [json.loads(line)["step"] for line in f]

@@ -45,7 +45,7 @@ def test_bumps_trajectories_are_finite():
 
 def _summary(strategy, seed, mean, mx):
     numbers = {"mean": mean, "std": mean / 4, "max": mx, "p95": 0.9 * mx, "p99": 0.95 * mx}
-    return {"strategy": strategy, "seed": seed, "one_step": numbers, "simulations": 8}
+    return {"strategy": strategy, "seed": seed, "one_step_nrmse": numbers, "simulations": 8}
 
 
 def test_sweep_table_and_plot(tmp_path):

@@ -75,23 +75,29 @@ def test_tiny_comparison_writes_summaries_and_report(tmp_path):
     dirs = []
     for variant in cfg.comparison.variants:
         name, rule = variant.split("/")
-        run_dir = tmp_path / f"{name}_{rule}" / "seed_0"
+        run_dir = tmp_path / f"{name}_{rule}_seed0"
         dirs.append(str(run_dir))
         s = json.loads((run_dir / "summary.json").read_text())
         assert s["strategy"] == variant
         assert s["simulations"] == 32 + 2 * 32
         assert s["final_dataset_size"] == expected_sizes[rule]
-        for which in ("uniform", "hard", "one_step"):
+        assert s["metrics"] == ["uniform_mse", "hard_mse"]
+        for which in s["metrics"]:
             assert all(np.isfinite(v) for v in s[which].values())
-        assert s["mse_uniform"] == pytest.approx(s["uniform"]["mean"])
+        saved = np.load(run_dir / "samples.npz")  # the summary's MSE is the mean of the saved per-point errors
+        assert s["uniform_mse"]["mean"] == pytest.approx(float(saved["errors_uniform"].mean()))
+        assert s["hard_mse"]["max"] == pytest.approx(float(saved["errors_hard"].max()))
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert [r["simulations"] for r in records] == [32, 64, 96]
     md = (tmp_path / "report.md").read_text()
-    assert "breed/accumulate" in md and "MSE hard / uniform/accumulate" in md
+    assert "breed/accumulate" in md and "U/S = uniform/accumulate / strategy" in md
+    assert "Squared error on the basin-boundary validation set" in md and "ε = " in md
     assert set(out["table"]) == set(cfg.comparison.variants)
-    # The project's generic report reads the summaries too.
-    table = report.aggregate(report.load_summaries(dirs))
+    # The project's one report writer pairs every variant with uniform/accumulate by seed.
+    table = report.aggregate(report.load_summaries(dirs), "hard_mse")
     assert set(table) == set(cfg.comparison.variants)
+    assert "ratio_max" in table["breed/window"] and "ratio_max" in table["uniform/accumulate"]
+    assert table["uniform/accumulate"]["ratio_max"]["ratio"] == pytest.approx(1.0)
 
 
 def test_config_errors_name_the_field(tmp_path):

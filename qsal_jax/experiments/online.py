@@ -326,7 +326,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     if writer is not None:
         writer.close()
     log(f"score set ({scores.info['size']}), per-trajectory one-step nRMSE: "
-        + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step"].items()))
+        + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step_nrmse"].items()))
     return summary
 
 

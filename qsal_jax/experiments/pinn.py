@@ -35,12 +35,14 @@ others ignore it. A strategy that declares a ``population`` setting (Breed, R3, 
 
 **Reference.** `reference_solution`: the project's ETDRK4 spectral solver (`AllenCahn` on
 ``[0, 2)``, x shifted by one), saved at the evaluation times and subsampled in x. Score: relative
-L2 error of ``u_θ`` over the whole (x, t) grid; ``summary.json`` also carries the five numbers of
-the per-time-slice relative L2 errors under ``one_step`` (the field `report` reads).
+L2 error of ``u_θ`` over the whole (x, t) grid (``relative_l2``); ``summary.json`` also carries
+the five numbers of the per-time-slice relative L2 errors (``relative_l2_per_time``), the metric
+`report` tabulates with intervals.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -53,12 +55,14 @@ import numpy as np
 import optax
 
 from qsal_jax import models, proposals
-from qsal_jax.experiments import test_sets
+from qsal_jax.experiments import report, test_sets
+from qsal_jax.experiments.compare import run_grid
 from qsal_jax.experiments.validation import ConfigError
 from qsal_jax.experiments.workdir import MetricLog, Progress, start_or_reuse
 from qsal_jax.simulation.param_space import ParamSpace
 from qsal_jax.solvers.reaction import AllenCahn
 from qsal_jax.solvers.stepper import make_stepper, rollout
+from qsal_jax.training.state import make_optimizer
 
 SIGNALS = ("abs", "square")
 
@@ -183,12 +187,10 @@ def build(config):
     model_cfg["out_features"] = 2 if corner else 1
     model = models.get_model(model_cfg)
     u_fn = make_solution(model, corner_term=corner)
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(float(config.train.grad_clip_norm)),
-        optax.adam(optax.warmup_cosine_decay_schedule(
-            0.0, float(config.train.learning_rate), int(config.train.warmup_steps),
-            int(config.train.iterations), float(config.train.learning_rate) * float(config.train.end_lr_factor))),
-    )
+    t = config.train
+    optimizer = make_optimizer(learning_rate=float(t.learning_rate), warmup_steps=int(t.warmup_steps),
+                               total_steps=int(t.iterations), end_lr_factor=float(t.end_lr_factor),
+                               weight_decay=0.0, grad_clip_norm=float(t.grad_clip_norm))  # Adam: no decay
 
     def res(params, xt):
         return residual(lambda x, t: u_fn(params, x, t), xt, eps, react)
@@ -244,7 +246,7 @@ def evaluate(predict, params, ref) -> dict:
     tt, xx = np.meshgrid(t, x, indexing="ij")
     pred = np.asarray(predict(params, jnp.asarray(xx.ravel()), jnp.asarray(tt.ravel()))).reshape(u_ref.shape)
     glob, per_t = relative_l2_errors(pred, u_ref)
-    return {"rel_l2": glob, "per_time": per_t, "pred": pred, "max_abs": float(np.max(np.abs(pred - u_ref)))}
+    return {"relative_l2": glob, "per_time": per_t, "pred": pred, "max_abs": float(np.max(np.abs(pred - u_ref)))}
 
 
 # --------------------------------------------------------------------------- entry point
@@ -284,8 +286,8 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         last = rnd == num_rounds - 1
         if (eval_every and (rnd + 1) % eval_every == 0) or last:
             ev = evaluate(predict, state.params, ref)
-            record.update(rel_l2=ev["rel_l2"], test_residual_sq=float(mean_sq_residual(state.params, test_points)))
-            progress.update(record["step"], loss=record["train_loss"], rel_l2=ev["rel_l2"])
+            record.update(relative_l2=ev["relative_l2"], test_residual_sq=float(mean_sq_residual(state.params, test_points)))
+            progress.update(record["step"], loss=record["train_loss"], relative_l2=ev["relative_l2"])
             drawn.append(np.asarray(state.points))
         metric_log.write([record])
 
@@ -301,56 +303,48 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         "resample_every": int(config.collocation.resample_every),
         "parameters": models.count_params(state.params),
         "wall_seconds_this_process": time.perf_counter() - t_start,
-        "rel_l2": ev["rel_l2"],
+        "metrics": ["relative_l2_per_time"],
+        "relative_l2": ev["relative_l2"],
         "max_abs_error": ev["max_abs"],
         "test_residual_sq": float(mean_sq_residual(state.params, test_points)),
         "final_train_loss": record["train_loss"],
-        "one_step": test_sets.five_numbers(ev["per_time"]),
-        "unevenness_one_step": test_sets.unevenness(ev["per_time"]),
+        "relative_l2_per_time": test_sets.five_numbers(ev["per_time"]),
+        "unevenness": test_sets.unevenness(ev["per_time"]),
+        "score_set": {"description": f"the spectral reference solution on {len(ref[0])} points × {len(ref[1])} times"},
     }
     np.savez(os.path.join(workdir, "solution.npz"), x=ref[0], t=ref[1], reference=ref[2], prediction=ev["pred"],
              per_time_rel_l2=ev["per_time"], collocation=np.stack(drawn) if drawn else np.zeros((0,)))
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    log(f"{config.strategy.name}: relative L2 {summary['rel_l2']:.4g}, max |error| {summary['max_abs_error']:.3g}, "
+    log(f"{config.strategy.name}: relative L2 {summary['relative_l2']:.4g}, max |error| {summary['max_abs_error']:.3g}, "
         f"test mean r² {summary['test_residual_sq']:.3g} ({summary['wall_seconds_this_process']:.0f}s)")
     return summary
 
 
-def run_pinn_comparison(config, workdir: str, *, strategies=None, seeds=None, overwrite: bool = False, log=print) -> dict:
-    """Every strategy × seed in ``workdir/<strategy>/seed_<s>``, and ``report.md`` with the errors."""
-    import copy
+def comparison_configs(config, strategies=None) -> dict:
+    """strategy → the config of that arm (default: ``config.comparison.strategies``)."""
+    configs = {}
+    for name in strategies or config.comparison.strategies:
+        run_cfg = copy.deepcopy(config)
+        with run_cfg.unlocked():
+            run_cfg.compare = False
+            run_cfg.strategy.name = name
+            run_cfg.strategy.signal = config.comparison.signals[name]
+            run_cfg.strategy.settings = dict(config.comparison.settings[name])
+        configs[name] = run_cfg
+    return configs
 
-    strategies = tuple(strategies or config.comparison.strategies)
+
+def run_pinn_comparison(config, workdir: str, *, strategies=None, seeds=None, overwrite: bool = False, log=print) -> dict:
+    """Every strategy × seed in ``workdir/<strategy>_seed<s>`` (`compare.run_grid`), and
+    ``report.md``: the per-time relative L2 errors' five numbers and the global relative L2, max
+    |error| and test residual, each with its ratio to Uniform. Returns ``{"workdirs", "markdown"}``."""
     seeds = tuple(seeds if seeds is not None else config.comparison.seeds)
-    rows = {}
-    for name in strategies:
-        for seed in seeds:
-            run_cfg = copy.deepcopy(config)
-            with run_cfg.unlocked():
-                run_cfg.compare = False
-                run_cfg.strategy.name = name
-                run_cfg.strategy.signal = config.comparison.signals[name]
-                run_cfg.strategy.settings = dict(config.comparison.settings[name])
-                run_cfg.seed = int(seed)
-            s = train_and_evaluate(run_cfg, os.path.join(workdir, name, f"seed_{seed}"), overwrite=overwrite, log=log)
-            rows.setdefault(name, []).append(s)
-    head = ["strategy", "seeds", "rel. L2 (mean ± std)", "max per-time rel. L2", "max abs error", "test mean r²", "rel. L2 / uniform"]
-    lines = [f"Allen–Cahn PINN: {config.train.iterations} Adam steps, {config.collocation.num_points} collocation points "
-             f"resampled every {config.collocation.resample_every} steps.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    base = np.mean([s["rel_l2"] for s in rows["uniform"]]) if "uniform" in rows else None
-    for name, runs in rows.items():
-        e = np.array([s["rel_l2"] for s in runs])
-        lines.append("| " + " | ".join([
-            name, str(len(runs)), f"{e.mean():.3e} ± {e.std():.1e}",
-            f"{np.mean([s['one_step']['max'] for s in runs]):.3e}",
-            f"{np.mean([s['max_abs_error'] for s in runs]):.3f}",
-            f"{np.mean([s['test_residual_sq'] for s in runs]):.3e}",
-            f"{e.mean() / base:.3f}" if base else "–"]) + " |")
-    md = "\n".join(lines)
-    os.makedirs(workdir, exist_ok=True)
+    workdirs = run_grid(comparison_configs(config, strategies), seeds, workdir, overwrite=overwrite, log=log)
+    header = (f"Allen–Cahn PINN: {config.train.iterations} Adam steps, {config.collocation.num_points} collocation "
+              f"points resampled every {config.collocation.resample_every} steps.\n\n")
+    md = header + report.write_report(workdirs, workdir, scalars=("relative_l2", "max_abs_error", "test_residual_sq"))
     with open(os.path.join(workdir, "report.md"), "w") as f:
         f.write(md + "\n")
     log(md)
-    return {"rows": rows, "markdown": md}
+    return {"workdirs": workdirs, "markdown": md}

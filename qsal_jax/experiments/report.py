@@ -21,7 +21,20 @@ from collections import defaultdict
 import numpy as np
 
 NUMBERS = ("mean", "std", "max", "p95", "p99")
-METRICS = ("one_step", "one_step_per_transition", "rollout", "rollout_per_transition")
+# One name per quantity, as summaries store it, and what a table calls it.
+METRIC_LABELS = {
+    "one_step_nrmse": "score-set one-step nRMSE",
+    "one_step_nrmse_per_transition": "score-set one-step nRMSE, per transition",
+    "rollout_nrmse": "score-set rollout nRMSE",
+    "rollout_nrmse_per_transition": "score-set rollout nRMSE, per transition",
+    "uniform_mse": "squared error on the uniform validation set",
+    "hard_mse": "squared error on the basin-boundary validation set",
+    "relative_l2_per_time": "relative L2 error per time slice of the reference solution",
+}
+# Summaries written before the metrics had one name each.
+_LEGACY_NAMES = {"one_step": "one_step_nrmse", "one_step_per_transition": "one_step_nrmse_per_transition",
+                 "rollout": "rollout_nrmse", "rollout_per_transition": "rollout_nrmse_per_transition",
+                 "unevenness_one_step": "unevenness"}
 
 
 def load_summaries(workdirs) -> list[dict]:
@@ -31,8 +44,22 @@ def load_summaries(workdirs) -> list[dict]:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{w}: no summary.json (has the run finished?)")
         with open(path) as f:
-            out.append(json.load(f))
+            s = json.load(f)
+        if "metrics" not in s:
+            s = {_LEGACY_NAMES.get(k, k): v for k, v in s.items()}
+            s["metrics"] = [m for m in METRIC_LABELS if m in s]
+            s["non_finite_predictions"] = {_LEGACY_NAMES.get(k, k): v for k, v in s.get("non_finite_predictions", {}).items()}
+        out.append(s)
     return out
+
+
+def baseline_name(names) -> str | None:
+    """The Uniform arm of a comparison: ``uniform``, else the first name that starts with it
+    (``uniform/accumulate`` in the toy)."""
+    names = list(names)
+    if "uniform" in names:
+        return "uniform"
+    return next((n for n in names if n.startswith("uniform")), None)
 
 
 def paired_ratio(base: np.ndarray, other: np.ndarray, *, resamples: int = 10_000, seed: int = 0) -> dict:
@@ -59,12 +86,15 @@ def paired_ratio(base: np.ndarray, other: np.ndarray, *, resamples: int = 10_000
     return out
 
 
-def aggregate(summaries: list[dict], metric: str = "one_step", baseline: str = "uniform") -> dict:
-    """strategy → {number: (mean, std over seeds), ratio_<number>: `paired_ratio`, seeds, ...}."""
+def aggregate(summaries: list[dict], metric: str = "one_step_nrmse", baseline: str | None = None) -> dict:
+    """strategy → {number: (mean, std over seeds), ratio_<number>: `paired_ratio`, seeds, ...}.
+
+    ``baseline`` defaults to `baseline_name` of the groups; the ratios are baseline / strategy.
+    """
     groups = defaultdict(dict)
     for s in summaries:
         groups[s.get("label") or s["strategy"]][s["seed"]] = s
-    base = groups.get(baseline)
+    base = groups.get(baseline or baseline_name(groups))
     table = {}
     for strategy, by_seed in groups.items():
         runs = [by_seed[k] for k in sorted(by_seed)]
@@ -72,7 +102,7 @@ def aggregate(summaries: list[dict], metric: str = "one_step", baseline: str = "
                for n in NUMBERS}
         row["seeds"] = len(runs)
         row["simulations"] = int(np.mean([r["simulations"] for r in runs]))
-        row["unevenness"] = float(np.mean([r.get("unevenness_one_step", float("nan")) for r in runs]))
+        row["unevenness"] = float(np.mean([r.get("unevenness", float("nan")) for r in runs]))
         row["non_finite"] = int(sum(r.get("non_finite_predictions", {}).get(metric.split("_per_")[0], 0) for r in runs))
         if base is not None:
             common = sorted(set(by_seed) & set(base))
@@ -97,37 +127,70 @@ def score_set_line(summaries: list[dict]) -> str:
     info = json.loads(infos.pop())
     if not info:
         return "score set: not recorded (runs from before the score set)"
+    if "description" in info:  # the toy's and the PINN's own validation data
+        return f"scored on {info['description']}"
     return (f"score set: {info['size']} trajectories, {info['draw']}, over the whole box "
             f"({info['dropped_blowups']} solver blow-ups dropped; cache key {info['key']})")
 
 
-def to_markdown(table: dict, metric: str = "one_step", header: str = "") -> str:
-    base = "uniform" in table
+def to_markdown(table: dict, metric: str = "one_step_nrmse", header: str = "") -> str:
+    base = baseline_name(table)
     head = ["strategy", "seeds", "sims"] + list(NUMBERS) + ([f"U/S {n}" for n in NUMBERS] if base else [])
     head.append("hardest decile/median")
-    what = metric.replace("_per_transition", ", per transition").replace("one_step", "one-step").replace("rollout", "rollout")
-    lines = [f"{header}Score-set {what} nRMSE: mean ± std over seeds; U/S = Uniform / strategy (> 1: strategy "
-             "better), paired by seed, 95 % t-interval on log ratios, * where it excludes 1", "",
+    what = METRIC_LABELS.get(metric, metric)
+    lines = [f"{header}{what[0].upper()}{what[1:]}: mean ± std over seeds"
+             + (f"; U/S = {base} / strategy (> 1: strategy better), paired by seed, 95 % t-interval on log "
+                "ratios, * where it excludes 1" if base else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for strategy, row in table.items():
         cells = [strategy, str(row["seeds"]), str(row["simulations"])]
         cells += [f"{row[n][0]:.3e} ± {row[n][1]:.1e}" for n in NUMBERS]
         if base:
-            is_base = strategy == "uniform"
+            is_base = strategy == base
             cells += ["—" if is_base else ratio_cell(row[f"ratio_{n}"]) if f"ratio_{n}" in row else "" for n in NUMBERS]
         cells.append(f"{row['unevenness']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write_report(workdirs, out_dir: str, metrics=("one_step", "one_step_per_transition", "rollout")) -> str:
-    """report.md (one table per metric), report.csv (every number and both intervals) and seed bands."""
+def scalars_markdown(summaries: list[dict], keys) -> str:
+    """One row per strategy: each scalar of the summaries (e.g. the PINN's global ``relative_l2``)
+    as mean ± std over seeds, with baseline / strategy and its t-interval."""
+    groups = defaultdict(dict)
+    for s in summaries:
+        groups[s.get("label") or s["strategy"]][s["seed"]] = s
+    base = baseline_name(groups)
+    head = ["strategy", "seeds"] + [f"{k} (mean ± std)" for k in keys] + ([f"U/S {k}" for k in keys] if base else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for strategy, by_seed in groups.items():
+        runs = [by_seed[k] for k in sorted(by_seed)]
+        cells = [strategy, str(len(runs))]
+        cells += [f"{np.mean([r[k] for r in runs]):.3e} ± {np.std([r[k] for r in runs]):.1e}" for k in keys]
+        if base:
+            common = sorted(set(by_seed) & set(groups[base]))
+            cells += ["—" if strategy == base else ratio_cell(paired_ratio([groups[base][i][k] for i in common],
+                                                                          [by_seed[i][k] for i in common]))
+                      for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(workdirs, out_dir: str, metrics=None, scalars=()) -> str:
+    """report.md (one table per metric, then one of ``scalars``), report.csv (every number and both
+    intervals) and seed bands.
+
+    ``metrics`` defaults to the first three the runs' summaries declare (an online run: one-step
+    per trajectory and per transition, and rollout).
+    """
     summaries = load_summaries(workdirs)
+    metrics = metrics or summaries[0]["metrics"][:3]
     parts = [score_set_line(summaries), ""]
     tables = {}
     for metric in metrics:
         tables[metric] = aggregate(summaries, metric)
         parts += [to_markdown(tables[metric], metric), ""]
+    if scalars:
+        parts += [scalars_markdown(summaries, scalars), ""]
     md = "\n".join(parts).rstrip()
     os.makedirs(out_dir, exist_ok=True)
     from qsal_jax.experiments.plots import plot_seed_bands
@@ -159,10 +222,11 @@ def compact_markdown(table: dict, numbers=("mean", "max", "p99", "std")) -> str:
     their t-intervals, one row per strategy."""
     head = ["strategy", "seeds", "mean", "max"] + [f"U/S {n}" for n in numbers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for strategy, row in sorted(table.items(), key=lambda kv: kv[0] != "uniform"):
+    base = baseline_name(table)
+    for strategy, row in sorted(table.items(), key=lambda kv: kv[0] != base):
         cells = [strategy, str(row["seeds"]), f"{row['mean'][0]:.4f} ± {row['mean'][1]:.4f}",
                  f"{row['max'][0]:.4f} ± {row['max'][1]:.4f}"]
-        cells += ["—" if strategy == "uniform" or f"ratio_{n}" not in row else ratio_cell(row[f"ratio_{n}"])
+        cells += ["—" if strategy == base or f"ratio_{n}" not in row else ratio_cell(row[f"ratio_{n}"])
                   for n in numbers]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

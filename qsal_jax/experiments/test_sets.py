@@ -142,6 +142,10 @@ def score(apply_fn, params, u, cond, *, batch_size: int = 32) -> dict[str, np.nd
     return {"one_step_by_time": one, "rollout_by_time": roll, "one_step": one.mean(axis=1), "rollout": roll.mean(axis=1)}
 
 
+# The metrics of an online run's summary, the headline first.
+SUMMARY_METRICS = ("one_step_nrmse", "one_step_nrmse_per_transition", "rollout_nrmse", "rollout_nrmse_per_transition")
+
+
 def five_numbers(errors: Any) -> dict:
     """`summary_stats` (mean, std, max, p95, p99) of a vector of errors of valid trajectories.
 
@@ -153,14 +157,16 @@ def five_numbers(errors: Any) -> dict:
 
 
 def summarise(errors: dict[str, np.ndarray]) -> dict:
-    """The numbers a summary reports: per-trajectory and per-transition five numbers, one-step and
-    rollout, and the count of non-finite predictions."""
-    out = {}
+    """The numbers a summary reports, under the names `report.METRIC_LABELS` knows: per-trajectory
+    and per-transition five numbers of the one-step and rollout nRMSE, the count of non-finite
+    predictions, and the unevenness of the one-step error over λ."""
+    out = {"metrics": list(SUMMARY_METRICS)}
     for kind in ("one_step", "rollout"):
-        out[kind] = five_numbers(errors[kind])
-        out[f"{kind}_per_transition"] = five_numbers(errors[f"{kind}_by_time"])
-    out["non_finite_predictions"] = {k: int(np.sum(~np.isfinite(errors[f"{k}_by_time"]))) for k in ("one_step", "rollout")}
-    out["unevenness_one_step"] = unevenness(errors["one_step"])
+        out[f"{kind}_nrmse"] = five_numbers(errors[kind])
+        out[f"{kind}_nrmse_per_transition"] = five_numbers(errors[f"{kind}_by_time"])
+    out["non_finite_predictions"] = {f"{k}_nrmse": int(np.sum(~np.isfinite(errors[f"{k}_by_time"])))
+                                     for k in ("one_step", "rollout")}
+    out["unevenness"] = unevenness(errors["one_step"])
     return out
 
 

@@ -23,10 +23,10 @@ steps. Scores, on two validation sets simulated once per problem (not part of an
   ε-ball. Within ε of each such point the answer of the oracle flips (`toy_data`).
 
 Per-sample error ``e_i = mean_d (f_θ(x_i) − O(x_i))_d²`` (so the set's MSE is ``mean e_i``);
-``summary.json`` carries the five numbers of ``e`` on each set, with ``one_step`` = the uniform
-set's so that `qsal_jax.experiments.report` reads it. The strategy is named
-``"<strategy>/<rule>"`` (``"breed/accumulate"``). `run_toy_comparison` runs a list of such
-variants over seeds and writes ``report.md``.
+``summary.json`` carries the five numbers of ``e`` on each set as ``uniform_mse`` and
+``hard_mse``. The strategy is named ``"<strategy>/<rule>"`` (``"breed/accumulate"``).
+`run_toy_comparison` runs a list of such variants over seeds (`compare.run_grid`) and writes
+``report.md`` with the project's one report writer.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from qsal_jax import models, proposals
-from qsal_jax.experiments import test_sets
+from qsal_jax.experiments import report, test_sets
+from qsal_jax.experiments.compare import run_grid
 from qsal_jax.experiments.validation import ConfigError
 from qsal_jax.experiments.toy_data import (
     DATA_UPDATES,
@@ -246,96 +247,56 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         "final_dataset_size": int(x.shape[0]),
         "train_iterations": int(total_steps),
         "wall_seconds_this_process": time.perf_counter() - t_start,
-        "mse_uniform": float(errs["uniform"].mean()),
-        "mse_hard": float(errs["hard"].mean()),
-        "uniform": test_sets.five_numbers(errs["uniform"]),
-        "hard": test_sets.five_numbers(errs["hard"]),
-        "one_step": test_sets.five_numbers(errs["uniform"]),
-        "unevenness_one_step": test_sets.unevenness(errs["uniform"]),
+        "metrics": ["uniform_mse", "hard_mse"],
+        "uniform_mse": test_sets.five_numbers(errs["uniform"]),
+        "hard_mse": test_sets.five_numbers(errs["hard"]),
+        "unevenness": test_sets.unevenness(errs["uniform"]),
+        "score_set": {"description": validation_description(config.eval)},
     }
     np.savez(os.path.join(workdir, "samples.npz"), drawn=np.concatenate(drawn), final_x=x, final_y=y,
              **{f"errors_{k}": v for k, v in errs.items()})
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     log(f"{summary['strategy']} seed {summary['seed']}: {simulations} simulations, "
-        f"MSE uniform {summary['mse_uniform']:.4g}, hard {summary['mse_hard']:.4g} "
+        f"MSE uniform {summary['uniform_mse']['mean']:.4g}, hard {summary['hard_mse']['mean']:.4g} "
         f"({summary['wall_seconds_this_process']:.1f}s)")
     return summary
 
 
 # --------------------------------------------------------------------------- comparison
-def run_toy_comparison(config, workdir: str, *, variants=None, seeds=None, overwrite: bool = False, log=print) -> dict:
-    """Run every ``"<strategy>/<rule>"`` variant × seed and write ``report.md`` in ``workdir``.
+def validation_description(evaluation) -> str:
+    return (f"{evaluation.num_uniform} uniform points and {evaluation.num_hard} points within "
+            f"ε = {evaluation.epsilon} of the basin boundary (seed {evaluation.seed})")
 
-    Variants and seeds default to ``config.comparison``. Each run lives in
-    ``workdir/<strategy>_<rule>/seed_<s>``; finished runs are reused. Returns
-    ``{"table": rows, "markdown": text}``.
-    """
-    variants = tuple(variants or config.comparison.variants)
-    seeds = tuple(seeds if seeds is not None else config.comparison.seeds)
-    summaries = []
-    for variant in variants:
+
+def comparison_configs(config, variants=None) -> dict:
+    """``"<strategy>/<rule>"`` → the config of that variant (default: ``config.comparison.variants``;
+    a variant without ``/<rule>`` takes ``config.data_update.rule``)."""
+    configs = {}
+    for variant in variants or config.comparison.variants:
         name, _, rule = variant.partition("/")
-        for seed in seeds:
-            run_cfg = copy.deepcopy(config)
-            with run_cfg.unlocked():
-                run_cfg.compare = False
-                run_cfg.strategy.name = name
-                run_cfg.strategy.settings = dict(config.comparison.settings.get(name, {}))
-                run_cfg.data_update.rule = rule or config.data_update.rule
-                run_cfg.seed = int(seed)
-            run_dir = os.path.join(workdir, f"{name}_{run_cfg.data_update.rule}", f"seed_{seed}")
-            summaries.append(train_and_evaluate(run_cfg, run_dir, overwrite=overwrite, log=log))
-    table = comparison_table(summaries)
-    md = comparison_markdown(table, config)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "report.md"), "w") as f:
-        f.write(md + "\n")
+        run_cfg = copy.deepcopy(config)
+        with run_cfg.unlocked():
+            run_cfg.compare = False
+            run_cfg.strategy.name = name
+            run_cfg.strategy.settings = dict(config.comparison.settings.get(name, {}))
+            run_cfg.data_update.rule = rule or config.data_update.rule
+        configs[f"{name}/{run_cfg.data_update.rule}"] = run_cfg
+    return configs
+
+
+def run_toy_comparison(config, workdir: str, *, variants=None, seeds=None, overwrite: bool = False, log=print) -> dict:
+    """Every ``"<strategy>/<rule>"`` variant × seed through `compare.run_grid`, and ``report.md``
+    (`report.write_report`: MSE on both validation sets, ratios to ``uniform/<rule>`` with intervals).
+
+    Variants and seeds default to ``config.comparison``; runs live in
+    ``workdir/<strategy>_<rule>_seed<s>``. Returns ``{"workdirs", "table", "markdown"}`` with the
+    uniform set's `report.aggregate` table.
+    """
+    configs = comparison_configs(config, variants)
+    seeds = tuple(seeds if seeds is not None else config.comparison.seeds)
+    workdirs = run_grid(configs, seeds, workdir, overwrite=overwrite, log=log)
+    md = report.write_report(workdirs, workdir)
     log(md)
-    return {"table": table, "markdown": md}
+    return {"workdirs": workdirs, "table": report.aggregate(report.load_summaries(workdirs), "uniform_mse"), "markdown": md}
 
-
-def comparison_table(summaries: list[dict]) -> dict:
-    """variant → {"seeds", "simulations", "<set>": {number: (mean, std) over seeds}} for both sets."""
-    groups: dict[str, list[dict]] = {}
-    for s in summaries:
-        groups.setdefault(s["strategy"], []).append(s)
-    table = {}
-    for variant, runs in groups.items():
-        row = {"seeds": len(runs), "simulations": int(np.mean([s["simulations"] for s in runs]))}
-        for which in ("uniform", "hard"):
-            row[which] = {n: (float(np.mean([s[which][n] for s in runs])), float(np.std([s[which][n] for s in runs])))
-                          for n in ("mean", "std", "max", "p95", "p99")}
-        table[variant] = row
-    return table
-
-
-def comparison_markdown(table: dict, config=None) -> str:
-    """Markdown: MSE (mean ± std over seeds) and p95 on both validation sets, and MSE / baseline."""
-    base_name = next((v for v in table if v.startswith("uniform/")), None)
-    base = table.get(base_name)
-    lines = []
-    if config is not None:
-        r = config.rounds
-        lines += [f"Rolling ball, {config.problem.dim}D box [{config.problem.low}, {config.problem.high}]: "
-                  f"{r.initial} initial + {r.num_rounds} rounds × {r.per_round} oracle calls, "
-                  f"{r.iterations} Adam steps per round; window = {config.data_update.get('window')}.", ""]
-    head = ["variant", "seeds", "sims", "MSE uniform", "p95 uniform", "MSE hard", "p95 hard"]
-    if base:
-        head += [f"MSE uniform / {base_name}", f"MSE hard / {base_name}"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for variant, row in table.items():
-        cells = [variant, str(row["seeds"]), str(row["simulations"])]
-        for which in ("uniform", "hard"):
-            m, s = row[which]["mean"]
-            cells += [f"{m:.3e} ± {s:.1e}", f"{row[which]['p95'][0]:.3e}"]
-        if base:
-            cells += [f"{row[w]['mean'][0] / base[w]['mean'][0]:.3f}" for w in ("uniform", "hard")]
-        lines.append("| " + " | ".join(cells) + " |")
-    numbers = ("mean", "std", "max", "p95", "p99")
-    for which in ("uniform", "hard"):
-        lines += ["", f"Per-sample squared error on the {which} set, five numbers (seed means):", "",
-                  "| variant | " + " | ".join(numbers) + " |", "|" + "---|" * (len(numbers) + 1)]
-        lines += ["| " + " | ".join([variant] + [f"{row[which][n][0]:.3e}" for n in numbers]) + " |"
-                  for variant, row in table.items()]
-    return "\n".join(lines)

@@ -68,6 +68,7 @@ import jax.numpy as jnp
 import optax
 
 from qsal_jax.proposals import _common as C
+from qsal_jax.training.state import make_optimizer
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_noise_schedule, respace
@@ -119,7 +120,7 @@ DEFAULTS = dataclasses.asdict(OGASSettings())
 
 class OGASState(NamedTuple):
     denoiser: Any  # Flax params of the MLP ε-predictor (float32 leaves)
-    denoiser_opt: Any  # optax state of the denoiser (clip ∘ adam)
+    denoiser_opt: Any  # optax state of the denoiser (clip ∘ Adam, `training.make_optimizer`)
     ratio: Any  # Flax params of the density-ratio classifier
     ratio_opt: Any  # optax state of the classifier
     fifo_lam: jax.Array  # [C, D] float32: λ of stored pairs, unit cube
@@ -225,8 +226,9 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
     eps_top = float(s["eps_cap"] if capped else s["eps_clip"])
     net = Denoiser(dim, int(s["hidden"]), int(s["depth"]), int(s["steps"]), eps_top)
     clf = RatioClassifier(int(s["ratio_hidden"]), int(s["ratio_depth"]))
-    den_tx = optax.chain(optax.clip_by_global_norm(s["grad_clip"]), optax.adam(s["lr"]))
-    clf_tx = optax.chain(optax.clip_by_global_norm(s["grad_clip"]), optax.adam(s["ratio_lr"]))
+    # Adam at a constant rate (no warm-up, no decay), clipped: the project's one optimizer factory.
+    den_tx = make_optimizer(learning_rate=s["lr"], warmup_steps=0, weight_decay=0.0, grad_clip_norm=s["grad_clip"])
+    clf_tx = make_optimizer(learning_rate=s["ratio_lr"], warmup_steps=0, weight_decay=0.0, grad_clip_norm=s["grad_clip"])
     log_wclip = float(jnp.log(s["weight_clip"]))
     decay = float(s["ema_decay"])
 
