@@ -63,7 +63,8 @@ def test_contract_jit_shapes_bounds_determinism():
     assert lam0.shape == (24, SPACE.dim) and lam0.dtype == jnp.float32
     for i in range(4):
         state = update(state, uniform_feedback(SPACE, jax.random.PRNGKey(10 + i), B, step=i))
-        compiled_update = compiled_update if i else update._cache_size()
+        if i == 0:
+            compiled_update = update._cache_size()
     assert update._cache_size() == compiled_update  # the state keeps its shapes and dtypes
     assert int(state.n_updates) == 4 and int(state.n_trained) == 4
     assert float(p.mixing_ratio(state)) == pytest.approx(SMALL.get("r_max", DEFAULTS["r_max"]))

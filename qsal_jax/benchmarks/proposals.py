@@ -15,14 +15,12 @@ cfg keys (all optional): ``repeats``; ``gpu`` (adds population 100 000); ``propo
 
 from __future__ import annotations
 
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from qsal_jax import proposals
-from qsal_jax.benchmarks.timing import backend_info, time_fn
+from qsal_jax.benchmarks.timing import backend_info, time_chain, time_fn, time_over
 from qsal_jax.proposals.base import Feedback
 from qsal_jax.simulation.param_space import ParamSpace
 
@@ -62,18 +60,6 @@ def _feedback(space: ParamSpace, key, rows: int, pool_size: int) -> Feedback:
     )
 
 
-def time_update_chain(update, state, fb, repeats: int) -> float:
-    """Median seconds of ``state = update(state, fb)`` with the state donated, as in a fused step
-    (without donation a [M, D] state would be copied on every call)."""
-    state = jax.block_until_ready(update(state, fb))  # warm-up: compile
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state = jax.block_until_ready(update(state, fb))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def measure(name: str, dim: int, population: int, repeats: int = 5) -> dict:
     """One record: median µs of jitted ``sample`` and ``update`` for ``name`` at (dim, population)."""
     space = ParamSpace.vector("lam", dim, -1.0, 1.0)
@@ -85,7 +71,9 @@ def measure(name: str, dim: int, population: int, repeats: int = 5) -> dict:
     sample = jax.jit(p.sample, static_argnums=2)  # -> (λ, state): the state is returned, not chained
     state = jax.jit(p.update)(jax.jit(p.init)(key), fb)
     sample_s = time_fn(sample, state, jax.random.fold_in(key, 2), n, repeats=repeats)
-    update_s = time_update_chain(jax.jit(p.update, donate_argnums=0), state, fb, repeats)
+    # The state donated, as in a fused step: without donation a [M, D] state is copied every call.
+    update = jax.jit(p.update, donate_argnums=0)
+    update_s = time_chain(lambda s: update(s, fb), state, repeats=repeats)
     return {
         "suite": "proposals",
         "name": name,
@@ -139,16 +127,8 @@ def time_ogas_calls(space: ParamSpace, *, n: int = 64, batch: int = 256, repeats
         state = jax.block_until_ready(update(state, fbs[i]))
     jax.block_until_ready(sample(state, key, n))
 
-    def median_us(fn, args_list):
-        ts = []
-        for args in args_list:
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            ts.append(time.perf_counter() - t0)
-        return 1e6 * sorted(ts)[len(ts) // 2]
-
     keys = [jax.random.fold_in(key, 1000 + i) for i in range(repeats)]
-    t_sample = median_us(lambda k: sample(state, k, n), [(k,) for k in keys])
-    t_update = median_us(lambda fb: update(state, fb), [(fb,) for fb in fbs[-repeats:]])
+    t_sample = 1e6 * time_over(lambda k: sample(state, k, n), [(k,) for k in keys])
+    t_update = 1e6 * time_over(lambda fb: update(state, fb), [(fb,) for fb in fbs[-repeats:]])
     return {"dim": space.dim, "n": n, "batch": batch, "sample_us": t_sample, "update_us": t_update,
             "mixing_ratio": float(p.mixing_ratio(state))}  # fmt: skip

@@ -27,12 +27,11 @@ n train steps (buffer pushes and strategy updates are left out: small next to bo
 from __future__ import annotations
 
 import math
-import time
 
 import jax
 import jax.numpy as jnp
 
-from qsal_jax.benchmarks.timing import backend_info
+from qsal_jax.benchmarks.timing import backend_info, time_chain, time_fn
 
 CPU_RATE_SIZES = {"copy_mib": 256, "matmul_n": 2048}
 GPU_RATE_SIZES = {"copy_mib": 2048, "matmul_n": 8192}
@@ -54,33 +53,17 @@ def device_rates(cfg: dict | None = None) -> dict:
     # time the allocator's page faults on a CPU, not the memory system.
     scale = jax.jit(lambda x: 2.0 * x, donate_argnums=0)
     x = jax.block_until_ready(scale(jnp.ones((n_copy,), jnp.float32)))
-    times = []
-    for _ in range(max(repeats, 3)):
-        t0 = time.perf_counter()
-        x = jax.block_until_ready(scale(x))
-        times.append(time.perf_counter() - t0)
-    t_copy = min(times)  # a ceiling: the best the device showed, not the typical call
+    t_copy = time_chain(scale, x, repeats=max(repeats, 3), warmup=0, reduce="min")  # a ceiling, not the typical call
     del x
     out = {"suite": "roofline", "name": "device_rates", "copy_bytes": 8 * n_copy, "copy_gbps": 8 * n_copy / t_copy / 1e9}
     n = int(sizes["matmul_n"])
     for dtype in (jnp.float32, jnp.bfloat16):
         a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
-        t = _best_time(jax.jit(lambda a: a @ a), a, repeats=repeats)
+        t = time_fn(jax.jit(lambda a: a @ a), a, repeats=max(repeats, 3), reduce="min")
         out[f"matmul_{jnp.dtype(dtype).name.replace('float', 'f')}_tflops"] = 2 * n**3 / t / 1e12  # f32, bf16
     out["matmul_n"] = n
     out.update(backend_info())
     return out
-
-
-def _best_time(fn, *args, repeats: int) -> float:
-    """Fastest of ``repeats`` calls after a compiling one."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(max(repeats, 3)):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def run(cfg: dict) -> list[dict]:

@@ -1,23 +1,57 @@
-"""Timing helpers shared by the benchmark suites: compile once, then median wall time."""
+"""Timing and memory helpers shared by the benchmark suites: compile once, then wall times.
+
+Every timed call is waited on (`jax.block_until_ready`), so asynchronous dispatch is never
+timed as the work. ``reduce`` picks what a figure means: ``median`` (a typical call, the
+default), ``min`` (a ceiling: the best the device showed) or ``mean``.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
+_REDUCE = {"median": np.median, "min": np.min, "mean": np.mean}
 
-def time_fn(fn, *args, repeats: int = 5, warmup: int = 1) -> float:
-    """Median seconds per call of a jitted ``fn(*args)`` after ``warmup`` calls (compilation excluded)."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
+
+def wall_times(call: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``call()``, each waited on."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(call())
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return times
+
+
+def time_fn(fn, *args, repeats: int = 5, warmup: int = 1, reduce: str = "median") -> float:
+    """Seconds per call of a jitted ``fn(*args)`` after ``warmup`` calls (compilation excluded)."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    return float(_REDUCE[reduce](wall_times(lambda: fn(*args), repeats)))
+
+
+def time_chain(fn, x, *, repeats: int = 5, warmup: int = 1, reduce: str = "median") -> float:
+    """Seconds per call of ``x = fn(x)``: the state threads through the calls (donate it in
+    ``fn`` and nothing is copied, as in a fused loop)."""
+    for _ in range(warmup):
+        x = jax.block_until_ready(fn(x))
+    box = [x]
+
+    def call():
+        box[0] = fn(box[0])
+        return box[0]
+
+    return float(_REDUCE[reduce](wall_times(call, repeats)))
+
+
+def time_over(fn, args_list: Sequence[tuple], *, reduce: str = "median") -> float:
+    """Seconds per call of ``fn(*args)`` with a fresh ``args`` from ``args_list`` each call
+    (e.g. a new key per sample), already compiled."""
+    it = iter(args_list)
+    return float(_REDUCE[reduce](wall_times(lambda: fn(*next(it)), len(args_list))))
 
 
 def backend_info() -> dict:
@@ -40,7 +74,12 @@ def run_metadata(**extra) -> dict:
     }
 
 
-def peak_bytes() -> int | None:
-    """Peak device memory in bytes where the backend reports it (GPU/TPU), else None."""
-    stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None
+def peak_bytes(device: jax.Device | None = None) -> int | None:
+    """Peak memory of ``device`` (default: the first) in bytes where the backend reports it
+    (GPU/TPU), else None."""
+    device = device or jax.devices()[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # some backends raise instead of returning None
+        return None
     return None if not stats else int(stats.get("peak_bytes_in_use", 0)) or None

@@ -15,13 +15,13 @@ FNO-2D at 128²), ``steps``, ``warmup``, ``bf16`` (also time each case in bfloat
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from qsal_jax import models, training
+from qsal_jax.benchmarks.timing import peak_bytes, time_chain
 
 # (preset, grid, batch size); channels default to 1.
 CPU_CASES = [
@@ -35,16 +35,6 @@ GPU_CASES = [
     {"model": "unet2d_medium", "grid": (128, 128), "batch_size": 32},
     {"model": "fno2d_28m", "grid": (128, 128), "batch_size": 32},
 ]
-
-
-def _peak_bytes(device: jax.Device) -> int | None:
-    try:
-        stats = device.memory_stats()
-    except Exception:  # some backends raise instead of returning None
-        return None
-    if not stats:
-        return None
-    return stats.get("peak_bytes_in_use")
 
 
 def time_train_step(
@@ -66,14 +56,7 @@ def time_train_step(
     state = training.create_train_state(k_init, model, x[:1], optimizer)
     step = training.make_train_step(model.apply, optimizer, compute_dtype=compute_dtype)
 
-    for _ in range(warmup):
-        state, losses, _ = step(state, batch)
-    jax.block_until_ready((state, losses))
-    start = time.perf_counter()
-    for _ in range(steps):
-        state, losses, _ = step(state, batch)
-    jax.block_until_ready((state, losses))
-    seconds = (time.perf_counter() - start) / steps
+    seconds = time_chain(lambda s: step(s, batch)[0], state, repeats=steps, warmup=warmup, reduce="mean")
 
     device = jax.devices()[0]
     grid_str = "x".join(str(n) for n in grid)
@@ -88,7 +71,7 @@ def time_train_step(
         "samples_per_s": batch_size / seconds,
         "step_ms": 1e3 * seconds,
         "params": models.count_params(state.params),
-        "peak_bytes": _peak_bytes(device),
+        "peak_bytes": peak_bytes(device),
         "backend": jax.default_backend(),
         "device": device.device_kind,
     }

@@ -31,7 +31,7 @@ import numpy as np
 
 from qsal_jax import models, proposals
 from qsal_jax.experiments import test_sets
-from qsal_jax.experiments.validation import ConfigError, validate_config
+from qsal_jax.experiments.validation import ConfigError, get_field, validate_config
 from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir, config_hash, lock_workdir
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
@@ -189,7 +189,7 @@ def dry_run(config, log=print, built=None) -> dict[str, int]:
     total = sum(parts.values())
     if total > 0.8 * limit:
         field = max(parts, key=parts.get)
-        value = _get_path(config, field)
+        value = get_field(config, field)
         raise ConfigError(f"{field} = {value!r}: the run needs {total / 2**30:.1f} GiB ({field} alone "
                           f"{parts[field] / 2**30:.1f} GiB) but the {where} has {limit / 2**30:.1f} GiB")
     return parts
@@ -206,13 +206,6 @@ def available_memory() -> tuple[int, str]:
 
 def _nbytes(tree) -> int:
     return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree)))
-
-
-def _get_path(config, path):
-    node = config
-    for p in path.split("."):
-        node = node[p]
-    return node
 
 
 def _first_line(e: Exception) -> str:

@@ -189,17 +189,18 @@ REQUIRED = {
 }
 
 
-def _get(config, path: str):
+def get_field(config, path: str):
+    """``config`` at the dotted ``path`` (``"buffer.capacity"``), or `MISSING`."""
     node = config
     for part in path.split("."):
         try:
             node = node[part]
         except (KeyError, TypeError, AttributeError):
-            return _MISSING
+            return MISSING
     return node
 
 
-_MISSING = object()
+MISSING = object()  # what `get_field` returns for an absent path
 
 
 def fail(path: str, value, why: str):
@@ -215,11 +216,11 @@ def validate_config(config) -> None:
     if kind not in SCHEMAS:
         fail("kind", kind, "validate_config checks online configs; qsal_jax.experiments.check_config checks every kind")
     for path in REQUIRED.get(kind, ()):
-        if _get(config, path) is _MISSING:
+        if get_field(config, path) is MISSING:
             fail(path, None, "is required")
     for path, rule in SCHEMAS[kind].items():
-        value = _get(config, path)
-        if value is _MISSING or value is None and path.endswith(("grad_clip_norm", "output_points")):
+        value = get_field(config, path)
+        if value is MISSING or value is None and path.endswith(("grad_clip_norm", "output_points")):
             continue
         why = rule(value)
         if why:
@@ -252,8 +253,8 @@ def _online_cross_checks(config) -> None:
              f"ogas), not {config.strategy.name!r}")
     sync = config.online.get("steps_per_sync", 1)
     for path in ("online.checkpoint_every", "eval.every"):
-        value = _get(config, path)
-        if value is not _MISSING and value and value % sync:
+        value = get_field(config, path)
+        if value is not MISSING and value and value % sync:
             fail(path, value, f"must be a multiple of online.steps_per_sync ({sync}): syncs are where it happens")
     total_train = config.online.num_steps * config.online.train_steps_per_step
     warmup = config.train.optimizer.get("warmup_steps", 0)
@@ -295,5 +296,5 @@ def _online_cross_checks(config) -> None:
 
         d = jax.device_count()
         for path in ("train.batch_size", "online.clients_per_step"):
-            if _get(config, path) % d:
-                fail(path, _get(config, path), f"must be divisible by the device count ({d}) when online.shard is true")
+            if get_field(config, path) % d:
+                fail(path, get_field(config, path), f"must be divisible by the device count ({d}) when online.shard is true")
