@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean results-handback \
-	results-dimension results-capacity
+	results-dimension results-capacity results-kolmogorov
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,13 @@ results-dimension: $(STAMP)
 results-capacity: $(STAMP)
 	$(PY) scripts/sweep.py --sweep=capacity --workdir runs/results/capacity_sweep --seeds=$(SEEDS)
 
-results: results-kdv results-ks-cons results-mean results-handback results-dimension results-capacity
+# Kolmogorov flow (2D Navier–Stokes, 65-dim λ): Uniform, Breed and OGAS.
+results-kolmogorov: $(STAMP)
+	$(PY) scripts/quickstart.py --config configs/online_2d.py --config_args=kolmogorov \
+		--strategies=uniform,breed,ogas --seeds=$(SEEDS) --workdir runs/results/kolmogorov
+
+results: results-kdv results-ks-cons results-mean results-handback results-dimension results-capacity \
+	results-kolmogorov
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -13,7 +13,9 @@ box (768 for ``gpu``); the grid over (amp_0, L/ν) is for heat maps only.
   python scripts/train.py --config=configs/online_2d.py:gray_scott,unet,uniform --workdir=...
   python scripts/train.py --config=configs/online_2d.py:kolmogorov,sbal,gpu --workdir=...
 
-Cost: CPU default ~3–6 min on 2 cores (64² solve, 32² train, budget 160 simulations);
+Cost: CPU default (64² solve, 32² train, budget 160 simulations) measured 70 s per Kolmogorov run
+on 2 cores (KS and Gray–Scott not re-timed); at this size the Kolmogorov surrogates beat persistence by only
+~15 % (RESULTS.md);
 ``gpu``: 256² solve, 128² train, fno2d_28m, budget 8192 simulations (hours on one GPU).
 The AL overhead of each strategy is measured by the online benchmark suite.
 """
