@@ -31,11 +31,11 @@ STRATEGIES = {
 
 
 def get_config(arg: str | None = None):
-    args = set(filter(None, (arg or "").split(",")))
-    unknown = args - set(STRATEGIES) - {"compare", "tiny", "gpu"}
-    if unknown:
-        raise ValueError(f"pinn_allen_cahn: unknown argument(s) {sorted(unknown)}")
-    strategy = next((a for a in args if a in STRATEGIES), "breed")
+    from qsal_jax.experiments.config_args import parse_args
+
+    a = parse_args(arg, groups={"strategy": tuple(STRATEGIES)}, flags=("compare", "tiny", "gpu"))
+    args = {k for k, v in a.items() if v is True}
+    strategy = a["strategy"] or "breed"
 
     c = ml_collections.ConfigDict()
     c.kind = "pinn"

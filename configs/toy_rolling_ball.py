@@ -36,12 +36,12 @@ RULES = ("replace", "accumulate", "window")
 
 
 def get_config(arg: str | None = None):
-    args = set(filter(None, (arg or "").split(",")))
-    unknown = args - set(STRATEGY_SETTINGS) - set(RULES) - {"compare", "tiny", "gpu"}
-    if unknown:
-        raise ValueError(f"toy_rolling_ball: unknown argument(s) {sorted(unknown)}")
-    strategy = next((a for a in args if a in STRATEGY_SETTINGS), "breed")
-    rule = next((a for a in args if a in RULES), "accumulate")
+    from qsal_jax.experiments.config_args import parse_args
+
+    a = parse_args(arg, groups={"strategy": tuple(STRATEGY_SETTINGS), "rule": RULES}, flags=("compare", "tiny", "gpu"))
+    args = {k for k, v in a.items() if v is True}
+    strategy = a["strategy"] or "breed"
+    rule = a["rule"] or "accumulate"
 
     c = ml_collections.ConfigDict()
     c.kind = "toy"

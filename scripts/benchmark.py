@@ -26,7 +26,8 @@ def main(argv):
     import jax
 
     gpu = FLAGS.gpu if FLAGS.gpu is not None else jax.default_backend() in ("gpu", "cuda", "rocm", "tpu")
-    cfg = {"gpu": gpu, "exponax": FLAGS.exponax, "repeats": FLAGS.repeats}
+    online_config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "online_1d.py")
+    cfg = {"gpu": gpu, "exponax": FLAGS.exponax, "repeats": FLAGS.repeats, "online_config": online_config}
     records = []
     for suite in FLAGS.suites:
         module = importlib.import_module(f"qsal_jax.benchmarks.{suite}")

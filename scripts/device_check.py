@@ -174,7 +174,8 @@ def main() -> int:
         limit = gpu_limit if gpu else cpu_limit
         if (wanted is not None and name not in wanted) or limit == 0:
             continue
-        cfg = {"gpu": gpu, "exponax": True, "repeats": 3, **overrides, **({} if gpu else CPU_OVERRIDES.get(name, {}))}
+        cfg = {"gpu": gpu, "exponax": True, "repeats": 3, "online_config": os.path.join(ROOT, "configs", "online_1d.py"),
+               **overrides, **({} if gpu else CPU_OVERRIDES.get(name, {}))}
         path = os.path.join(out, f"bench_{name}.json")
         cmd = [py, me, "--run-suite", suite, json.dumps(cfg), path]
         stages.append(_stage(name, cmd, min(limit, left()), os.path.join(out, f"bench_{name}.log"), env))

@@ -2,6 +2,7 @@
 annotation gives every solver, training and online record a positive floor."""
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ from qsal_jax.benchmarks import online, proposals, roofline, solvers, training
 
 TINY_ONLINE = dict(num_points=32, output_points=None, num_steps=3, model="fno1d_tiny", clients_per_step=2,
                    train_steps_per_step=2, batch_size=4, capacity=64, watermark=4, steps=2, sbal_pool=8)
+ONLINE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "online_1d.py")
 TINY_RATES = {"rate_sizes": {"copy_mib": 4, "matmul_n": 64}, "repeats": 1}
 
 
@@ -20,7 +22,8 @@ def records():
     recs = solvers.run({"solver_sizes": {"ks_1d": (32, 2, 4)}, "solver_problems": ["ks_1d"], "exponax": False, "repeats": 1})
     recs += training.run({"cases": [{"model": "fno1d_tiny", "grid": (32,), "batch_size": 2}], "steps": 1, "warmup": 1})
     recs += proposals.run({"proposal_strategies": ["uniform"], "proposal_dims": (2,), "proposal_populations": (64,), "repeats": 1})
-    recs += online.run({"repeats": 1, "online_sizes": TINY_ONLINE, "online_strategies": ["uniform"], "neuralop": False})
+    recs += online.run({"repeats": 1, "online_sizes": TINY_ONLINE, "online_strategies": ["uniform"], "neuralop": False,
+                        "online_config": ONLINE_CONFIG})
     return recs
 
 

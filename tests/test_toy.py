@@ -109,7 +109,7 @@ def test_config_errors_name_the_field(tmp_path):
     cfg.data_update.window = 0
     with pytest.raises(ValueError, match="data_update.window"):
         toy.train_and_evaluate(cfg, str(tmp_path))
-    with pytest.raises(ValueError, match="unknown argument"):
+    with pytest.raises(ValueError, match="unknown config argument 'breeed'; known: .*compare"):
         toy_rolling_ball.get_config("tiny,breeed")
 
 

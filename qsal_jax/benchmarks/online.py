@@ -32,7 +32,6 @@ cfg keys (all optional): ``gpu``, ``repeats``; ``online_sizes`` (overrides of `C
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -55,21 +54,21 @@ NEURALOP_CASE = dict(model="fno2d_28m", grid=(128, 128), batch_size=32, hidden=9
                      steps=10, warmup=3)
 
 
-# The benchmark measures the shipped 1D config, so it reads it (through the one config loader).
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs",
-                      "online_1d.py")
+def config_path(cfg: dict) -> str:
+    """The config file the suite measures: ``cfg["online_config"]``, the path of
+    ``configs/online_1d.py`` (the caller's, so the library reads no file of its own choosing)."""
+    path = cfg.get("online_config")
+    if not path:
+        raise ValueError("cfg['online_config']: the path of configs/online_1d.py is required (scripts/benchmark.py passes it)")
+    return path
 
 
-def _load_config(arg: str):
+def make_config(strategy: str, sizes: dict, path: str, *, gpu: bool = False, ensemble_size: int = 1):
+    """The ``<path>:ks`` config of ``strategy`` (``name`` or ``name:key=value``) with the benchmark's sizes."""
     from qsal_jax.experiments.config_args import load_config
 
-    return load_config(f"{CONFIG}:{arg}")
-
-
-def make_config(strategy: str, sizes: dict, *, gpu: bool = False, ensemble_size: int = 1):
-    """The ``online_1d:ks`` config of ``strategy`` (``name`` or ``name:key=value``) with the benchmark's sizes."""
     strategy, _, setting = strategy.partition(":")
-    c = _load_config(",".join(["ks", strategy] + (["gpu"] if gpu else [])))
+    c = load_config(f"{path}:" + ",".join(["ks", strategy] + (["gpu"] if gpu else [])))
     if setting:
         key, value = setting.split("=")
         c.strategy.settings = dict(c.strategy.settings, **{key: int(value)})
@@ -198,7 +197,8 @@ def run(cfg: dict) -> list[dict]:
     info = backend_info()
 
     plan = overhead_plan(strategies)
-    runs = {label: _Run(make_config(s, sizes, gpu=gpu, ensemble_size=e), sizes["steps"]) for label, s, e, _ in plan}
+    path = config_path(cfg)
+    runs = {label: _Run(make_config(s, sizes, path, gpu=gpu, ensemble_size=e), sizes["steps"]) for label, s, e, _ in plan}
     base = runs["uniform"]
     parts = _parts(base)
     for _ in range(repeats):  # interleaved rounds: drift of a shared machine hits every figure alike
@@ -208,7 +208,7 @@ def run(cfg: dict) -> list[dict]:
     steps = sizes["steps"]
     loop_rate, train_rate, sim_rate = steps / base.wall, steps / parts["train"], steps / parts["simulate"]
     slower = "train" if train_rate < sim_rate else "simulate"
-    common = {"suite": "online", "problem": "ks_1d", **_sizes_record(sizes, base.engine), **info}
+    common = {"suite": "online", "problem": "ks_1d", "config": path, **_sizes_record(sizes, base.engine), **info}
     records = [{
         **common,
         "name": "ks_1d/throughput",

@@ -212,7 +212,7 @@ def _online_cost(rec: dict) -> tuple[float, float, str, float, dict]:
     sizes["output_points"] = rec["output_points"] if rec["output_points"] != rec["num_points"] else None
     sizes["num_steps"] = rec["solver_steps"]
     sizes["capacity"] = max(sizes["capacity"], sizes["clients_per_step"] * sizes["num_steps"], sizes["batch_size"])
-    engine, model, sim, optimizer = build_engine(online.make_config("uniform", sizes))
+    engine, model, sim, optimizer = build_engine(online.make_config("uniform", sizes, rec["config"]))
     pde = sim.reference_pde()
     step = jax.vmap(make_stepper(pde, sim.order, dtype=sim.dtype))
     s_flops, s_bytes, s_src = cost(step, jax.ShapeDtypeStruct((engine.clients_per_step,) + pde.state_shape, sim.dtype))

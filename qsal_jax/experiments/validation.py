@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from qsal_jax.online.buffers import POLICIES
+
 
 class ConfigError(ValueError):
     """A config field has a bad value; the message names the field, the value and what is allowed."""
@@ -169,7 +171,7 @@ ONLINE = {
     "online.checkpoint_every": integer(1),
     "online.shard": shard_option,
     "buffer.capacity": integer(1),
-    "buffer.policy": one_of("fifo", "firo", "reservoir"),
+    "buffer.policy": one_of(*POLICIES),
     "buffer.seen_threshold": integer(1),
     "buffer.watermark": integer(1),
     "eval.grid_size": integer(0),

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-POLICIES = ("fifo", "firo", "reservoir")
+from qsal_jax.online.buffers import POLICIES  # the device buffer's policies, by the same names
 
 
 class HostItems(NamedTuple):
