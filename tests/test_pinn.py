@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qsal_jax import models
-from qsal_jax.experiments import pinn, run_experiment
+from qsal_jax.experiments import pinn, pinn_problem, run_experiment
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
 import pinn_allen_cahn  # noqa: E402
@@ -26,7 +26,7 @@ def test_residual_vanishes_on_the_stationary_allen_cahn_kink():
     eps, c = 1e-4, 5.0
     a = np.sqrt(c / (2 * eps))
     xt = _points() * jnp.array([0.02, 1.0])  # inside the interface, where every term is large
-    r = pinn.residual(lambda x, t: jnp.tanh(a * x), xt, eps, c)
+    r = pinn_problem.residual(lambda x, t: jnp.tanh(a * x), xt, eps, c)
     assert r.shape == (64,) and r.dtype == jnp.float64
     np.testing.assert_allclose(r, 0.0, atol=1e-9)
 
@@ -35,14 +35,14 @@ def test_residual_heat_solution_and_every_term_of_a_manufactured_field():
     eps = 0.1
     heat = lambda x, t: jnp.exp(-eps * np.pi**2 * t) * jnp.sin(np.pi * x)
     xt = _points(seed=1)
-    np.testing.assert_allclose(pinn.residual(heat, xt, eps, 0.0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(pinn_problem.residual(heat, xt, eps, 0.0), 0.0, atol=1e-12)
     # u = x² t + sin(x) t²: r = u_t − ε u_xx + c (u³ − u) in closed form.
     c = 5.0
     f = lambda x, t: x**2 * t + jnp.sin(x) * t**2
     x, t = xt[:, 0], xt[:, 1]
     u = f(x, t)
     expected = (x**2 + 2 * t * jnp.sin(x)) - eps * (2 * t - jnp.sin(x) * t**2) + c * (u**3 - u)
-    np.testing.assert_allclose(pinn.residual(f, xt, eps, c), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pinn_problem.residual(f, xt, eps, c), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("corner_term", [True, False])
@@ -50,7 +50,7 @@ def test_ansatz_has_the_initial_condition_and_periodic_values(corner_term):
     model = models.build("mlp", out_features=2 if corner_term else 1, hidden=(8, 8), fourier_features=4,
                          param_dtype=jnp.float64, dtype=jnp.float64)
     params = model.init(jax.random.PRNGKey(0), jnp.zeros(3))
-    u = jax.vmap(pinn.make_solution(model, corner_term=corner_term), in_axes=(None, 0, 0))
+    u = jax.vmap(pinn_problem.make_solution(model, corner_term=corner_term), in_axes=(None, 0, 0))
     x = jnp.linspace(-1, 1, 17)
     np.testing.assert_allclose(u(params, x, jnp.zeros_like(x)), x**2 * jnp.cos(jnp.pi * x), atol=1e-14)
     t = jnp.linspace(0, 1, 9)
@@ -61,7 +61,7 @@ def test_ansatz_has_the_initial_condition_and_periodic_values(corner_term):
 
 def test_spectral_reference_is_converged_and_keeps_its_symmetry():
     """Halving dt changes little; doubling N changes little; u₀ is even, so u stays even."""
-    ref = lambda n, dt, sub: pinn.reference_solution(n, dt, 11, sub, dtype=np.float64)
+    ref = lambda n, dt, sub: pinn_problem.reference_solution(n, dt, 11, sub, dtype=np.float64)
     x, t, u = ref(256, 1e-3, 1)
     _, _, u_half_dt = ref(256, 5e-4, 1)
     _, _, u_fine = ref(512, 1e-3, 2)
@@ -76,12 +76,12 @@ def test_spectral_reference_is_converged_and_keeps_its_symmetry():
     # Metastable dynamics: by t = 1 the field sits near the stable states ±1 over most of the domain.
     assert np.mean(np.abs(np.abs(u[-1]) - 1) < 0.05) > 0.5
     with pytest.raises(ValueError, match="multiple of dt"):
-        pinn.reference_solution(256, 3e-3, 11, 1)
+        pinn_problem.reference_solution(256, 3e-3, 11, 1)
 
 
 def test_relative_l2_errors():
     ref = np.array([[3.0, 4.0], [0.0, 1.0]])
-    glob, per_t = pinn.relative_l2_errors(ref * 1.1, ref)
+    glob, per_t = pinn_problem.relative_l2_errors(ref * 1.1, ref)
     np.testing.assert_allclose(glob, 0.1)
     np.testing.assert_allclose(per_t, [0.1, 0.1])
 
@@ -144,7 +144,7 @@ def test_declared_population_reaches_the_strategy_and_rad_pool_rule():
     n = cfg.collocation.num_points
     s = strategy.init(jax.random.PRNGKey(0))
     assert s.inner.pool.shape == (4 * n, 2) and "population" in proposals.settings_of("rad")
-    pool = pinn.domain().sample_uniform(jax.random.PRNGKey(1), 4 * n)
+    pool = pinn_problem.domain().sample_uniform(jax.random.PRNGKey(1), 4 * n)
     score = jnp.zeros(4 * n).at[0].set(1.0)  # p(member 0) = (4n + 1) / (8n) ≈ 1/2
     s = strategy.update(s, proposals.make_feedback(pool[:1], jnp.zeros(1), pool=pool, pool_score=score))
     x, _ = strategy.sample(s, jax.random.PRNGKey(2), n)
