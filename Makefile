@@ -7,15 +7,26 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean results-handback \
 	results-dimension results-capacity results-kolmogorov
 
-$(STAMP): setup.py
+RUNTIME := $(VENV)/.runtime
+
+# The runtime alone (what the demo needs), then the test extras; both at the versions of
+# constraints.txt, so every install of a commit is the same.
+$(RUNTIME): setup.py constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: qsal_jax needs Python >= 3.11, but $(PYTHON) is " + sys.version.split()[0] + "; run make PYTHON=python3.11 (or newer)")'
+	@echo "creating $(VENV) and installing qsal_jax with its runtime dependencies (constraints.txt; a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -c constraints.txt pip
+	$(PY) -m pip install --quiet -c constraints.txt -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	@echo "installing the test dependencies (constraints.txt)"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(PY) scripts/quickstart.py --workdir runs/quickstart
 
 # Two workers, each test file on one of them (a file's module fixtures are built once).

@@ -10,17 +10,18 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["qsal_jax", "qsal_jax.*"]),
     python_requires=">=3.11",
-    # Ranges, not pins: accelerator machines bring their own jax/jaxlib build.
+    # Ranges, not pins: accelerator machines bring their own jax/jaxlib build. The lower bounds
+    # are the versions the suite was run with (constraints.txt has the exact set for make/CI).
     install_requires=[
-        "jax>=0.4.30",
-        "flax>=0.10",
-        "optax>=0.2.3",
-        "diffrax>=0.6",
-        "distrax>=0.1.5",
-        "numpy>=1.26",
+        "jax>=0.10",
+        "flax>=0.12",
+        "optax>=0.2.8",
+        "diffrax>=0.7",
+        "distrax==0.1.9",  # its tfp-nightly dependency is unpinned: constraints.txt fixes the build
+        "numpy>=2.0",
         "absl-py>=2.0",
-        "ml_collections>=0.1.1",
-        "orbax-checkpoint>=0.6",
+        "ml_collections>=1.0",
+        "orbax-checkpoint>=0.12",
         "matplotlib>=3.8",
         "tensorboardX>=2.6",
         "scipy>=1.11",  # Sobol' direction numbers

@@ -74,6 +74,11 @@ def _one_line(e: Exception) -> str:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
+    from qsal_jax.training.sharding import maybe_initialize_distributed
+
+    # One of several processes (Slurm, Open MPI, a TPU slice, or JAX_COORDINATOR_ADDRESS with
+    # JAX_NUM_PROCESSES and JAX_PROCESS_ID): join the others before anything touches a device.
+    maybe_initialize_distributed()
     if FLAGS.compilation_cache != "off":
         from qsal_jax.experiments.cache import enable_compilation_cache
 

@@ -200,3 +200,23 @@ def test_a_diverged_surrogate_stops_the_run_before_checkpointing(tmp_path):
         run_experiment(config, str(tmp_path / "run"), log=lambda *a: None)
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_load_run_gives_back_the_trained_surrogate(tmp_path):
+    """The loaded parameters score the run's score set exactly as the run's summary says."""
+    from qsal_jax.experiments import load_run
+
+    config = _config("uniform,tiny")
+    workdir = str(tmp_path / "run")
+    summary = run_experiment(config, workdir, log=lambda *a: None)
+    run = load_run(workdir)
+    assert run.step == config.online.num_steps and run.summary == json.load(open(os.path.join(workdir, "summary.json")))
+    assert run.config.strategy.name == "uniform" and run.simulator.space.dim == 4
+    saved = np.load(os.path.join(workdir, "test_errors.npz"))
+    scores = test_sets.make_score_set(run.simulator, dict(config.problem.kwargs), size=config.eval.score_size,
+                                      draw=config.eval.score_draw, seed=config.eval.seed, log=lambda *a: None)
+    errs = test_sets.score(run.apply_fn, run.params, scores.u, scores.cond)
+    np.testing.assert_allclose(errs["one_step"], saved["one_step"], rtol=1e-6)
+    assert float(errs["one_step"].mean()) == pytest.approx(summary["one_step_nrmse"]["mean"], rel=1e-6)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_run(str(tmp_path))

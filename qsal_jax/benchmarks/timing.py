@@ -77,7 +77,7 @@ def run_metadata(**extra) -> dict:
 def peak_bytes(device: jax.Device | None = None) -> int | None:
     """Peak memory of ``device`` (default: the first) in bytes where the backend reports it
     (GPU/TPU), else None."""
-    device = device or jax.devices()[0]
+    device = device or jax.local_devices()[0]
     try:
         stats = device.memory_stats()
     except Exception:  # some backends raise instead of returning None

@@ -3,9 +3,13 @@
 Each experiment kind is a module with ``check_config(config)`` (raises a one-line `ConfigError`)
 and ``train_and_evaluate(config, workdir, *, overwrite, log) -> summary``; `KINDS` registers them
 and ``run_experiment(config, workdir)`` dispatches on ``config.kind`` (default ``"online"``).
+``load_run(workdir)`` gives a finished online run back: config, apply function, parameters and
+summary.
 """
 
 import importlib
+
+from qsal_jax.experiments.runs import LoadedRun, load_run  # noqa: F401  (a run back in a notebook)
 
 KINDS = {
     "online": "qsal_jax.experiments.online",  # the fused simulate → buffer → train → propose loop

@@ -36,6 +36,7 @@ from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir, con
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
 from qsal_jax.training import checkpoint
+from qsal_jax.training.sharding import is_primary, local_replica, sync_processes, to_host
 from qsal_jax.training.state import create_train_state, make_optimizer
 from qsal_jax.training.step import bind_train_step
 
@@ -154,8 +155,13 @@ def _check_sync(metrics: dict, step: int, n: int, last_checkpoint: int, total_re
 def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
     """Run (or resume) one online experiment; returns the summary written to ``summary.json``.
 
-    The workdir is locked for the whole run: a second process on it fails at once.
+    The workdir is locked for the whole run: a second run on it fails at once. In a
+    multi-process run (`training.sharding.maybe_initialize_distributed`) every process runs the
+    same program and writes checkpoints collectively; only process 0 takes the lock, scores, logs
+    and writes metrics, samples, plots and the summary (the others return ``{"process_index": i}``).
     """
+    if not is_primary():
+        return _train_and_evaluate(config, workdir, overwrite=overwrite, log=lambda *a, **k: None)
     with lock_workdir(workdir):  # before claim_workdir: an overwrite must happen under the lock
         return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
 
@@ -197,7 +203,7 @@ def dry_run(config, log=print, built=None) -> dict[str, int]:
 
 def available_memory() -> tuple[int, str]:
     """(bytes, what) of the default device's memory, or of the machine's RAM for a CPU."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"]), f"{device.platform} device"
@@ -219,15 +225,17 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     # The score set is made before the workdir is claimed: a config whose score set cannot be
     # simulated leaves nothing behind.
     e = config.eval
-    scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
-                                      draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
-    claim_workdir(workdir, config, overwrite=overwrite)
+    primary = is_primary()
+    if primary:
+        scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
+                                          draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
+        claim_workdir(workdir, config, overwrite=overwrite)
+    sync_processes(f"claimed {workdir}")  # no process reads checkpoints before an overwrite is done
     chash = config_hash(config)
     total = config.online.num_steps
     sync = config.online.steps_per_sync
     ckpt_dir = os.path.join(workdir, "checkpoints")
     samples_dir = os.path.join(workdir, "samples")
-    os.makedirs(samples_dir, exist_ok=True)
     metric_log = MetricLog(os.path.join(workdir, "metrics.jsonl"))
 
     state = init_state(engine, model, optimizer, config.seed)
@@ -240,18 +248,18 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     if restored is not None:
         state, start = restored
         log(f"resumed from checkpoint at online step {start}")
-    metric_log.truncate(start)
-    for f in glob.glob(os.path.join(samples_dir, "*.npy")):
-        if int(os.path.basename(f).split("_")[1].split(".")[0]) > start:
-            os.remove(f)
+    if primary:
+        _drop_after(start, metric_log, samples_dir)
+    else:
+        return _follow(engine, state, start, config, ckpt_dir, chash)
 
     log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
         f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
         f"strategy {config.strategy.name}")
-    score = lambda st: test_sets.score(engine.apply_fn, scored_params(engine, st), scores.u, scores.cond)
+    score = lambda st: test_sets.score(engine.apply_fn, local_replica(scored_params(engine, st)), scores.u, scores.cond)
 
     run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
-    writer = _tensorboard(workdir)
+    writer = _tensorboard(workdir, start)
     progress = Progress(total, start, log)
     wall = 0.0
     step = start
@@ -262,7 +270,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         n = min(sync, total - step)
         t0 = time.perf_counter()
         state, metrics = run(state, n)
-        metrics = jax.device_get(metrics)
+        metrics = to_host(metrics)
         wall += time.perf_counter() - t0
         rejected += int(np.sum(metrics["rejected"]))
         _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
@@ -306,7 +314,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     grid = None
     if config.get("plots", True) and e.get("grid_size", 0):
         grid = test_sets.make_heatmap_grid(sim, tuple(e.grid_axes), e.grid_size)
-        grid_errs = test_sets.score(engine.apply_fn, scored_params(engine, state), grid.u, grid.cond)
+        grid_errs = test_sets.score(engine.apply_fn, local_replica(scored_params(engine, state)), grid.u, grid.cond)
         np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
                  one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),
                  rollout=np.where(grid.valid, grid_errs["rollout"], np.nan))
@@ -323,9 +331,39 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     return summary
 
 
-def _tensorboard(workdir):
+def _drop_after(step: int, metric_log: MetricLog, samples_dir: str) -> None:
+    """Forget what an interrupted run logged past its last checkpoint (resumed at ``step``)."""
+    os.makedirs(samples_dir, exist_ok=True)
+    metric_log.truncate(step)
+    for f in glob.glob(os.path.join(samples_dir, "*.npy")):
+        if int(os.path.basename(f).split("_")[1].split(".")[0]) > step:
+            os.remove(f)
+
+
+def _follow(engine: OnlineEngine, state, start: int, config, ckpt_dir: str, chash: str) -> dict:
+    """A non-primary process of a multi-process run: the same steps, gathers and checkpoint
+    saves as process 0 (they are collectives), and nothing else."""
+    run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
+    total, sync, step = config.online.num_steps, config.online.steps_per_sync, start
+    last_checkpoint, rejected = start, int(state.num_rejected)
+    while step < total:
+        n = min(sync, total - step)
+        state, metrics = run(state, n)
+        metrics = to_host(metrics)
+        rejected += int(np.sum(metrics["rejected"]))
+        _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
+        step += n
+        if step % config.online.checkpoint_every == 0 or step == total:
+            checkpoint.save(ckpt_dir, step, state, config_hash=chash)
+            last_checkpoint = step
+    return {"process_index": jax.process_index(), "simulations": int(state.next_lam_id)}
+
+
+def _tensorboard(workdir, start: int = 0):
+    """A TensorBoard writer; on a resume, events past ``start`` (logged after the last
+    checkpoint, about to be logged again) are purged so no step appears twice."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError:  # optional
         return None
-    return SummaryWriter(os.path.join(workdir, "tb"))
+    return SummaryWriter(os.path.join(workdir, "tb"), purge_step=start + 1 if start else None)

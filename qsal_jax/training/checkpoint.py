@@ -68,7 +68,9 @@ def _to_saveable(x: Any) -> Any:
 def _digest(x: Any) -> str | None:
     """sha256 (hex) of a saveable leaf's bytes in C order; None where this process cannot see all of it."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return None
+        if not x.is_fully_replicated:
+            return None
+        x = x.addressable_data(0)  # a replicated leaf of a multi-process run: the local copy is all of it
     return hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()
 
 

@@ -25,16 +25,20 @@ DATA_AXIS = "data"
 
 # Environment variables that mark a multi-process launch jax.distributed.initialize can read.
 _CLUSTER_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
+# An explicit launch (no cluster manager): the process count and this process's rank, read here
+# because jax.distributed.initialize reads only the coordinator's address from the environment.
+_EXPLICIT_ENV = {"num_processes": "JAX_NUM_PROCESSES", "process_id": "JAX_PROCESS_ID"}
 
 
 def maybe_initialize_distributed(**kwargs: Any) -> bool:
     """Call ``jax.distributed.initialize`` when this process is one of several; else do nothing.
 
-    Multi-host is recognised from an explicit coordinator (``JAX_COORDINATOR_ADDRESS``, or
-    ``coordinator_address=`` among ``kwargs``), a SLURM job with more than one task, an Open MPI
-    launch with more than one rank, or a multi-worker Cloud TPU slice; the keyword arguments are
-    passed through. Must run before any other JAX call. Returns True when the runtime is
-    distributed (now or already), False on a single host. Idempotent.
+    Multi-host is recognised from an explicit coordinator (``JAX_COORDINATOR_ADDRESS`` with
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or the same as keyword arguments), a SLURM job
+    with more than one task, an Open MPI launch with more than one rank, or a multi-worker Cloud
+    TPU slice; the keyword arguments are passed through. Must run before any other JAX call.
+    Returns True when the runtime is distributed (now or already), False on a single host.
+    Idempotent.
     """
     if jax.distributed.is_initialized():
         return True
@@ -47,8 +51,55 @@ def maybe_initialize_distributed(**kwargs: Any) -> bool:
     )
     if not multi:
         return False
+    for name, var in _EXPLICIT_ENV.items():
+        if name not in kwargs and os.environ.get(var):
+            kwargs[name] = int(os.environ[var])
     jax.distributed.initialize(**kwargs)
     return True
+
+
+def is_primary() -> bool:
+    """Process 0: the one that writes logs, metrics, plots and reports of a multi-process run."""
+    return jax.process_index() == 0
+
+
+def sync_processes(name: str) -> None:
+    """Wait until every process reaches this point (no-op in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def to_host(tree: Any) -> Any:
+    """A pytree of arrays as numpy, on every process.
+
+    A leaf sharded over devices of other processes (the K clients' λ of a step) is gathered, so
+    with several processes this is a collective: every process must call it.
+    """
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if x.is_fully_replicated:
+                return np.asarray(x.addressable_data(0))
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+def local_replica(tree: Any) -> Any:
+    """Each replicated leaf as its copy on this process's first device, so host-side work
+    (scoring on a held-out set) runs locally without a cross-process program."""
+    def one(x):
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 and x.is_fully_replicated:
+            return x.addressable_data(0)
+        return x
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
