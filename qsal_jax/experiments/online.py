@@ -80,6 +80,7 @@ def build_engine(config):
         ensemble_size=config.model.get("ensemble_size", 1),
         mesh=_mesh(config.online.get("shard", "auto")),
         importance_clip=float(config.train.get("importance_clip", 0.0)),
+        shard_buffer=bool(config.buffer.get("sharded", False)),
     )
     return engine, model, sim, optimizer
 
@@ -186,7 +187,8 @@ def dry_run(config, log=print, built=None) -> dict[str, int]:
             "a simulation will take long")
     frame_bytes = int(np.prod(sim.state_shape)) * np.dtype(sim.dtype).itemsize
     parts = {
-        "buffer.capacity": _nbytes(shapes.buffer),
+        # per device: a sharded buffer holds capacity / N items on each
+        "buffer.capacity": _nbytes(shapes.buffer) // (engine.mesh.shape["data"] if engine.shard_buffer else 1),
         "model.ensemble_size": _nbytes(shapes.train),
         "eval.score_size": 2 * int(config.eval.score_size) * sim.num_frames * frame_bytes,  # solver + surrogate
         "online.clients_per_step": 2 * engine.clients_per_step * sim.num_frames * frame_bytes,
@@ -239,10 +241,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     metric_log = MetricLog(os.path.join(workdir, "metrics.jsonl"))
 
     state = init_state(engine, model, optimizer, config.seed)
-    if engine.mesh is not None:
-        from qsal_jax.training.sharding import replicate
-
-        state = replicate(state, engine.mesh)
+    if engine.mesh is not None:  # a fresh copy: the jitted loop donates its state
+        state = jax.device_put(jax.tree_util.tree_map(jnp.copy, state), engine.state_shardings(state))
     restored = checkpoint.restore_latest(ckpt_dir, state, config_hash=chash)
     start = 0
     if restored is not None:

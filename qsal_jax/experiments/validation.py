@@ -173,6 +173,7 @@ ONLINE = {
     "buffer.capacity": integer(1),
     "buffer.policy": one_of(*POLICIES),
     "buffer.seen_threshold": integer(1),
+    "buffer.sharded": boolean,
     "buffer.watermark": integer(1),
     "eval.grid_size": integer(0),
     "eval.score_size": integer(1, 100_000),
@@ -293,6 +294,8 @@ def _online_cross_checks(config) -> None:
         if len(axes) != 2 or not all(a in space.names for a in axes):
             fail("eval.grid_axes", axes, f"must name two parameters of the problem, from {list(space.names[:8])}")
     shard = config.online.get("shard", "auto")
+    if config.buffer.get("sharded", False) and shard is not True:
+        fail("buffer.sharded", True, f"needs online.shard = True (it is {shard!r}): the buffer is split over the mesh")
     if shard is True:
         import jax
 
@@ -300,3 +303,5 @@ def _online_cross_checks(config) -> None:
         for path in ("train.batch_size", "online.clients_per_step"):
             if get_field(config, path) % d:
                 fail(path, get_field(config, path), f"must be divisible by the device count ({d}) when online.shard is true")
+        if config.buffer.get("sharded", False) and config.buffer.capacity % d:
+            fail("buffer.capacity", config.buffer.capacity, f"must be divisible by the device count ({d}) when buffer.sharded is true")

@@ -16,8 +16,10 @@ scans several online steps between host syncs.
 
 With a ``mesh`` the K solver clients and every training batch are split over the
 mesh's "data" axis while parameters, optimiser state, buffer and strategy state stay
-replicated: the same program runs on 1 CPU, N GPUs or a TPU slice. (The buffer is
-replicated, so its capacity is bounded by one device's memory.)
+replicated: the same program runs on 1 CPU, N GPUs or a TPU slice. A replicated buffer's
+capacity is one device's memory; with ``shard_buffer`` it is split over the devices instead
+(`sharded_buffer`: each holds capacity / N items, pushes its own clients' items and draws its
+share of each batch), so capacity grows with the device count.
 
 With ``ensemble_size > 1`` the surrogate is an ensemble (stacked parameters, a vmapped
 train step on the same batches); its spread is the "disagreement" signal (OGAS-U) and
@@ -40,6 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.online import buffers as B
+from qsal_jax.online import sharded_buffer as SB
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.proposals.scorers import EnsembleSurrogate
 from qsal_jax.simulation.simulator import Simulator
@@ -95,6 +98,7 @@ class OnlineEngine:
     ensemble_size: int = 1
     mesh: Any = None  # jax.sharding.Mesh with a "data" axis, or None
     importance_clip: float = 0.0
+    shard_buffer: bool = False  # split the buffer over the mesh's devices (needs a mesh)
 
     def __post_init__(self):
         if self.mesh is not None:
@@ -102,6 +106,12 @@ class OnlineEngine:
             for field in ("clients_per_step", "batch_size"):
                 if getattr(self, field) % n:
                     raise ValueError(f"online.{field} ({getattr(self, field)}) must be divisible by the {n} devices of the mesh")
+        if self.shard_buffer:
+            if self.mesh is None:
+                raise ValueError("buffer.sharded needs a mesh (online.shard = True)")
+            if self.buffer_capacity % self.mesh.shape["data"]:
+                raise ValueError(f"buffer.capacity ({self.buffer_capacity}) must be divisible by the "
+                                 f"{self.mesh.shape['data']} devices when buffer.sharded is true")
         items_per_step = self.clients_per_step * (self.simulator.num_frames - 1)
         if items_per_step > self.buffer_capacity:
             raise ValueError(
@@ -139,7 +149,8 @@ class OnlineEngine:
         zero = jnp.zeros((), jnp.int32)
         state = OnlineState(
             train=train_state,
-            buffer=B.init_buffer(self.buffer_capacity, example),
+            buffer=(SB.init(self.buffer_capacity, example, self.mesh.shape["data"]) if self.shard_buffer
+                    else B.init_buffer(self.buffer_capacity, example)),
             strategy=self.strategy.init(strategy_key),
             key=key,
             step=zero,
@@ -150,6 +161,26 @@ class OnlineEngine:
         )
         # Fresh buffers for every leaf: shared ones could not be donated to the jitted step.
         return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
+
+    def state_shardings(self, state: OnlineState):
+        """Where each leaf of ``state`` lives on the mesh: replicated, except a sharded buffer."""
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        rep = NamedSharding(self.mesh, PartitionSpec())
+        shardings = jax.tree_util.tree_map(lambda _: rep, state)
+        if self.shard_buffer:
+            shardings = shardings._replace(buffer=SB.shardings(state.buffer, self.mesh))
+        return shardings
+
+    def _push(self, buffer, items, valid):
+        if self.shard_buffer:
+            return SB.push(buffer, items, valid, self.mesh, seen_threshold=self.seen_threshold)
+        return B.push(buffer, items, valid, seen_threshold=self.seen_threshold)
+
+    def _sample(self, buffer, key):
+        if self.shard_buffer:
+            return SB.sample(buffer, key, self.batch_size, self.buffer_policy, self.mesh)
+        return B.sample(buffer, key, self.batch_size, self.buffer_policy)
 
     def _split(self, x):
         """Constrain the leading axis to the mesh's data axis (no-op without a mesh)."""
@@ -214,13 +245,13 @@ class OnlineEngine:
         lam_id = state.next_lam_id + jnp.arange(k, dtype=jnp.int32)
         items = B.trajectories_to_items(traj.u, lam, lam_id, sim.conditioning(lam), weight)
         valid = jnp.repeat(traj.finite, sim.num_frames - 1)
-        buffer = B.push(state.buffer, items, valid, seen_threshold=self.seen_threshold)
+        buffer = self._push(state.buffer, items, valid)
         started = state.training_started | (B.size(buffer) >= self.watermark)
 
         # 4: n gradient steps, each feeding its per-sample losses to the strategy.
         def train_one(carry, key):
             train_state, buffer, strategy_state = carry
-            buffer_after, drawn, drawn_valid = B.sample(buffer, key, self.batch_size, self.buffer_policy)
+            buffer_after, drawn, drawn_valid = self._sample(buffer, key)
             use = drawn_valid & started
             w = use.astype(jnp.float32) if drawn.weight is None else jnp.where(use, drawn.weight, 0.0)
             batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, w)
@@ -272,7 +303,7 @@ class OnlineEngine:
             "buffer_size": B.size(buffer),
             "buffer_seen": B.num_seen(buffer, self.seen_threshold),
             "rejected": n_rejected,
-            "evicted_unseen": buffer.num_evicted_unseen,
+            "evicted_unseen": jnp.sum(buffer.num_evicted_unseen),  # [] or one count per shard
             "finite": jnp.all(finite),  # loss and parameters stayed finite (divergence check at the sync)
             "lam": lam,  # [K, D] where the strategy sampled this step
         }
