@@ -29,8 +29,10 @@ def test_online_run_writes_summary_metrics_samples_and_plots(tmp_path):
     summary = run_experiment(config, str(tmp_path / "run"), log=lambda *a: None)
     run = tmp_path / "run"
     for name in ("summary.json", "metrics.jsonl", "config.json", "test_errors.npz", "heatmap_errors.npz",
-                 "test_error_heatmap.png", "sampling_density.png", "training_curve.png"):
+                 "test_error_heatmap.png", "sampling_density.png", "training_curve.png", "rollouts.png"):
         assert (run / name).exists(), name
+    md = report.write_report([str(run)], str(tmp_path / "report"))  # the one-page comparison figure too
+    assert (tmp_path / "report" / "comparison.png").exists() and "comparison.png" in md
     assert summary["simulations"] == config.online.num_steps * config.online.clients_per_step
     assert summary["metrics"] == list(test_sets.SUMMARY_METRICS)
     for block in summary["metrics"]:

@@ -324,11 +324,29 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         from qsal_jax.experiments import plots
 
         plots.plot_run(workdir, grid, sim.space, title=f"{config.strategy.name}, seed {config.seed}")
+        _plot_rollouts(workdir, engine, state, scores, errs, title=f"{config.strategy.name}, seed {config.seed}")
     if writer is not None:
         writer.close()
     log(f"score set ({scores.info['size']}), per-trajectory one-step nRMSE: "
         + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step_nrmse"].items()))
     return summary
+
+
+def _plot_rollouts(workdir, engine, state, scores, errs, title: str) -> None:
+    """Solver against surrogate rollout for the score set's best, median and worst λ (by the
+    per-trajectory rollout error)."""
+    from qsal_jax.experiments import plots
+    from qsal_jax.training.evaluate import surrogate_rollout
+
+    order = np.argsort(np.where(np.isfinite(errs["rollout"]), errs["rollout"], np.inf))
+    picks = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
+    idx = np.asarray(list(picks.values()))
+    u = np.asarray(scores.u)[idx]
+    pred = surrogate_rollout(engine.apply_fn, local_replica(scored_params(engine, state)), jnp.asarray(u[:, 0]),
+                             u.shape[1] - 1, jnp.asarray(np.asarray(scores.cond)[idx]))
+    pred = np.concatenate([u[:, :1], np.asarray(pred)], axis=1)
+    labels = [f"{k} (rollout nRMSE {errs['rollout'][i]:.3g})" for k, i in picks.items()]
+    plots.plot_rollouts(os.path.join(workdir, "rollouts.png"), u, pred, labels, title=f"{title}: score-set λ")
 
 
 def _drop_after(step: int, metric_log: MetricLog, samples_dir: str) -> None:

@@ -105,3 +105,114 @@ def plot_seed_bands(workdirs, out_path: str, key: str = "test_mean") -> str | No
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+def plot_rollouts(path: str, u_true, u_pred, labels, title: str = "") -> str:
+    """Solver trajectory against the surrogate's rollout from the same u₀, one row per case.
+
+    ``u_true, u_pred: [n, T, C, *grid]`` (channel 0 is drawn). 1D fields as space–time images
+    (x across, t up), 2D fields at the last frame; the error panel is |surrogate − solver|.
+    Solver and surrogate of a row share one colour scale.
+    """
+    u_true, u_pred = np.asarray(u_true)[:, :, 0], np.asarray(u_pred)[:, :, 0]
+    n = u_true.shape[0]
+    fig, axes = plt.subplots(n, 3, figsize=(12, 3.2 * n), squeeze=False)
+    for row in range(n):
+        truth, pred = (u_true[row], u_pred[row]) if u_true.ndim == 3 else (u_true[row, -1], u_pred[row, -1])
+        lo, hi = float(np.nanmin(truth)), float(np.nanmax(truth))
+        where = "x →, t ↑" if u_true.ndim == 3 else "last frame"
+        for col, (field, name, kw) in enumerate(((truth, "solver", {"vmin": lo, "vmax": hi, "cmap": "RdBu_r"}),
+                                                 (pred, "surrogate rollout", {"vmin": lo, "vmax": hi, "cmap": "RdBu_r"}),
+                                                 (np.abs(pred - truth), "|surrogate − solver|", {"vmin": 0.0, "cmap": "magma"}))):
+            ax = axes[row, col]
+            im = ax.imshow(field, origin="lower", aspect="auto", **kw)
+            ax.set(xlabel=where, xticks=[], yticks=[])
+            ax.set_title(name if row == 0 else "", fontsize=10)
+            if col == 0:
+                ax.set_ylabel(labels[row], fontsize=9)
+            plt.colorbar(im, ax=ax)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_comparison(workdirs, out_path: str) -> str | None:
+    """One page per comparison: for each strategy (its first seed) the heat-map grid's one-step
+    error and the drawn λ, each on one colour scale shared by all strategies; below, every
+    seed's score-set error distribution and the max error over training with seed bands.
+    Returns None for runs without heat maps (toy, PINN, plots off)."""
+    import json
+
+    from qsal_jax.simulation import get_problem
+
+    runs = {}
+    for w in workdirs:
+        if not os.path.exists(os.path.join(w, "heatmap_errors.npz")):
+            continue
+        with open(os.path.join(w, "summary.json")) as f:
+            s = json.load(f)
+        runs.setdefault(s.get("label") or s["strategy"], []).append((s["seed"], w))
+    if not runs:
+        return None
+    first = {name: min(found) for name, found in runs.items()}
+    with open(os.path.join(next(iter(first.values()))[1], "config.json")) as f:
+        config = json.load(f)
+    space = get_problem(config["problem"]["name"], **config["problem"].get("kwargs", {})).space
+    xname, yname = config["eval"]["grid_axes"]
+    ix, iy = space.index(xname), space.index(yname)
+    rng = [[space.low[ix], space.high[ix]], [space.low[iy], space.high[iy]]]
+    maps, drawn = {}, {}
+    for name, (seed, w) in first.items():
+        grid = np.load(os.path.join(w, "heatmap_errors.npz"))
+        maps[name] = (grid["lam"], np.where(grid["valid"], grid["one_step"], np.nan))
+        files = sorted(glob.glob(os.path.join(w, "samples", "lam_*.npy")))
+        pts = np.concatenate([np.load(f).reshape(-1, space.dim) for f in files]) if files else np.zeros((0, space.dim))
+        drawn[name] = np.histogram2d(pts[:, ix], pts[:, iy], bins=16, range=rng)[0]
+    vmax_err = max(np.nanmax(v) for _, v in maps.values())
+    vmax_count = max(h.max() for h in drawn.values()) or 1.0
+
+    fig, axes = plt.subplots(len(first) + 1, 2, figsize=(11, 3.6 * (len(first) + 1)), squeeze=False)
+    for row, (name, (seed, _)) in enumerate(first.items()):
+        lam, values = maps[name]
+        n = int(round(np.sqrt(len(values))))
+        xs, ys = np.unique(lam[:, ix]), np.unique(lam[:, iy])
+        im = axes[row, 0].imshow(values.reshape(n, n), origin="lower", aspect="auto", cmap="viridis", vmin=0.0,
+                                 vmax=vmax_err, extent=(xs[0], xs[-1], ys[0], ys[-1]))
+        axes[row, 0].set(xlabel=xname, ylabel=yname)
+        axes[row, 0].set_title(f"{name}, seed {seed}: one-step nRMSE on the grid", fontsize=9)
+        plt.colorbar(im, ax=axes[row, 0])
+        im = axes[row, 1].imshow(drawn[name].T, origin="lower", aspect="auto", cmap="magma", vmin=0.0, vmax=vmax_count,
+                                 extent=(rng[0][0], rng[0][1], rng[1][0], rng[1][1]))
+        axes[row, 1].set(xlabel=xname, ylabel=yname)
+        axes[row, 1].set_title(f"{name}, seed {seed}: drawn λ (all steps)", fontsize=9)
+        plt.colorbar(im, ax=axes[row, 1], label="simulations")
+    dist, curve = axes[-1]
+    for i, (name, found) in enumerate(runs.items()):
+        for k, (seed, w) in enumerate(sorted(found)):
+            e = np.sort(np.load(os.path.join(w, "test_errors.npz"))["one_step"])
+            dist.plot(e, 1.0 - np.arange(len(e)) / len(e), color=f"C{i}", alpha=0.6, label=name if k == 0 else None)
+        maxima = [{r["step"]: r["test_max"] for r in MetricLog(os.path.join(w, "metrics.jsonl")).read() if "test_max" in r}
+                  for _, w in found]
+        steps = sorted(set.intersection(*(set(m) for m in maxima)))
+        if steps:
+            v = np.array([[m[s] for s in steps] for m in maxima])
+            curve.plot(steps, v.mean(0), "o-", color=f"C{i}", label=f"{name} ({len(found)} seeds)")
+            curve.fill_between(steps, v.min(0), v.max(0), color=f"C{i}", alpha=0.2)
+    dist.set(xscale="log", yscale="log", xlabel="per-trajectory one-step nRMSE (score set)", ylabel="fraction of λ above",
+             title="score-set error tail, every seed")
+    curve.set(yscale="log", xlabel="online step", ylabel="score-set max one-step nRMSE",
+              title="max error over training (mean, band = seed range)")
+    from matplotlib.ticker import NullFormatter
+
+    dist.xaxis.set_minor_formatter(NullFormatter())
+    dist.legend(fontsize=8)
+    curve.legend(fontsize=8)
+    fig.suptitle("left: heat-map grid over two λ (the others at mid-box), drawn for orientation only; "
+                 "colour scales shared by all strategies", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path

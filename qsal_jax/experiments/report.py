@@ -193,7 +193,10 @@ def write_report(workdirs, out_dir: str, metrics=None, scalars=()) -> str:
         parts += [scalars_markdown(summaries, scalars), ""]
     md = "\n".join(parts).rstrip()
     os.makedirs(out_dir, exist_ok=True)
-    from qsal_jax.experiments.plots import plot_seed_bands
+    from qsal_jax.experiments.plots import plot_comparison, plot_seed_bands
+
+    if plot_comparison(workdirs, os.path.join(out_dir, "comparison.png")):
+        md += "\n\n![one page: heat maps and drawn λ on shared scales, error tails, max over training](comparison.png)"
 
     for key in ("test_mean", "test_p99", "test_max"):
         name = f"test_error_over_training_{key[5:]}.png"
