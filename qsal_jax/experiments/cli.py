@@ -1,0 +1,69 @@
+"""Command-line plumbing shared by the scripts: absl flag parsing whose failures are one line.
+
+A bad flag, an override of a field the config lacks, a config file that is missing, does not
+parse or raises: each ends the script with ``error: …`` naming the flag or the file, never a
+traceback (``app.run(main, flags_parser=one_line_flag_parser(FLAGS))``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+
+from absl import flags
+
+
+def one_line_flag_parser(flag_values: flags.FlagValues):
+    """A ``flags_parser`` for `absl.app.run` that reports every parse failure in one line."""
+    return functools.partial(_parse, flag_values)
+
+
+def _parse(flag_values: flags.FlagValues, argv):
+    """absl's parser, with every parse failure (a bad flag, an override of a missing key, a config
+    file that is missing or raises) reported in one line instead of a traceback."""
+    for a in argv[1:]:
+        if a.startswith("--config="):
+            path = a.split("=", 1)[1].partition(":")[0]
+            if not os.path.isfile(path):
+                sys.exit(f"error: --config: config file {path!r} does not exist")
+    try:
+        return flag_values(argv)
+    except SyntaxError as e:
+        sys.exit(f"error: --config: syntax error in {e.filename}, line {e.lineno}: {e.msg}")
+    except (AttributeError, KeyError) as e:  # an override of a field the config lacks
+        if "get_config" in str(e):
+            sys.exit("error: --config: the config file has no get_config(arg) function")
+        sys.exit(f"error: {_missing_field(e, argv)}")
+    except flags.IllegalFlagValueError as e:
+        if "--config must have a value other than None" in str(e) and any(a.startswith("--config=") for a in argv):
+            sys.exit("error: --config: get_config() returned None; it must return an ml_collections.ConfigDict")
+        sys.exit(f"error: {_one_line(e)}")
+    except Exception as e:  # absl flag errors, and a config whose get_config or imports failed
+        prefix = "" if isinstance(e, flags.Error) else f"--config: {type(e).__name__}: "
+        sys.exit(f"error: {prefix}{_one_line(e)}")
+
+
+def _missing_field(e: Exception, argv) -> str:
+    """``--config.a.b=1`` where the config has no ``a.b``: name the flag, keep absl's suggestion."""
+    text = _one_line(e)
+    match = re.search(r"""['"]+([A-Za-z_][\w]*)['"]+""", text)
+    name = match.group(1) if match else ""
+    flag = next((a.split("=")[0] for a in argv[1:] if a.startswith("--config.") and name in a.split("=")[0].split(".")),
+                "--config")
+    hint = re.search(r"Did you mean .*\?", text)
+    add = " (a strategy setting the config does not list: --set=strategy.settings.<name>=<value>)" \
+        if flag.startswith("--config.strategy.settings.") else ""
+    return f"{flag}: the config has no field {name!r}" + (f"; {hint.group(0).lower()}" if hint else "") + add
+
+
+def _one_line(e: Exception) -> str:
+    """The message of ``e`` on one line; for a message that embeds a traceback (ml_collections
+    wraps a failing get_config so), the flag and the final exception line."""
+    text = str(e).replace("\\n", "\n").replace("\\'", "'").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        head = lines[0].split(": Error whilst")[0]
+        return f"{head}: {lines[-1]}"
+    return " ".join(lines) or type(e).__name__
