@@ -1,4 +1,4 @@
-"""Benchmarks: solver, training, proposal and online suites, written as JSON.
+"""Benchmarks: solver, training, proposal, online and harness suites, written as JSON.
 
   python scripts/benchmark.py --suites=solvers,proposals --out=runs/bench.json
   python scripts/benchmark.py --gpu   # accelerator sizes (default: on when a GPU/TPU is present)
@@ -13,7 +13,7 @@ import os
 
 from absl import app, flags
 
-flags.DEFINE_list("suites", ["solvers", "training", "proposals", "online"], "Suites to run.")
+flags.DEFINE_list("suites", ["solvers", "training", "proposals", "online", "harness"], "Suites to run.")
 flags.DEFINE_string("out", "runs/benchmark.json", "Where to write the JSON records.")
 flags.DEFINE_bool("gpu", None, "Use accelerator sizes (default: auto-detect).")
 flags.DEFINE_bool("exponax", True, "Time exponax on the same solver problems.")

@@ -139,3 +139,18 @@ def test_time_fn_excludes_compilation_and_reports_the_median():
     seconds = timing.time_fn(f, jnp.ones(8), repeats=3)
     assert seconds > 0 and len(calls) == 1  # traced once, in the warm-up call
     assert set(timing.backend_info()) == {"backend", "device", "num_devices"}
+
+
+@pytest.mark.slow
+def test_harness_splits_a_run_and_sees_the_caches():
+    """Two tiny runs in fresh processes on an empty cache: the split adds up to the total, and
+    the second run (score set and compiled programs on disk) reaches its first sync sooner."""
+    from qsal_jax.benchmarks import harness
+
+    (rec,) = harness.run({"online_config": ONLINE_CONFIG, "harness_args": "tiny"})
+    for split in (rec["split_cold_s"], rec["split_warm_s"]):
+        parts = sum(v for k, v in split.items() if k != "total")
+        assert parts == pytest.approx(split["total"], rel=1e-6)
+        assert {"setup", "score_set", "first_sync", "evaluation", "checkpoint", "plots"} <= set(split)
+    assert rec["split_warm_s"]["score_set"] < rec["split_cold_s"]["score_set"]  # read from disk, not simulated
+    assert rec["start_speedup"] > 1 and 0 < rec["overhead_fraction"] < 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import sys
 
 import pytest
@@ -56,3 +57,30 @@ def test_notebook_runs_in_fast_mode(name, monkeypatch, tmp_path):
     assert "fast mode" in "".join(o.get("text", "") for o in outputs)  # the parameter cell saw QSAL_FAST
     # Figures reach the page (a library module that switches matplotlib to Agg would hide them).
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def _decimals(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])", text))
+
+
+def _output_text(output) -> str:
+    data = output.get("data", {})
+    return output.get("text", "") + data.get("text/plain", "") + data.get("text/markdown", "")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_markdown_hard_codes_no_result(name):
+    """The committed notebook's prose carries no measured number: a decimal in a markdown cell
+    must not be one its outputs print (unless the code or a config sets it: a setting), and no ratio claim
+    ("1.4×") is written out; results are read from the printed tables."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    code = "".join(c.source for c in nb.cells if c.cell_type == "code")
+    code += "".join(p.read_text() for p in (NOTEBOOKS.parent / "configs").glob("*.py"))
+    printed = set().union(*(_decimals(_output_text(o)) for c in nb.cells for o in c.get("outputs", [])))
+    assert printed, f"{name}: the committed notebook has no printed output (regenerate it)"
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        assert not re.search(r"\d\.\d+\s*×", cell.source), f"{name}: a ratio written into the text: {cell.source[:200]}"
+        copied = {n for n in _decimals(cell.source) if n in printed and n not in code}
+        assert not copied, f"{name}: markdown states printed numbers {sorted(copied)}: {cell.source[:200]}"

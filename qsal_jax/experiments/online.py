@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from qsal_jax import models, proposals
-from qsal_jax.experiments import test_sets
-from qsal_jax.experiments.validation import ConfigError, get_field, validate_config
-from qsal_jax.experiments.workdir import MetricLog, Progress, claim_workdir, config_hash, lock_workdir
+from qsal_jax.experiments import preflight, test_sets
+from qsal_jax.experiments.validation import ConfigError, validate_config
+from qsal_jax.experiments.workdir import MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
 from qsal_jax.training import checkpoint
@@ -167,70 +167,24 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
 
 
-def dry_run(config, log=print, built=None) -> dict[str, int]:
-    """Build the engine (or take ``built``, `build_engine`'s tuple) and the abstract run state (`jax.eval_shape`: nothing allocated or
-    compiled) and check that it fits in memory; returns the bytes per part.
-
-    A config that cannot be built (a 2D model on a 1D problem, a strategy setting the factory
-    refuses) or would not fit (``buffer.capacity = 10**9``) fails here with a one-line
-    `ConfigError` naming the field, before the workdir is touched.
-    """
-    engine, model, sim, optimizer = built or build_engine(config)
-    try:
-        shapes = jax.eval_shape(lambda: init_state(engine, model, optimizer, config.seed))
-    except (ValueError, TypeError, KeyError, IndexError) as e:
-        raise ConfigError(f"model.name = {config.model.name!r}: cannot be built for problem {config.problem.name!r} "
-                          f"with state shape {sim.state_shape} ({_first_line(e)})") from None
-    solver_steps = sim.num_steps + sim.warmup_steps
-    if solver_steps > 100_000:
-        log(f"warning: problem.kwargs: {solver_steps:,} solver steps per trajectory (num_steps × substeps); "
-            "a simulation will take long")
-    frame_bytes = int(np.prod(sim.state_shape)) * np.dtype(sim.dtype).itemsize
-    parts = {
-        # per device: a sharded buffer holds capacity / N items on each
-        "buffer.capacity": _nbytes(shapes.buffer) // (engine.mesh.shape["data"] if engine.shard_buffer else 1),
-        "model.ensemble_size": _nbytes(shapes.train),
-        "eval.score_size": 2 * int(config.eval.score_size) * sim.num_frames * frame_bytes,  # solver + surrogate
-        "online.clients_per_step": 2 * engine.clients_per_step * sim.num_frames * frame_bytes,
-    }
-    limit, where = available_memory()
-    total = sum(parts.values())
-    if total > 0.8 * limit:
-        field = max(parts, key=parts.get)
-        value = get_field(config, field)
-        raise ConfigError(f"{field} = {value!r}: the run needs {total / 2**30:.1f} GiB ({field} alone "
-                          f"{parts[field] / 2**30:.1f} GiB) but the {where} has {limit / 2**30:.1f} GiB")
-    return parts
-
-
-def available_memory() -> tuple[int, str]:
-    """(bytes, what) of the default device's memory, or of the machine's RAM for a CPU."""
-    device = jax.local_devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"]), f"{device.platform} device"
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "machine"
-
-
-def _nbytes(tree) -> int:
-    return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree)))
-
-
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 
 
 def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
-    engine, model, sim, optimizer = built = build_engine(config)
-    dry_run(config, log=log, built=built)
+    times = PhaseTimes()  # where the wall time goes (summary.json: wall_split_s)
+    with times("setup"):
+        engine, model, sim, optimizer = built = build_engine(config)
+        preflight.dry_run(config, built, lambda: init_state(engine, model, optimizer, config.seed), log=log)
     # The score set is made before the workdir is claimed: a config whose score set cannot be
     # simulated leaves nothing behind.
     e = config.eval
     primary = is_primary()
     if primary:
-        scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
-                                          draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
+        with times("score_set"):
+            scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
+                                              draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
         claim_workdir(workdir, config, overwrite=overwrite)
     sync_processes(f"claimed {workdir}")  # no process reads checkpoints before an overwrite is done
     chash = config_hash(config)
@@ -256,7 +210,9 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
         f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
         f"strategy {config.strategy.name}")
-    score = lambda st: test_sets.score(engine.apply_fn, local_replica(scored_params(engine, st)), scores.u, scores.cond)
+    # During training only the one-step errors are logged; the rollout is scored at the end.
+    score = lambda st, rollout=True: test_sets.score(engine.apply_fn, local_replica(scored_params(engine, st)),
+                                                     scores.u, scores.cond, rollout=rollout)
 
     run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
     writer = _tensorboard(workdir, start)
@@ -269,8 +225,9 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     while step < total:
         n = min(sync, total - step)
         t0 = time.perf_counter()
-        state, metrics = run(state, n)
-        metrics = to_host(metrics)
+        with times("first_sync" if step == start else "loop"):  # the first includes compilation
+            state, metrics = run(state, n)
+            metrics = to_host(metrics)
         wall += time.perf_counter() - t0
         rejected += int(np.sum(metrics["rejected"]))
         _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
@@ -278,7 +235,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         np.save(os.path.join(samples_dir, f"lam_{step + n:08d}.npy"), np.asarray(metrics["lam"]))
         step += n
         if (e.every and step % e.every == 0) or step == total:
-            errs = score(state)
+            with times("evaluation"):
+                errs = score(state, rollout=step == total)
             records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(errs["one_step"]).items()})
         metric_log.write(records)
         if writer is not None:
@@ -289,10 +247,11 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         progress.update(step, loss=records[-1]["train_loss"], buffer=int(records[-1]["buffer_size"]),
                         rejected=int(state.num_rejected), **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
         if step % config.online.checkpoint_every == 0 or step == total:
-            checkpoint.save(ckpt_dir, step, state, config_hash=chash)
+            with times("checkpoint"):
+                checkpoint.save(ckpt_dir, step, state, config_hash=chash)
             last_checkpoint = step
 
-    if errs is None:  # a resumed run that had already finished its steps
+    if errs is None or "rollout" not in errs:  # a resumed run that had already finished its steps
         errs = score(state)
     summary = {
         "experiment": config.get("name", sim.name),
@@ -311,25 +270,34 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         **test_sets.summarise(errs),
     }
     np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
-    grid = None
-    if config.get("plots", True) and e.get("grid_size", 0):
+    if config.get("plots", True):
+        with times("plots"):
+            _plot(workdir, config, engine, state, scores, errs)
+    if writer is not None:
+        writer.close()
+    summary["wall_split_s"] = times.split()
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    log(f"score set ({scores.info['size']}), per-trajectory one-step nRMSE: "
+        + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step_nrmse"].items()))
+    return summary
+
+
+def _plot(workdir, config, engine, state, scores, errs) -> None:
+    """The run's figures: heat-map grid (simulated here, for plots only), sampling density,
+    training curve, and solver vs surrogate rollouts."""
+    from qsal_jax.experiments import plots
+
+    e, sim, grid = config.eval, engine.simulator, None
+    if e.get("grid_size", 0):
         grid = test_sets.make_heatmap_grid(sim, tuple(e.grid_axes), e.grid_size)
         grid_errs = test_sets.score(engine.apply_fn, local_replica(scored_params(engine, state)), grid.u, grid.cond)
         np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
                  one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),
                  rollout=np.where(grid.valid, grid_errs["rollout"], np.nan))
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    if config.get("plots", True):
-        from qsal_jax.experiments import plots
-
-        plots.plot_run(workdir, grid, sim.space, title=f"{config.strategy.name}, seed {config.seed}")
-        _plot_rollouts(workdir, engine, state, scores, errs, title=f"{config.strategy.name}, seed {config.seed}")
-    if writer is not None:
-        writer.close()
-    log(f"score set ({scores.info['size']}), per-trajectory one-step nRMSE: "
-        + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step_nrmse"].items()))
-    return summary
+    title = f"{config.strategy.name}, seed {config.seed}"
+    plots.plot_run(workdir, grid, sim.space, title=title)
+    _plot_rollouts(workdir, engine, state, scores, errs, title=title)
 
 
 def _plot_rollouts(workdir, engine, state, scores, errs, title: str) -> None:

@@ -128,18 +128,23 @@ def make_heatmap_grid(sim: Simulator, axes: tuple, size: int) -> HeatmapGrid:
                        (axes[0], axes[1], np.asarray(ax), np.asarray(ay)))
 
 
-def score(apply_fn, params, u, cond, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+def score(apply_fn, params, u, cond, *, batch_size: int = 32, rollout: bool = True) -> dict[str, np.ndarray]:
     """Errors of one surrogate on trajectories ``u [M, T, C, *grid]`` (see the module docstring).
 
     ``apply_fn`` must be the same object on every call of a run, so the evaluation compiles
     once. Returns ``one_step_by_time``/``rollout_by_time`` ``[M, T-1]`` (NaN → inf) and their
-    per-trajectory means ``one_step``/``rollout`` ``[M]``.
+    per-trajectory means ``one_step``/``rollout`` ``[M]``; with ``rollout=False`` only the
+    one-step errors (the rollout costs as much again).
     """
     u, cond = jnp.asarray(u), jnp.asarray(cond)
     one = np.asarray(one_step_errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
-    roll = np.asarray(rollout_errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
-    one, roll = (np.where(np.isfinite(e), e, np.inf) for e in (one, roll))
-    return {"one_step_by_time": one, "rollout_by_time": roll, "one_step": one.mean(axis=1), "rollout": roll.mean(axis=1)}
+    one = np.where(np.isfinite(one), one, np.inf)
+    out = {"one_step_by_time": one, "one_step": one.mean(axis=1)}
+    if rollout:
+        roll = np.asarray(rollout_errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
+        roll = np.where(np.isfinite(roll), roll, np.inf)
+        out.update(rollout_by_time=roll, rollout=roll.mean(axis=1))
+    return out
 
 
 # The metrics of an online run's summary, the headline first.

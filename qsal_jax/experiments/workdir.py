@@ -3,6 +3,7 @@ resume, progress lines."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import fnmatch
 import hashlib
@@ -283,3 +284,24 @@ class Progress:
         eta = (self.total - step) / rate if rate and rate == rate and rate > 0 else float("nan")
         shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
         self.log(f"[{step:>6d}/{self.total}] {rate:6.2f} steps/s  eta {eta:6.0f}s  {shown}")
+
+
+class PhaseTimes:
+    """Wall seconds per phase of a run: ``with times("evaluation"): ...`` adds to that phase."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+
+    def split(self) -> dict[str, float]:
+        """Every phase, ``other`` (the rest since construction) and ``total``."""
+        total = time.perf_counter() - self._t0
+        return {**self.seconds, "other": max(total - sum(self.seconds.values()), 0.0), "total": total}
