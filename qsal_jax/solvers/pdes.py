@@ -97,8 +97,9 @@ def _convection_term(pde, u_hat, derivative, mask, conservative: bool = True):
     if conservative:
         u = pde.to_physical(u_hat, mask)
         return 0.5 * ones_dot_grad * pde.to_spectral(u * u, mask)
-    # One batched inverse FFT for both fields: far cheaper than two calls on the CPU.
-    u, du = pde.to_physical(jnp.stack([u_hat, ones_dot_grad * u_hat]), mask)
+    # Two inverse FFTs: under vmap (a batch of states) they beat one FFT of the two fields
+    # stacked, which copies both (solver suite, KdV at N = 256, batch 256: 0.22 s against 0.26 s).
+    u, du = pde.to_physical(u_hat, mask), pde.to_physical(ones_dot_grad * u_hat, mask)
     return pde.to_spectral(u * du, mask)
 
 
