@@ -107,9 +107,16 @@ def test_sharded_engine_matches_single_device():
     mesh = make_mesh()
     sharded_engine = dataclasses.replace(engine, mesh=mesh)
     sharded, m2 = jax.jit(sharded_engine.run_steps, static_argnums=1)(replicate(_engine(config)[1], mesh), 1)
+    # The simulated trajectories agree to float32 round-off; so does the loss.
+    u_single, u_sharded = np.asarray(single.buffer.items.inputs), np.asarray(sharded.buffer.items.inputs)
+    np.testing.assert_allclose(u_sharded, u_single, rtol=0, atol=1e-6 * np.abs(u_single).max())
     np.testing.assert_allclose(m1["train_loss"], m2["train_loss"], rtol=1e-4, atol=1e-6)
+    # Parameters: Adam divides each gradient coordinate by its own RMS, so in the first steps a
+    # round-off difference in a near-zero gradient moves that coordinate by a fraction of the
+    # step size; the bound is 1 % of lr per step taken.
+    lr, steps = config.train.optimizer.learning_rate, int(single.train.step)
     for a, b in zip(jax.tree_util.tree_leaves(single.train.params), jax.tree_util.tree_leaves(sharded.train.params)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=0.01 * lr * steps)
     np.testing.assert_array_equal(np.asarray(single.buffer.items.lam_id), np.asarray(sharded.buffer.items.lam_id))
 
 
