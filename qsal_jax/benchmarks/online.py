@@ -51,7 +51,11 @@ GPU_SIZES = dict(num_points=800, output_points=160, num_steps=50, model="fno1d_s
                  train_steps_per_step=16, batch_size=256, capacity=32768, watermark=2048, steps=16, sbal_pool=256)
 
 NEURALOP_CASE = dict(model="fno2d_28m", grid=(128, 128), batch_size=32, hidden=90, modes=(40, 40), layers=4,
-                     steps=10, warmup=3)
+                     steps=10, warmup=3, ours_overrides={})
+# The same architecture on both sides: neuralop's n_modes=(40, 40) keeps 40 × 21 complex modes of
+# the rfft (20 positive and 20 negative along x); ours keeps modes[0] of each sign along x, so
+# (20, 21); width 90 and 4 layers as theirs.
+LIKE_FOR_LIKE = dict(model="fno2d", ours_overrides=dict(modes=(20, 21), width=90, depth=4))
 
 
 def config_path(cfg: dict) -> str:
@@ -265,7 +269,8 @@ def compare_neuralop(case: dict) -> dict:
         return {**rec, "skipped": f"torch/neuralop not importable: {type(e).__name__}: {e}"}
 
     kw = dict(steps=int(case["steps"]), warmup=int(case["warmup"]))
-    ours = {dt: time_train_step(case["model"], grid, b, compute_dtype=None if dt == "float32" else jnp.bfloat16, **kw)
+    ours = {dt: time_train_step(case["model"], grid, b, compute_dtype=None if dt == "float32" else jnp.bfloat16, **kw,
+                                **dict(case.get("ours_overrides", {})))
             for dt in ("float32", "bfloat16")}
     theirs = _time_torch_fno(torch, TorchFNO, case, grid, b)
     best_ours = min(r["step_ms"] for r in ours.values())

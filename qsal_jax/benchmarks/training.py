@@ -46,9 +46,12 @@ def time_train_step(
     steps: int = 5,
     warmup: int = 2,
     compute_dtype: Any = None,
+    **model_overrides: Any,
 ) -> dict[str, Any]:
-    """Time the jitted train step of preset ``model_name`` on random ``[B, C, *grid]`` batches."""
-    model = models.build(model_name, out_channels=channels, **({"dtype": compute_dtype} if compute_dtype else {}))
+    """Time the jitted train step of preset ``model_name`` (fields overridden by ``model_overrides``)
+    on random ``[B, C, *grid]`` batches."""
+    model = models.build(model_name, out_channels=channels, **model_overrides,
+                         **({"dtype": compute_dtype} if compute_dtype else {}))
     k_init, k_x = jax.random.split(jax.random.key(0))
     x = jax.random.normal(k_x, (batch_size, channels) + tuple(grid), jnp.float32)
     batch = training.make_batch(x, jnp.roll(x, 1, axis=-1))
