@@ -31,7 +31,7 @@ import numpy as np
 
 from qsal_jax import models, proposals
 from qsal_jax.experiments import preflight, test_sets
-from qsal_jax.experiments.validation import ConfigError, validate_config
+from qsal_jax.experiments.validation import ConfigError, first_line, validate_config
 from qsal_jax.experiments.workdir import MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
@@ -53,7 +53,7 @@ def build_engine(config):
     try:
         model = models.get_model(model_cfg)
     except (ValueError, TypeError, KeyError) as e:
-        raise ConfigError(f"model = {dict(config.model)}: {_first_line(e)}") from None
+        raise ConfigError(f"model = {dict(config.model)}: {first_line(e)}") from None
     # Residual form u_{t+1} = u_t + f_θ(u_t): the usual choice for one-step PDE emulators.
     apply_fn = (lambda params, x, cond: x + model.apply(params, x, cond)) if residual else model.apply
     optimizer = make_optimizer(dict(config.train.optimizer))
@@ -63,7 +63,7 @@ def build_engine(config):
     try:
         strategy = proposals.build(config.strategy.name, sim.space, **dict(config.strategy.get("settings", {})))
     except (ValueError, TypeError, KeyError) as e:
-        raise ConfigError(f"strategy.settings = {dict(config.strategy.get('settings', {}))}: {_first_line(e)}") from None
+        raise ConfigError(f"strategy.settings = {dict(config.strategy.get('settings', {}))}: {first_line(e)}") from None
     engine = OnlineEngine(
         simulator=sim,
         strategy=strategy,
@@ -167,11 +167,6 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
 def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     times = PhaseTimes()  # where the wall time goes (summary.json: wall_split_s)
     with times("setup"):
@@ -204,18 +199,15 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         log(f"resumed from checkpoint at online step {start}")
     if primary:
         _drop_after(start, metric_log, samples_dir)
-    else:
-        return _follow(engine, state, start, config, ckpt_dir, chash)
-
-    log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
-        f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
-        f"strategy {config.strategy.name}")
+        log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
+            f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
+            f"strategy {config.strategy.name}")
     # During training only the one-step errors are logged; the rollout is scored at the end.
     score = lambda st, rollout=True: test_sets.score(engine.apply_fn, local_replica(scored_params(engine, st)),
                                                      scores.u, scores.cond, rollout=rollout)
 
     run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
-    writer = _tensorboard(workdir, start)
+    writer = _tensorboard(workdir, start) if primary else None
     progress = Progress(total, start, log)
     wall = 0.0
     step = start
@@ -231,27 +223,31 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         wall += time.perf_counter() - t0
         rejected += int(np.sum(metrics["rejected"]))
         _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
-        records = [{"step": step + i + 1, **_scalars(metrics, i)} for i in range(n)]
-        np.save(os.path.join(samples_dir, f"lam_{step + n:08d}.npy"), np.asarray(metrics["lam"]))
         step += n
-        if (e.every and step % e.every == 0) or step == total:
-            with times("evaluation"):
-                errs = score(state, rollout=step == total)
-            records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(errs["one_step"]).items()})
-        metric_log.write(records)
-        if writer is not None:
-            for r in records:
-                for k, v in r.items():
-                    if k != "step":
-                        writer.add_scalar(k, v, r["step"])
-        progress.update(step, loss=records[-1]["train_loss"], buffer=int(records[-1]["buffer_size"]),
-                        rejected=int(state.num_rejected), **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
+        if primary:  # the others run the same steps, gathers and checkpoint saves (collectives), no more
+            records = [{"step": step - n + i + 1, **_scalars(metrics, i)} for i in range(n)]
+            np.save(os.path.join(samples_dir, f"lam_{step:08d}.npy"), np.asarray(metrics["lam"]))
+            if (e.every and step % e.every == 0) or step == total:
+                with times("evaluation"):
+                    errs = score(state, rollout=step == total)
+                records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(errs["one_step"]).items()})
+            metric_log.write(records)
+            if writer is not None:
+                for r in records:
+                    for k, v in r.items():
+                        if k != "step":
+                            writer.add_scalar(k, v, r["step"])
+            progress.update(step, loss=records[-1]["train_loss"], buffer=int(records[-1]["buffer_size"]),
+                            rejected=int(state.num_rejected),
+                            **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
         if step % config.online.checkpoint_every == 0 or step == total:
             with times("checkpoint"):
                 checkpoint.save(ckpt_dir, step, state, config_hash=chash)
             last_checkpoint = step
 
-    if errs is None or "rollout" not in errs:  # a resumed run that had already finished its steps
+    if not primary:
+        return {"process_index": jax.process_index(), "simulations": int(state.next_lam_id)}
+    if errs is None:  # a resumed run that had already finished its steps
         errs = score(state)
     summary = {
         "experiment": config.get("name", sim.name),
@@ -324,25 +320,6 @@ def _drop_after(step: int, metric_log: MetricLog, samples_dir: str) -> None:
     for f in glob.glob(os.path.join(samples_dir, "*.npy")):
         if int(os.path.basename(f).split("_")[1].split(".")[0]) > step:
             os.remove(f)
-
-
-def _follow(engine: OnlineEngine, state, start: int, config, ckpt_dir: str, chash: str) -> dict:
-    """A non-primary process of a multi-process run: the same steps, gathers and checkpoint
-    saves as process 0 (they are collectives), and nothing else."""
-    run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
-    total, sync, step = config.online.num_steps, config.online.steps_per_sync, start
-    last_checkpoint, rejected = start, int(state.num_rejected)
-    while step < total:
-        n = min(sync, total - step)
-        state, metrics = run(state, n)
-        metrics = to_host(metrics)
-        rejected += int(np.sum(metrics["rejected"]))
-        _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
-        step += n
-        if step % config.online.checkpoint_every == 0 or step == total:
-            checkpoint.save(ckpt_dir, step, state, config_hash=chash)
-            last_checkpoint = step
-    return {"process_index": jax.process_index(), "simulations": int(state.next_lam_id)}
 
 
 def _tensorboard(workdir, start: int = 0):

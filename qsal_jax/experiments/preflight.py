@@ -11,7 +11,7 @@ import os
 import jax
 import numpy as np
 
-from qsal_jax.experiments.validation import ConfigError, get_field
+from qsal_jax.experiments.validation import ConfigError, first_line, get_field
 
 
 def dry_run(config, built, make_state, log=print) -> dict[str, int]:
@@ -28,7 +28,7 @@ def dry_run(config, built, make_state, log=print) -> dict[str, int]:
         shapes = jax.eval_shape(make_state)
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise ConfigError(f"model.name = {config.model.name!r}: cannot be built for problem {config.problem.name!r} "
-                          f"with state shape {sim.state_shape} ({_first_line(e)})") from None
+                          f"with state shape {sim.state_shape} ({first_line(e)})") from None
     solver_steps = sim.num_steps + sim.warmup_steps
     if solver_steps > 100_000:
         log(f"warning: problem.kwargs: {solver_steps:,} solver steps per trajectory (num_steps × substeps); "
@@ -63,7 +63,3 @@ def available_memory() -> tuple[int, str]:
 def _nbytes(tree) -> int:
     return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(tree)))
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

@@ -206,6 +206,12 @@ def get_field(config, path: str):
 MISSING = object()  # what `get_field` returns for an absent path
 
 
+def first_line(e: Exception) -> str:
+    """The first line of an exception's message (a one-line error built on top of it)."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def fail(path: str, value, why: str):
     raise ConfigError(f"{path} = {value!r}: {why}")
 
