@@ -157,3 +157,16 @@ def test_declared_population_reaches_the_strategy_and_rad_pool_rule():
     cfg.strategy.settings = {"populaton": 3}
     with pytest.raises(ValueError, match="r3: unknown setting 'populaton'"):
         pinn.build(cfg)
+
+
+@pytest.mark.slow
+def test_tiny_comparison_goes_through_the_one_report_writer(tmp_path):
+    """Every strategy × seed in ``<strategy>_seed<s>``, and one report.md: header, the per-time
+    table with ratios to Uniform, and the scalar table (global relative L2 and the rest)."""
+    cfg = pinn_allen_cahn.get_config("tiny,compare")
+    out = pinn.run_pinn_comparison(cfg, str(tmp_path), seeds=(0,), log=lambda *_: None)
+    assert [os.path.basename(w) for w in out["workdirs"]] == [f"{s}_seed0" for s in cfg.comparison.strategies]
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("Allen–Cahn PINN: 30 Adam steps") and md.strip() == out["markdown"].strip()
+    assert "Relative L2 error per time slice" in md and "U/S = uniform / strategy" in md
+    assert "relative_l2 (mean ± std)" in md and "U/S max_abs_error" in md

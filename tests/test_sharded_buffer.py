@@ -157,3 +157,35 @@ def test_online_run_with_a_sharded_buffer(tmp_path):
     for shard in state.buffer.items.inputs.addressable_shards:
         assert shard.data.shape[0] == config.buffer.capacity // N
     assert all(s.data.shape == state.train.step.shape for s in state.train.step.addressable_shards)  # replicated
+
+
+def test_dry_run_counts_a_sharded_buffer_per_device():
+    """`preflight.dry_run` adds up what one device holds: a sharded buffer is an eighth of the
+    replicated one on 8 devices, and a buffer too big for the machine is refused naming the field."""
+    from qsal_jax.experiments import preflight
+    from qsal_jax.experiments.config_args import load_config
+    from qsal_jax.experiments.online import build_engine, init_state
+    from qsal_jax.experiments.validation import ConfigError
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = load_config(os.path.join(root, "configs", "online_1d.py") + ":tiny,uniform")
+    parts = {}
+    for sharded in (False, True):
+        with config.unlocked():
+            config.online.shard = True
+            config.online.clients_per_step = 8
+            config.train.batch_size = 16
+            config.buffer.capacity = 256
+            config.buffer.sharded = sharded
+        engine, model, sim, optimizer = built = build_engine(config)
+        parts[sharded] = preflight.dry_run(config, built, lambda: init_state(engine, model, optimizer, 0),
+                                           log=lambda *a: None)
+    # (up to the per-shard counters: 2 × 8 int32 instead of 2)
+    assert parts[True]["buffer.capacity"] * N == pytest.approx(parts[False]["buffer.capacity"], rel=1e-3)
+    assert parts[True]["model.ensemble_size"] == parts[False]["model.ensemble_size"]
+    with config.unlocked():
+        config.buffer.capacity = 10**9
+        config.buffer.sharded = False
+    engine, model, sim, optimizer = built = build_engine(config)
+    with pytest.raises(ConfigError, match=r"^buffer.capacity = 1000000000: the run needs"):
+        preflight.dry_run(config, built, lambda: init_state(engine, model, optimizer, 0), log=lambda *a: None)

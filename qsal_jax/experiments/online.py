@@ -36,7 +36,7 @@ from qsal_jax.experiments.workdir import MetricLog, PhaseTimes, Progress, claim_
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
 from qsal_jax.training import checkpoint
-from qsal_jax.training.sharding import is_primary, local_replica, sync_processes, to_host
+from qsal_jax.training.sharding import is_primary, local_replica, place, sync_processes, to_host
 from qsal_jax.training.state import create_train_state, make_optimizer
 from qsal_jax.training.step import bind_train_step
 
@@ -190,8 +190,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     metric_log = MetricLog(os.path.join(workdir, "metrics.jsonl"))
 
     state = init_state(engine, model, optimizer, config.seed)
-    if engine.mesh is not None:  # a fresh copy: the jitted loop donates its state
-        state = jax.device_put(jax.tree_util.tree_map(jnp.copy, state), engine.state_shardings(state))
+    if engine.mesh is not None:
+        state = place(state, engine.state_shardings(state))
     restored = checkpoint.restore_latest(ckpt_dir, state, config_hash=chash)
     start = 0
     if restored is not None:

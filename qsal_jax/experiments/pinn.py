@@ -248,8 +248,7 @@ def run_pinn_comparison(config, workdir: str, *, strategies=None, seeds=None, ov
     workdirs = run_grid(comparison_configs(config, strategies), seeds, workdir, overwrite=overwrite, log=log)
     header = (f"Allen–Cahn PINN: {config.train.iterations} Adam steps, {config.collocation.num_points} collocation "
               f"points resampled every {config.collocation.resample_every} steps.\n\n")
-    md = header + report.write_report(workdirs, workdir, scalars=("relative_l2", "max_abs_error", "test_residual_sq"))
-    with open(os.path.join(workdir, "report.md"), "w") as f:
-        f.write(md + "\n")
+    md = report.write_report(workdirs, workdir, scalars=("relative_l2", "max_abs_error", "test_residual_sq"),
+                             header=header)
     log(md)
     return {"workdirs": workdirs, "markdown": md}

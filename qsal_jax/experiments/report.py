@@ -53,6 +53,14 @@ def load_summaries(workdirs) -> list[dict]:
     return out
 
 
+def by_strategy_and_seed(summaries: list[dict]) -> dict[str, dict[int, dict]]:
+    """label (or strategy) → seed → summary: the pairing every ratio uses."""
+    groups = defaultdict(dict)
+    for s in summaries:
+        groups[s.get("label") or s["strategy"]][s["seed"]] = s
+    return groups
+
+
 def baseline_name(names) -> str | None:
     """The Uniform arm of a comparison: ``uniform``, else the first name that starts with it
     (``uniform/accumulate`` in the toy)."""
@@ -91,9 +99,7 @@ def aggregate(summaries: list[dict], metric: str = "one_step_nrmse", baseline: s
 
     ``baseline`` defaults to `baseline_name` of the groups; the ratios are baseline / strategy.
     """
-    groups = defaultdict(dict)
-    for s in summaries:
-        groups[s.get("label") or s["strategy"]][s["seed"]] = s
+    groups = by_strategy_and_seed(summaries)
     base = groups.get(baseline or baseline_name(groups))
     table = {}
     for strategy, by_seed in groups.items():
@@ -156,9 +162,7 @@ def to_markdown(table: dict, metric: str = "one_step_nrmse", header: str = "") -
 def scalars_markdown(summaries: list[dict], keys) -> str:
     """One row per strategy: each scalar of the summaries (e.g. the PINN's global ``relative_l2``)
     as mean ± std over seeds, with baseline / strategy and its t-interval."""
-    groups = defaultdict(dict)
-    for s in summaries:
-        groups[s.get("label") or s["strategy"]][s["seed"]] = s
+    groups = by_strategy_and_seed(summaries)
     base = baseline_name(groups)
     head = ["strategy", "seeds"] + [f"{k} (mean ± std)" for k in keys] + ([f"U/S {k}" for k in keys] if base else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -175,16 +179,16 @@ def scalars_markdown(summaries: list[dict], keys) -> str:
     return "\n".join(lines)
 
 
-def write_report(workdirs, out_dir: str, metrics=None, scalars=()) -> str:
-    """report.md (one table per metric, then one of ``scalars``), report.csv (every number and both
-    intervals) and seed bands.
+def write_report(workdirs, out_dir: str, metrics=None, scalars=(), header: str = "") -> str:
+    """report.md (``header``, one table per metric, then one of ``scalars``), report.csv (every
+    number and both intervals) and seed bands.
 
     ``metrics`` defaults to the first three the runs' summaries declare (an online run: one-step
     per trajectory and per transition, and rollout).
     """
     summaries = load_summaries(workdirs)
     metrics = metrics or summaries[0]["metrics"][:3]
-    parts = [score_set_line(summaries), ""]
+    parts = [header + score_set_line(summaries), ""]
     tables = {}
     for metric in metrics:
         tables[metric] = aggregate(summaries, metric)

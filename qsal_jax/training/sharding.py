@@ -149,14 +149,19 @@ def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
     return jax.device_put(batch, sharding)
 
 
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Copy a pytree (params, a `TrainState`) onto every device of the mesh.
+def place(tree: Any, shardings: Any) -> Any:
+    """A fresh copy of ``tree`` placed with ``shardings`` (one sharding, or a matching pytree).
 
-    Always a fresh copy: the sharded step donates its state, and ``device_put`` may reuse the
+    Always a fresh copy: a jitted step donates its state, and ``device_put`` may reuse the
     caller's buffer for the device-0 replica (even with ``may_alias=False`` on CPU in jax 0.10),
     so donating it would silently delete the caller's original.
     """
-    return jax.device_put(jax.tree_util.tree_map(jnp.copy, tree), replicated_sharding(mesh))
+    return jax.device_put(jax.tree_util.tree_map(jnp.copy, tree), shardings)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Copy a pytree (params, a `TrainState`) onto every device of the mesh (`place`)."""
+    return place(tree, replicated_sharding(mesh))
 
 
 def make_sharded_train_step(
