@@ -16,6 +16,8 @@ flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, plots and summ
 flags.DEFINE_bool("overwrite", False, "Start afresh even if the workdir holds a run of another config.")
 flags.DEFINE_list("set", [], "Overrides that may add a field the config lacks (a strategy setting, "
                   "train.importance_clip), e.g. --set=strategy.settings.min_rows=3.")
+flags.DEFINE_bool("plots_in_child", True, "An online run's figures are drawn by a child process after the run "
+                  "(figures.json in the workdir when done), so the run ends as soon as its numbers are written.")
 flags.DEFINE_string("compilation_cache", "default", "JAX persistent compilation cache: a directory, "
                     "'default' ($QSAL_CACHE/xla) or 'off'.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -48,7 +50,9 @@ def main(argv):
     except ValueError as e:
         sys.exit(f"error: --set: {e}")
     try:
-        run_experiment(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+        online = config.get("kind", "online") == "online"
+        run_experiment(config, FLAGS.workdir, overwrite=FLAGS.overwrite,
+                       **({"plots_in_child": FLAGS.plots_in_child} if online else {}))
     except (ConfigError, WorkdirError, CheckpointError, RunStopped, OSError) as e:
         sys.exit(f"error: {e}")
 

@@ -156,3 +156,5 @@ def test_harness_splits_a_run_and_sees_the_caches():
         assert {"setup", "score_set", "first_sync", "evaluation", "checkpoint", "plots"} <= set(split)
     assert rec["split_warm_s"]["score_set"] < rec["split_cold_s"]["score_set"]  # read from disk, not simulated
     assert rec["start_speedup"] > 1 and 0 < rec["overhead_fraction"] < 1
+    # The work done beside the loop and by the drawing process is reported, not hidden.
+    assert rec["side_work_s"]["warm"]["evaluation"] > 0 and rec["figures_s"]["warm"] > 0

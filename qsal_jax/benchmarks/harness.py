@@ -7,6 +7,12 @@ simulates the score set, the second finds both on disk. Each run's ``summary.jso
 first sync (compilation + the first ``steps_per_sync`` steps), loop (the other syncs),
 evaluation, checkpoints, plots and the rest (I/O, logging).
 
+Evaluations, metric records and checkpoint writes run beside the loop on a worker thread
+(`experiments.side_work`), and the figures are drawn by a child process after the run; so each
+phase of the split is the time the run *waits* for that work. The worker's own seconds
+(``side_work_s``) and the drawing process's (``figures_s``, waited for before the next run starts)
+are reported beside it.
+
 Record fields: the two splits; ``overhead_fraction`` = (evaluation + checkpoint + plots) /
 total of the warm run (the target is ≤ 0.2); ``start_speedup`` = time to the end of the first
 sync, cold / warm (the target is ≥ 2); ``process_speedup`` = the processes' whole wall times,
@@ -40,7 +46,9 @@ def run(cfg: dict) -> list[dict]:
         raise ValueError("cfg['online_config']: the path of configs/online_1d.py is required (scripts/benchmark.py passes it)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     arg = ",".join(filter(None, [cfg.get("harness_strategy", "uniform"), cfg.get("harness_args", "")]))
-    splits, walls = {}, {}
+    from qsal_jax.experiments.plots import wait_for_figures
+
+    splits, walls, side, figures = {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="qsal_harness_") as tmp:
         env = dict(os.environ, QSAL_CACHE=os.path.join(tmp, "cache"),
                    PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -54,11 +62,14 @@ def run(cfg: dict) -> list[dict]:
             if out.returncode:
                 raise RuntimeError(f"harness: the {which} run failed: {out.stderr.strip().splitlines()[-1:]}")
             with open(os.path.join(workdir, "summary.json")) as f:
-                splits[which] = json.load(f)["wall_split_s"]
+                summary = json.load(f)
+            splits[which], side[which] = summary["wall_split_s"], summary.get("side_work_s", {})
+            figures[which] = wait_for_figures(workdir)["seconds"]
     warm = splits["warm"]
     return [{
         "suite": "harness", "name": f"online_1d:{arg}", "split_cold_s": splits["cold"], "split_warm_s": warm,
         "overhead_fraction": sum(warm.get(k, 0.0) for k in OVERHEAD) / warm["total"],
         "start_speedup": _start(splits["cold"]) / _start(warm),
-        "process_wall_s": walls, "process_speedup": walls["cold"] / walls["warm"], **backend_info(),
+        "process_wall_s": walls, "process_speedup": walls["cold"] / walls["warm"],
+        "side_work_s": side, "figures_s": figures, **backend_info(),
     }]

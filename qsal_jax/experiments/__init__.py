@@ -33,8 +33,9 @@ def check_config(config) -> None:
     experiment_module(config).check_config(config)
 
 
-def run_experiment(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
-    """Validate ``config``, then run it; returns the run's summary."""
+def run_experiment(config, workdir: str, *, overwrite: bool = False, log=print, **options) -> dict:
+    """Validate ``config``, then run it; returns the run's summary. ``options`` go to the kind's
+    ``train_and_evaluate`` (the online kind's ``plots_in_child``)."""
     module = experiment_module(config)
     module.check_config(config)
-    return module.train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
+    return module.train_and_evaluate(config, workdir, overwrite=overwrite, log=log, **options)

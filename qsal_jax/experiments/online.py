@@ -31,6 +31,7 @@ import numpy as np
 
 from qsal_jax import models, proposals
 from qsal_jax.experiments import preflight, test_sets
+from qsal_jax.experiments.side_work import SideWork
 from qsal_jax.experiments.validation import ConfigError, first_line, validate_config
 from qsal_jax.experiments.workdir import MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir
 from qsal_jax.online.engine import OnlineEngine
@@ -153,7 +154,7 @@ def _check_sync(metrics: dict, step: int, n: int, last_checkpoint: int, total_re
                          "raise problem.kwargs.substeps or narrow the amplitude range")
 
 
-def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print) -> dict:
+def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print, plots_in_child: bool = False) -> dict:
     """Run (or resume) one online experiment; returns the summary written to ``summary.json``.
 
     The workdir is locked for the whole run: a second run on it fails at once. In a
@@ -162,12 +163,12 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     and writes metrics, samples, plots and the summary (the others return ``{"process_index": i}``).
     """
     if not is_primary():
-        return _train_and_evaluate(config, workdir, overwrite=overwrite, log=lambda *a, **k: None)
+        return _train_and_evaluate(config, workdir, overwrite=overwrite, log=lambda *a, **k: None, plots_in_child=False)
     with lock_workdir(workdir):  # before claim_workdir: an overwrite must happen under the lock
-        return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log)
+        return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log, plots_in_child=plots_in_child)
 
 
-def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
+def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_child: bool) -> dict:
     times = PhaseTimes()  # where the wall time goes (summary.json: wall_split_s)
     with times("setup"):
         engine, model, sim, optimizer = built = build_engine(config)
@@ -202,9 +203,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
             f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
             f"strategy {config.strategy.name}")
-    # During training only the one-step errors are logged; the rollout is scored at the end.
-    score = lambda st, rollout=True: test_sets.score(engine.apply_fn, local_replica(scored_params(engine, st)),
-                                                     scores.u, scores.cond, rollout=rollout)
+    scored = lambda st: local_replica(scored_params(engine, st))
+    score = lambda params, rollout: test_sets.score(engine.apply_fn, params, scores.u, scores.cond, rollout=rollout)
 
     run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
     writer = _tensorboard(workdir, start) if primary else None
@@ -213,42 +213,66 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
     step = start
     last_checkpoint = start
     rejected = int(state.num_rejected)
-    errs = None
-    while step < total:
-        n = min(sync, total - step)
-        t0 = time.perf_counter()
-        with times("first_sync" if step == start else "loop"):  # the first includes compilation
-            state, metrics = run(state, n)
-            metrics = to_host(metrics)
-        wall += time.perf_counter() - t0
-        rejected += int(np.sum(metrics["rejected"]))
-        _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
-        step += n
-        if primary:  # the others run the same steps, gathers and checkpoint saves (collectives), no more
-            records = [{"step": step - n + i + 1, **_scalars(metrics, i)} for i in range(n)]
-            np.save(os.path.join(samples_dir, f"lam_{step:08d}.npy"), np.asarray(metrics["lam"]))
-            if (e.every and step % e.every == 0) or step == total:
-                with times("evaluation"):
-                    errs = score(state, rollout=step == total)
-                records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(errs["one_step"]).items()})
-            metric_log.write(records)
-            if writer is not None:
-                for r in records:
-                    for k, v in r.items():
-                        if k != "step":
-                            writer.add_scalar(k, v, r["step"])
-            progress.update(step, loss=records[-1]["train_loss"], buffer=int(records[-1]["buffer_size"]),
-                            rejected=int(state.num_rejected),
-                            **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
-        if step % config.online.checkpoint_every == 0 or step == total:
-            with times("checkpoint"):
-                checkpoint.save(ckpt_dir, step, state, config_hash=chash)
-            last_checkpoint = step
+    final_eval = None
 
-    if not primary:
-        return {"process_index": jax.process_index(), "simulations": int(state.next_lam_id)}
-    if errs is None:  # a resumed run that had already finished its steps
-        errs = score(state)
+    def log_sync(records, evaluation, rejected_so_far):
+        """Metric records (and TensorBoard, progress line) of one sync, on the side-work lane."""
+        if evaluation is not None:
+            records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(evaluation.result()["one_step"]).items()})
+        metric_log.write(records)
+        if writer is not None:
+            for r in records:
+                for k, v in r.items():
+                    if k != "step":
+                        writer.add_scalar(k, v, r["step"])
+        progress.update(records[-1]["step"], loss=records[-1]["train_loss"], buffer=int(records[-1]["buffer_size"]),
+                        rejected=rejected_so_far,
+                        **({"test_mean": records[-1]["test_mean"]} if "test_mean" in records[-1] else {}))
+
+    # Evaluations, metric records and checkpoint writes go to one worker thread, in order, while
+    # the loop runs on; a multi-process run does them in step instead (its saves are collectives).
+    with SideWork(background=jax.process_count() == 1) as side, checkpoint.Checkpointer(ckpt_dir) as ckpt:
+        while step < total:
+            n = min(sync, total - step)
+            t0 = time.perf_counter()
+            with times("first_sync" if step == start else "loop"):  # the first includes compilation
+                state, metrics = run(state, n)
+                metrics = to_host(metrics)
+            wall += time.perf_counter() - t0
+            side.check()
+            rejected += int(np.sum(metrics["rejected"]))
+            _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
+            step += n
+            if primary:  # the others run the same steps, gathers and checkpoint saves (collectives), no more
+                records = [{"step": step - n + i + 1, **_scalars(metrics, i)} for i in range(n)]
+                np.save(os.path.join(samples_dir, f"lam_{step:08d}.npy"), np.asarray(metrics["lam"]))
+                evaluation = None
+                if (e.every and step % e.every == 0) or step == total:
+                    with times("evaluation"):  # a copy: the loop's next call donates the state
+                        params = jax.block_until_ready(jax.tree_util.tree_map(jnp.copy, scored(state)))
+                    # During training only the one-step errors; the rollout is scored at the end.
+                    evaluation = side.submit("evaluation", score, params, step == total)
+                    if step == total:
+                        final_eval = evaluation
+                side.submit("records", log_sync, records, evaluation, rejected)
+            if step % config.online.checkpoint_every == 0 or step == total:
+                with times("checkpoint"):
+                    snap = checkpoint.snapshot(state, config_hash=chash)
+                side.submit("checkpoint", ckpt.write, step, snap)
+                last_checkpoint = step
+
+        if not primary:
+            side.drain()
+            return {"process_index": jax.process_index(), "simulations": int(state.next_lam_id)}
+        draw = config.get("plots", True)
+        if draw:
+            with times("plots"):  # the heat-map grid is scored while the final evaluation runs
+                grid = _score_heatmap_grid(workdir, config, engine, scored(state))
+        with times("evaluation"):
+            # A resumed run that had already finished its steps scores here.
+            errs = final_eval.result() if final_eval is not None else score(scored(state), True)
+        with times("checkpoint"):
+            side.drain()
     summary = {
         "experiment": config.get("name", sim.name),
         "problem": sim.name,
@@ -266,51 +290,68 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log) -> dict:
         **test_sets.summarise(errs),
     }
     np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
-    if config.get("plots", True):
+    if draw:
+        from qsal_jax.experiments import plots
+
         with times("plots"):
-            _plot(workdir, config, engine, state, scores, errs)
+            _save_rollouts(workdir, engine, scored(state), scores, errs)
+            _write_plot_inputs(workdir, config, sim.space, grid)
+            if plots_in_child:
+                summary["plots_process"] = plots.draw_in_child(workdir).pid
+            else:
+                plots.plot_run(workdir)
     if writer is not None:
         writer.close()
     summary["wall_split_s"] = times.split()
+    summary["side_work_s"] = dict(side.busy_s)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     log(f"score set ({scores.info['size']}), per-trajectory one-step nRMSE: "
         + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step_nrmse"].items()))
+    if draw and plots_in_child:
+        log(f"figures: drawn by process {summary['plots_process']} into {workdir} "
+            "(figures.json when done; plots.wait_for_figures)")
     return summary
 
 
-def _plot(workdir, config, engine, state, scores, errs) -> None:
-    """The run's figures: heat-map grid (simulated here, for plots only), sampling density,
-    training curve, and solver vs surrogate rollouts."""
-    from qsal_jax.experiments import plots
-
-    e, sim, grid = config.eval, engine.simulator, None
-    if e.get("grid_size", 0):
-        grid = test_sets.make_heatmap_grid(sim, tuple(e.grid_axes), e.grid_size)
-        grid_errs = test_sets.score(engine.apply_fn, local_replica(scored_params(engine, state)), grid.u, grid.cond)
-        np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
-                 one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),
-                 rollout=np.where(grid.valid, grid_errs["rollout"], np.nan))
-    title = f"{config.strategy.name}, seed {config.seed}"
-    plots.plot_run(workdir, grid, sim.space, title=title)
-    _plot_rollouts(workdir, engine, state, scores, errs, title=title)
+def _score_heatmap_grid(workdir, config, engine, params):
+    """Simulate and score the heat-map grid (plots only) into ``heatmap_errors.npz``; the grid or None."""
+    e, sim = config.eval, engine.simulator
+    if not e.get("grid_size", 0):
+        return None
+    grid = test_sets.make_heatmap_grid(sim, tuple(e.grid_axes), e.grid_size)
+    grid_errs = test_sets.score(engine.apply_fn, params, grid.u, grid.cond)
+    np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
+             one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),
+             rollout=np.where(grid.valid, grid_errs["rollout"], np.nan), x=grid.axes[2], y=grid.axes[3])
+    return grid
 
 
-def _plot_rollouts(workdir, engine, state, scores, errs, title: str) -> None:
-    """Solver against surrogate rollout for the score set's best, median and worst λ (by the
-    per-trajectory rollout error)."""
-    from qsal_jax.experiments import plots
+def _write_plot_inputs(workdir, config, space, grid) -> None:
+    """What `plots.plot_run` needs besides the run's files: title, grid axes and their ranges."""
+    info = {"title": f"{config.strategy.name}, seed {config.seed}", "dim": space.dim, "grid_axes": None}
+    if grid is not None:
+        names = list(grid.axes[:2])
+        info.update(grid_axes=names, axis_index=[space.index(a) for a in names],
+                    axis_range=[[float(space.low[space.index(a)]), float(space.high[space.index(a)])] for a in names])
+    with open(os.path.join(workdir, "plot_inputs.json"), "w") as f:
+        json.dump(info, f)
+
+
+def _save_rollouts(workdir, engine, params, scores, errs) -> None:
+    """Solver and surrogate rollouts of the score set's best, median and worst λ (by the
+    per-trajectory rollout error) into ``rollouts.npz``, for `plots.plot_run`."""
     from qsal_jax.training.evaluate import surrogate_rollout
 
     order = np.argsort(np.where(np.isfinite(errs["rollout"]), errs["rollout"], np.inf))
     picks = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
     idx = np.asarray(list(picks.values()))
     u = np.asarray(scores.u)[idx]
-    pred = surrogate_rollout(engine.apply_fn, local_replica(scored_params(engine, state)), jnp.asarray(u[:, 0]),
-                             u.shape[1] - 1, jnp.asarray(np.asarray(scores.cond)[idx]))
+    pred = surrogate_rollout(engine.apply_fn, params, jnp.asarray(u[:, 0]), u.shape[1] - 1,
+                             jnp.asarray(np.asarray(scores.cond)[idx]))
     pred = np.concatenate([u[:, :1], np.asarray(pred)], axis=1)
     labels = [f"{k} (rollout nRMSE {errs['rollout'][i]:.3g})" for k, i in picks.items()]
-    plots.plot_rollouts(os.path.join(workdir, "rollouts.png"), u, pred, labels, title=f"{title}: score-set λ")
+    np.savez(os.path.join(workdir, "rollouts.npz"), u=u, pred=pred, labels=np.asarray(labels))
 
 
 def _drop_after(step: int, metric_log: MetricLog, samples_dir: str) -> None:

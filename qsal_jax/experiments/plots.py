@@ -1,17 +1,27 @@
-"""Plots of one run: error over a 2D heat-map grid of λ, where the strategy sampled, error over training."""
+"""Plots of one run: error over a 2D heat-map grid of λ, where the strategy sampled, error over training.
+
+Every figure is drawn from a run's files, so ``python -m qsal_jax.experiments.plots WORKDIR`` (what
+`draw_in_child` starts) draws a finished run's figures again. matplotlib is imported where a
+figure is drawn: headless machines fall back to Agg by themselves, and notebooks keep inline.
+"""
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import subprocess
+import sys
+import time
 
-import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves; notebooks keep inline
 import numpy as np
 
 from qsal_jax.experiments.workdir import MetricLog
 
 
 def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel, vmax=None):
+    import matplotlib.pyplot as plt
+
     n = len(x_axis)
     im = ax.imshow(np.asarray(values).reshape(n, n), origin="lower", aspect="auto",
                    extent=(x_axis[0], x_axis[-1], y_axis[0], y_axis[-1]), cmap="viridis", vmin=0.0, vmax=vmax)
@@ -19,45 +29,43 @@ def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel, vmax=None):
     plt.colorbar(im, ax=ax)
 
 
-def plot_run(workdir: str, grid, space, title: str = "", vmax: float | None = None) -> list[str]:
-    """Write the run's figures into ``workdir``; returns their paths.
+def plot_run(workdir: str, vmax: float | None = None) -> list[str]:
+    """Draw a finished online run's figures from its files into ``workdir``; returns their paths.
 
-    ``grid`` is the run's `HeatmapGrid` (or None): its errors, read from ``heatmap_errors.npz``,
-    are drawn for orientation only (no reported number comes from the grid). ``vmax`` fixes the
-    colour scale so that heat maps of a comparison can be read side by side.
+    Reads ``plot_inputs.json`` (title, grid axes), ``heatmap_errors.npz`` (the heat-map grid's
+    errors, drawn for orientation only: no reported number comes from the grid), ``samples/``,
+    ``metrics.jsonl`` and ``rollouts.npz``; whichever is missing is skipped. No JAX is needed, so
+    a child process can draw them (`draw_in_child`). ``vmax`` fixes the heat map's colour scale
+    so that the heat maps of a comparison can be read side by side.
     """
+    import matplotlib.pyplot as plt
+
+    with open(os.path.join(workdir, "plot_inputs.json")) as f:
+        info = json.load(f)
     written = []
+    title = info.get("title", "")
     prefix = f"{title}: " if title else ""
-    if grid is not None and os.path.exists(os.path.join(workdir, "heatmap_errors.npz")):
-        errors = np.load(os.path.join(workdir, "heatmap_errors.npz"))
-        xname, yname, ax_x, ax_y = grid.axes
+    heatmap_file = os.path.join(workdir, "heatmap_errors.npz")
+    if info.get("grid_axes") and os.path.exists(heatmap_file):
+        errors = np.load(heatmap_file)
+        (xname, yname), (ix, iy) = info["grid_axes"], info["axis_index"]
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        heatmap(axes[0], errors["one_step"], ax_x, ax_y, f"{prefix}one-step nRMSE", xname, yname, vmax)
-        heatmap(axes[1], errors["rollout"], ax_x, ax_y, f"{prefix}rollout nRMSE", xname, yname)
+        heatmap(axes[0], errors["one_step"], errors["x"], errors["y"], f"{prefix}one-step nRMSE", xname, yname, vmax)
+        heatmap(axes[1], errors["rollout"], errors["x"], errors["y"], f"{prefix}rollout nRMSE", xname, yname)
         fig.suptitle("heat-map grid (other parameters at mid-box); not the score set", fontsize=9)
-        fig.tight_layout()
-        path = os.path.join(workdir, "test_error_heatmap.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, os.path.join(workdir, "test_error_heatmap.png")))
 
         files = sorted(glob.glob(os.path.join(workdir, "samples", "lam_*.npy")))
         if files:
-            lams = [np.load(f).reshape(-1, space.dim) for f in files]
+            lams = [np.load(f).reshape(-1, info["dim"]) for f in files]
             half = len(lams) // 2 or 1
-            ix, iy = space.index(xname), space.index(yname)
             fig, axes = plt.subplots(1, 2, figsize=(10, 4))
             for a, chunk, sub in ((axes[0], lams[:half], "drawn λ, first half"), (axes[1], lams[half:] or lams, "drawn λ, second half")):
                 pts = np.concatenate(chunk)
-                *_, im = a.hist2d(pts[:, ix], pts[:, iy], bins=16,
-                                  range=[[space.low[ix], space.high[ix]], [space.low[iy], space.high[iy]]])
+                *_, im = a.hist2d(pts[:, ix], pts[:, iy], bins=16, range=info["axis_range"])
                 a.set(title=f"{prefix}{sub}", xlabel=xname, ylabel=yname)
                 plt.colorbar(im, ax=a, label="simulations")
-            fig.tight_layout()
-            path = os.path.join(workdir, "sampling_density.png")
-            fig.savefig(path, dpi=100)
-            plt.close(fig)
-            written.append(path)
+            written.append(_save(fig, os.path.join(workdir, "sampling_density.png")))
 
     records = MetricLog(os.path.join(workdir, "metrics.jsonl")).read()
     steps = [r["step"] for r in records]
@@ -69,16 +77,77 @@ def plot_run(workdir: str, grid, space, title: str = "", vmax: float | None = No
             ax.semilogy(*zip(*evals), "o-", label="score-set one-step nRMSE (mean)")
         ax.set(xlabel="online step", title=f"{prefix}training")
         ax.legend()
-        fig.tight_layout()
-        path = os.path.join(workdir, "training_curve.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, os.path.join(workdir, "training_curve.png")))
+
+    rollouts_file = os.path.join(workdir, "rollouts.npz")
+    if os.path.exists(rollouts_file):
+        r = np.load(rollouts_file)
+        written.append(plot_rollouts(os.path.join(workdir, "rollouts.png"), r["u"], r["pred"], [str(x) for x in r["labels"]],
+                                     title=f"{prefix}score-set λ"))
     return written
+
+
+def _save(fig, path: str, dpi: int = 100) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+FIGURES_DONE = "figures.json"  # written by the drawing process last: the figures, its seconds, or its error
+
+
+def draw_in_child(workdir: str) -> subprocess.Popen:
+    """Start a process that draws `plot_run`'s figures and then writes ``figures.json``; it
+    outlives the caller. Its output goes to ``plots.log``."""
+    done = os.path.join(workdir, FIGURES_DONE)
+    if os.path.exists(done):
+        os.remove(done)
+    env = dict(os.environ, MPLBACKEND="Agg")
+    with open(os.path.join(workdir, "plots.log"), "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "qsal_jax.experiments.plots", workdir], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_for_figures(workdir: str, timeout: float = 300.0) -> dict:
+    """Wait for the figures `draw_in_child` started; returns ``figures.json`` (``figures``,
+    ``seconds``). Raises RuntimeError with the drawing process's error, TimeoutError after
+    ``timeout`` seconds."""
+    done = os.path.join(workdir, FIGURES_DONE)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(done):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {FIGURES_DONE} in {workdir} after {timeout:.0f} s (see plots.log there)")
+        time.sleep(0.05)
+    with open(done) as f:
+        result = json.load(f)
+    if result.get("error"):
+        raise RuntimeError(f"drawing the figures of {workdir} failed: {result['error']} (plots.log there)")
+    return result
+
+
+def _main(workdir: str) -> None:
+    t0 = time.perf_counter()
+    result: dict = {"figures": [], "seconds": None, "error": None}
+    try:
+        result["figures"] = [os.path.basename(p) for p in plot_run(workdir)]
+    except Exception as e:  # recorded for wait_for_figures, and printed to plots.log
+        result["error"] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        result["seconds"] = time.perf_counter() - t0
+        tmp = os.path.join(workdir, FIGURES_DONE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(result, f)
+        os.replace(tmp, os.path.join(workdir, FIGURES_DONE))
 
 
 def plot_seed_bands(workdirs, out_path: str, key: str = "test_mean") -> str | None:
     """Test error over training, one line per strategy with a ±1 std band over seeds."""
+    import matplotlib.pyplot as plt
+
     import json
 
     curves: dict[str, list[dict[int, float]]] = {}
@@ -114,6 +183,8 @@ def plot_rollouts(path: str, u_true, u_pred, labels, title: str = "") -> str:
     (x across, t up), 2D fields at the last frame; the error panel is |surrogate − solver|.
     Solver and surrogate of a row share one colour scale.
     """
+    import matplotlib.pyplot as plt
+
     u_true, u_pred = np.asarray(u_true)[:, :, 0], np.asarray(u_pred)[:, :, 0]
     n = u_true.shape[0]
     fig, axes = plt.subplots(n, 3, figsize=(12, 3.2 * n), squeeze=False)
@@ -144,6 +215,8 @@ def plot_comparison(workdirs, out_path: str) -> str | None:
     error and the drawn λ, each on one colour scale shared by all strategies; below, every
     seed's score-set error distribution and the max error over training with seed bands.
     Returns None for runs without heat maps (toy, PINN, plots off)."""
+    import matplotlib.pyplot as plt
+
     import json
 
     from qsal_jax.simulation import get_problem
@@ -216,3 +289,9 @@ def plot_comparison(workdirs, out_path: str) -> str | None:
     fig.savefig(out_path, dpi=90)
     plt.close(fig)
     return out_path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m qsal_jax.experiments.plots WORKDIR")
+    _main(sys.argv[1])

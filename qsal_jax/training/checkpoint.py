@@ -27,7 +27,7 @@ import hashlib
 import os
 import shutil
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -130,6 +130,37 @@ def remove_stale_tmp(directory: str | os.PathLike) -> list[str]:
     return removed
 
 
+class Snapshot(NamedTuple):
+    """What a checkpoint holds, taken off the device: ``{leaf_i: array}`` and its JSON metadata."""
+
+    arrays: dict
+    meta: dict
+
+
+def _host_copy(x: Any) -> Any:
+    """A host copy that no later donation can touch (``np.asarray`` of a CPU array may be a view
+    of the device buffer); a leaf spread over processes stays a jax array for orbax to gather."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return x
+    return np.array(x, copy=True)
+
+
+def snapshot(state: Any, *, config_hash: str | None = None) -> Snapshot:
+    """Copy ``state`` to the host with its leaf paths, dtypes, sha256 digests and ``config_hash``."""
+    paths, leaves = _flatten(state)
+    saveable = [_host_copy(_to_saveable(x)) for x in leaves]
+    meta = {
+        "paths": paths,
+        "prng_impls": {str(i): str(jax.random.key_impl(x)) for i, x in enumerate(leaves) if _is_key(x)},
+        "dtypes": [str(np.dtype(x.dtype)) for x in saveable],
+        "sha256": [_digest(x) if np.size(x) > 0 else None for x in saveable],
+        "config_hash": config_hash,
+    }
+    # Zero-size leaves (e.g. an empty conditioning vector) carry no data and orbax refuses
+    # them; they are rebuilt from like_state's shape on restore.
+    return Snapshot({f"leaf_{i:05d}": x for i, x in enumerate(saveable) if np.size(x) > 0}, meta)
+
+
 class Checkpointer:
     """Save and restore numbered, digest-checked checkpoints of one pytree in ``directory``.
 
@@ -165,22 +196,15 @@ class Checkpointer:
         restore with another config's hash is refused. Raises CheckpointError if orbax declines
         the save (a step not newer than the newest one in the directory).
         """
+        self.write(step, snapshot(state, config_hash=config_hash))
+
+    def write(self, step: int, snap: "Snapshot") -> None:
+        """Write a `snapshot` as checkpoint ``step``; safe on another thread than the one that
+        took it, once the state it was taken from has been donated or overwritten."""
         step = int(step)
-        paths, leaves = _flatten(state)
-        saveable = [_to_saveable(x) for x in leaves]
-        meta = {
-            "paths": paths,
-            "prng_impls": {str(i): str(jax.random.key_impl(x)) for i, x in enumerate(leaves) if _is_key(x)},
-            "dtypes": [str(np.dtype(x.dtype)) for x in saveable],
-            "sha256": [_digest(x) if np.size(x) > 0 else None for x in saveable],
-            "config_hash": config_hash,
-        }
-        # Zero-size leaves (e.g. an empty conditioning vector) carry no data and orbax refuses
-        # them; they are rebuilt from like_state's shape on restore.
-        flat = {f"leaf_{i:05d}": x for i, x in enumerate(saveable) if np.size(x) > 0}
         saved = self._manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(flat), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(snap.arrays), meta=ocp.args.JsonSave(snap.meta)),
         )
         self._manager.wait_until_finished()
         if not saved:
