@@ -12,7 +12,10 @@ config (see ``configs/online_1d.py``), runs the fused loop with host syncs every
   summary.json       the five numbers on the score set (per trajectory and per transition,
                      one-step and rollout), its size and draw, budget and wall time
   test_errors.npz    every score-set error, per trajectory and per (trajectory, frame)
-  *.png              heat map (plots only), sampling density, error over training
+  heatmap_errors.npz, rollouts.npz, plot_inputs.json
+                     what the figures are drawn from (plots only; `plots.plot_run`)
+  *.png              heat map, sampling density, error over training, rollouts (plots only);
+                     with ``plots_in_child`` a child process draws them and writes figures.json
 
 Killed at any point and started again with the same command, a run resumes from its
 last checkpoint and ends with the same numbers as an uninterrupted one.
@@ -231,7 +234,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
 
     # Evaluations, metric records and checkpoint writes go to one worker thread, in order, while
     # the loop runs on; a multi-process run does them in step instead (its saves are collectives).
-    with SideWork(background=jax.process_count() == 1) as side, checkpoint.Checkpointer(ckpt_dir) as ckpt:
+    # The lane is inside the checkpointer: a run stopped by an error finishes its queued writes first.
+    with checkpoint.Checkpointer(ckpt_dir) as ckpt, SideWork(background=jax.process_count() == 1) as side:
         while step < total:
             n = min(sync, total - step)
             t0 = time.perf_counter()

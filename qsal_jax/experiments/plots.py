@@ -170,10 +170,7 @@ def plot_seed_bands(workdirs, out_path: str, key: str = "test_mean") -> str | No
     ax.set(xlabel="online step", ylabel=f"score-set one-step nRMSE, {key[5:] if key.startswith('test_') else key}",
            yscale="log", title="error over training (mean ± std over seeds)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return _save(fig, out_path)
 
 
 def plot_rollouts(path: str, u_true, u_pred, labels, title: str = "") -> str:
@@ -204,10 +201,7 @@ def plot_rollouts(path: str, u_true, u_pred, labels, title: str = "") -> str:
             plt.colorbar(im, ax=ax)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_comparison(workdirs, out_path: str) -> str | None:

@@ -198,7 +198,7 @@ class Checkpointer:
         """
         self.write(step, snapshot(state, config_hash=config_hash))
 
-    def write(self, step: int, snap: "Snapshot") -> None:
+    def write(self, step: int, snap: Snapshot) -> None:
         """Write a `snapshot` as checkpoint ``step``; safe on another thread than the one that
         took it, once the state it was taken from has been donated or overwritten."""
         step = int(step)
