@@ -441,3 +441,44 @@ def test_proportional_prior_uses_importance_weights():
         assert counts.sum() == reps
         expected = counts.sum() * np.array([p_two, 1.0 - p_two])
         assert stats.chisquare(counts, expected).pvalue > 1e-3, (counts, p_two)
+
+
+# ------------------------------------------------------------------ training schedule
+def test_train_every_k_trains_on_updates_0_k_2k_only():
+    p = make_ogas(SPACE, **dict(SMALL, train_every=3))
+    update = jax.jit(p.update)
+    state = p.init(jax.random.PRNGKey(0))
+    lam = SPACE.from_unit(jax.random.uniform(jax.random.PRNGKey(1), (B, SPACE.dim)))
+    trained = []
+    for i in range(7):
+        before = state.denoiser
+        state = update(state, make_feedback(lam, jnp.linspace(0.0, 1.0, B), step=i))
+        moved = any(bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.denoiser)))
+        trained.append(moved)
+    assert trained == [True, False, False, True, False, False, True]  # the FIFO holds min_fill from update 0
+    assert int(state.n_trained) == 3 and int(state.fifo_count) == min(7 * B, SMALL["capacity"])
+
+
+def test_auto_train_every_bounds_the_generator_share_of_the_step_flops():
+    from qsal_jax.proposals.ogas import auto_train_every
+
+    surrogate = 1e6
+    one = make_ogas(SPACE, **dict(SMALL, train_steps=1, train_every="auto", surrogate_step_flops=surrogate))
+    two = make_ogas(SPACE, **dict(SMALL, train_steps=2, train_every="auto", surrogate_step_flops=surrogate))
+    g1, g2 = one.settings["generator_round_flops"], two.settings["generator_round_flops"]
+    np.testing.assert_allclose(g2, 2 * g1, rtol=1e-6)  # the round's scan is multiplied out
+    for share in (0.01, 0.05, 0.2):
+        k = auto_train_every(g2, surrogate, share)
+        bound = share / (1 - share) * surrogate
+        assert g2 / k <= bound * (1 + 1e-9) and (k == 1 or g2 / (k - 1) > bound)  # the least such k
+    assert two.settings["train_every"] == auto_train_every(g2, surrogate, 0.05)
+    assert auto_train_every(g2, 1e6 * g2, 0.05) == 1  # a surrogate far dearer than the generator: every update
+
+
+@pytest.mark.parametrize("bad, field", [(dict(train_every="auto"), "surrogate_step_flops"),
+                                        (dict(train_every="auto", surrogate_step_flops=1e6, generator_share=1.0), "generator_share"),
+                                        (dict(train_every="often"), "train_every"), (dict(train_every=0), "train_every")])
+def test_bad_training_schedule_is_one_line_naming_the_field(bad, field):
+    with pytest.raises(ValueError, match=field) as info:
+        make_ogas(SPACE, **dict(SMALL, **bad))
+    assert "\n" not in str(info.value)

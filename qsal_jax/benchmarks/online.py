@@ -41,7 +41,7 @@ import numpy as np
 from qsal_jax.benchmarks.timing import backend_info
 
 # "name:key=value" entries time a strategy with one setting changed.
-STRATEGIES = ("uniform", "quasirandom", "breed_online", "ogas", "ogas:train_every=8", "sbal")
+STRATEGIES = ("uniform", "quasirandom", "breed_online", "ogas", "ogas:train_every=auto", "sbal")
 SBAL_ENSEMBLE = 3
 
 # Sizes of one online step; `steps` online steps per timed call.
@@ -67,6 +67,16 @@ def config_path(cfg: dict) -> str:
     return path
 
 
+def _setting_value(text: str):
+    """``"8"`` → 8, ``"0.05"`` → 0.05, anything else (``"auto"``) stays a string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def make_config(strategy: str, sizes: dict, path: str, *, gpu: bool = False, ensemble_size: int = 1):
     """The ``<path>:ks`` config of ``strategy`` (``name`` or ``name:key=value``) with the benchmark's sizes."""
     from qsal_jax.experiments.config_args import load_config
@@ -75,7 +85,7 @@ def make_config(strategy: str, sizes: dict, path: str, *, gpu: bool = False, ens
     c = load_config(f"{path}:" + ",".join(["ks", strategy] + (["gpu"] if gpu else [])))
     if setting:
         key, value = setting.split("=")
-        c.strategy.settings = dict(c.strategy.settings, **{key: int(value)})
+        c.strategy.settings = dict(c.strategy.settings, **{key: _setting_value(value)})
     c.problem.kwargs = {k: sizes[k] for k in ("num_points", "output_points", "num_steps") if sizes.get(k)}
     c.model.name = sizes["model"]
     c.model.ensemble_size = ensemble_size

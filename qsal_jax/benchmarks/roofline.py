@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.benchmarks.timing import backend_info, time_chain, time_fn
+from qsal_jax.training.cost import fft_terms as _fft_terms
+from qsal_jax.training.cost import jaxpr_cost, jaxpr_flops as _count, sub_jaxprs as _sub_jaxprs  # noqa: F401
 
 CPU_RATE_SIZES = {"copy_mib": 256, "matmul_n": 2048}
 GPU_RATE_SIZES = {"copy_mib": 2048, "matmul_n": 8192}
@@ -91,18 +93,6 @@ def cost(fn, *args) -> tuple[float, float, str]:
     return flops, nbytes, "jaxpr"
 
 
-def _fft_terms(eqn) -> tuple[float, float]:
-    """(XLA's flops, the usual 5·n·log2 n flops, half for real transforms) of one ``fft`` equation."""
-    lengths = tuple(int(n) for n in eqn.params["fft_lengths"])
-    real = "RFFT" in str(eqn.params["fft_type"]).upper()  # RFFT and IRFFT
-    # XLA (HloCostAnalysis::HandleFft): 2 flops/FMA × 4 FMAs × Π floor(log2 n_i) per operand element.
-    xla = 8.0 * math.prod(max(n.bit_length() - 1, 1) for n in lengths) * math.prod(eqn.invars[0].aval.shape)
-    n = math.prod(lengths)
-    batch = math.prod(eqn.invars[0].aval.shape) / max(math.prod(eqn.invars[0].aval.shape[-len(lengths):]), 1)
-    usual = (2.5 if real else 5.0) * batch * n * math.log2(max(n, 2))
-    return xla, usual
-
-
 def _fft_flops(jaxpr) -> tuple[float, float]:
     """Both FFT counts over a jaxpr, with loop bodies counted once as XLA does."""
     xla = usual = 0.0
@@ -125,52 +115,6 @@ def _xla_cost(compiled) -> tuple[float, float] | None:
     if not ca:
         return None
     return float(ca.get("flops", 0.0)), float(ca.get("bytes accessed", 0.0))
-
-
-def jaxpr_cost(fn, *args) -> tuple[float, float]:
-    """Analytic ``(flops, bytes)``: matmuls 2·M·N·K, convolutions 2·out·kernel, FFTs 5·n·log2 n per
-    complex transform (half for real ones), one flop per element of anything else; scans count
-    ``length`` times, a cond its dearest branch. Bytes: arguments plus results, the least traffic
-    any implementation must make."""
-    closed = jax.make_jaxpr(fn)(*args)
-    leaves = jax.tree_util.tree_leaves((args, jax.eval_shape(fn, *args)))
-    nbytes = sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in leaves)
-    return float(_count(closed.jaxpr)), float(nbytes)
-
-
-def _sub_jaxprs(value):
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    for v in values:
-        if hasattr(v, "eqns"):
-            yield v
-        elif hasattr(getattr(v, "jaxpr", None), "eqns"):
-            yield v.jaxpr
-
-
-def _count(jaxpr, elementwise: bool = True) -> float:
-    total = 0.0
-    for eqn in jaxpr.eqns:
-        name, params = eqn.primitive.name, eqn.params
-        out = eqn.outvars[0].aval if eqn.outvars else None
-        out_size = math.prod(getattr(out, "shape", ())) if out is not None else 0
-        if name == "scan":
-            total += params["length"] * _count(params["jaxpr"].jaxpr, elementwise)
-        elif name == "cond":
-            total += max(_count(b.jaxpr, elementwise) for b in params["branches"])
-        elif any(True for v in params.values() for _ in _sub_jaxprs(v)):
-            total += sum(_count(j, elementwise) for v in params.values() for j in _sub_jaxprs(v))
-        elif name == "dot_general":
-            (lhs_contract, _), _ = params["dimension_numbers"]
-            lhs_shape = eqn.invars[0].aval.shape
-            total += 2.0 * out_size * math.prod(lhs_shape[d] for d in lhs_contract)
-        elif name == "conv_general_dilated":
-            rhs_shape = eqn.invars[1].aval.shape
-            total += 2.0 * out_size * math.prod(rhs_shape) / max(rhs_shape[params["dimension_numbers"].rhs_spec[0]], 1)
-        elif name == "fft":
-            total += _fft_terms(eqn)[1]
-        elif elementwise:
-            total += out_size
-    return total
 
 
 # ------------------------------------------------------------------ per-suite costs

@@ -64,8 +64,11 @@ def build_engine(config):
     compute_dtype = jnp.bfloat16 if config.train.get("bf16", False) else None
     step = bind_train_step(apply_fn, optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype,
                            signal_name=config.strategy.get("signal_metric") or None)
+    settings = dict(config.strategy.get("settings", {}))
     try:
-        strategy = proposals.build(config.strategy.name, sim.space, **dict(config.strategy.get("settings", {})))
+        if config.strategy.name == "ogas" and settings.get("train_every") == "auto":
+            settings = resolve_ogas_schedule(settings, sim, surrogate_step_flops(step, model, sim, optimizer, config))
+        strategy = proposals.build(config.strategy.name, sim.space, **settings)
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"strategy.settings = {dict(config.strategy.get('settings', {}))}: {first_line(e)}") from None
     engine = OnlineEngine(
@@ -87,6 +90,33 @@ def build_engine(config):
         shard_buffer=bool(config.buffer.get("sharded", False)),
     )
     return engine, model, sim, optimizer
+
+
+def surrogate_step_flops(step, model, sim, optimizer, config) -> float:
+    """Analytic flops of one train step of the whole surrogate (all ensemble members) at the
+    config's batch size, from abstract shapes: what OGAS's ``train_every="auto"`` is sized against."""
+    from qsal_jax.training.cost import jaxpr_cost
+    from qsal_jax.training.step import make_batch
+
+    x = jnp.zeros((1,) + sim.state_shape, sim.dtype)
+    cond = jnp.zeros((1, len(sim.cond_names)), sim.dtype)
+    state = jax.eval_shape(lambda k: create_train_state(k, model, x, optimizer, sample_cond=cond), jax.random.PRNGKey(0))
+    b = int(config.train.batch_size)
+    batch = jax.eval_shape(lambda: make_batch(jnp.zeros((b,) + sim.state_shape, sim.dtype),
+                                              jnp.zeros((b,) + sim.state_shape, sim.dtype),
+                                              jnp.zeros((b, len(sim.cond_names)), sim.dtype)))
+    return int(config.model.get("ensemble_size", 1)) * jaxpr_cost(step, state, batch)[0]
+
+
+def resolve_ogas_schedule(settings: dict, sim, surrogate_flops: float) -> dict:
+    """OGAS settings with ``train_every="auto"`` replaced by its k for this surrogate (printed)."""
+    from qsal_jax.proposals.ogas import make_ogas
+
+    resolved = make_ogas(sim.space, **dict(settings, surrogate_step_flops=surrogate_flops)).settings
+    k = resolved["train_every"]
+    print(f"ogas: train_every=auto -> {k} (a training round {resolved['generator_round_flops']:.3g} flops, "
+          f"a surrogate step {surrogate_flops:.3g}, share {resolved['generator_share']:g})", flush=True)
+    return dict(settings, train_every=k, surrogate_step_flops=surrogate_flops)
 
 
 def _mesh(shard):

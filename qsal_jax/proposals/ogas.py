@@ -52,6 +52,12 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
   the same target ε, up to ``reject_rounds`` generator calls in all, then replaced by a uniform
   draw. Clipping it instead would put point masses exactly on the faces (all the mass the model
   puts outside), which no target density has. Nothing out of the box is ever returned.
+* Training schedule. Online, ``update`` runs after every surrogate train step, and the generator
+  trains (``train_steps`` optimiser steps) on every ``train_every``-th one. ``train_every="auto"``
+  takes the least k with ``G / k ≤ share / (1 − share) · S``, where G is the analytic flop count of
+  one training round (`training.cost.jaxpr_cost`, loops multiplied out), S = ``surrogate_step_flops``
+  and share = ``generator_share``: the generator's training is then at most that share of the
+  train-step work, whatever the two networks' sizes. The resolved k is ``parts.settings["train_every"]``.
 * Mixing (`combinators.mix_uniform`, per-draw Bernoulli). A fraction ``r = r_max · min(1, n_trained
   / ramp_updates)`` of draws comes from the generator, the rest are uniform; ``n_trained`` counts
   updates that trained the generator (the FIFO held ≥ ``min_fill`` pairs), so before the generator
@@ -61,6 +67,7 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -68,6 +75,7 @@ import jax.numpy as jnp
 import optax
 
 from qsal_jax.proposals import _common as C
+from qsal_jax.training.cost import jaxpr_cost
 from qsal_jax.training.state import make_optimizer
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.proposals.combinators import mix_uniform
@@ -90,7 +98,9 @@ class OGASSettings:
     capacity: int = 4096  # FIFO pairs
     batch_size: int = 128  # generator minibatch
     train_steps: int = 4  # optimiser steps per update (generator and classifier each)
-    train_every: int = 1  # train on every k-th update only (pairs are still pushed every update)
+    train_every: int | str = 1  # train on every k-th update only (pairs are still pushed every update); "auto": below
+    generator_share: float = 0.05  # "auto": the generator's training is at most this share of a train step's flops
+    surrogate_step_flops: float | None = None  # "auto": flops of one surrogate train step (the online builder sets it)
     lr: float = 1e-3
     grad_clip: float = 1.0
     ema_decay: float = 0.9  # weight of the old statistics (the reference's α = 0.3 would be 0.7)
@@ -192,8 +202,13 @@ def _check(s: dict) -> None:
             raise ValueError(f"ogas: {name} must be >= 1, got {s[name]}")
     if s["train_steps"] < 0 or s["ramp_updates"] < 0 or s["min_fill"] < 1:
         raise ValueError("ogas: train_steps and ramp_updates must be >= 0, min_fill >= 1")
-    if int(s["train_every"]) < 1:
-        raise ValueError(f"ogas: train_every must be >= 1, got {s['train_every']}")
+    if s["train_every"] == "auto":
+        if not (s["surrogate_step_flops"] or 0) > 0:
+            raise ValueError("ogas: train_every='auto' needs surrogate_step_flops > 0 (the flops of one surrogate train step)")
+        if not 0.0 < s["generator_share"] < 1.0:
+            raise ValueError(f"ogas: generator_share must be in (0, 1), got {s['generator_share']}")
+    elif isinstance(s["train_every"], str) or int(s["train_every"]) < 1:
+        raise ValueError(f"ogas: train_every must be an integer >= 1 or 'auto', got {s['train_every']!r}")
     if s["sample_steps"] is not None and not 2 <= s["sample_steps"] <= s["steps"]:
         raise ValueError(f"ogas: sample_steps must be None or in [2, steps], got {s['sample_steps']}")
     if s["min_fill"] > s["capacity"]:
@@ -211,6 +226,20 @@ def _check(s: dict) -> None:
         raise ValueError(f"ogas: prior must be 'proportional' or 'quantile', got {s['prior']!r}")
     if s["signal"] not in ("loss", "disagreement"):
         raise ValueError(f"ogas: signal must be 'loss' or 'disagreement', got {s['signal']!r}")
+
+
+def auto_train_every(round_flops: float, surrogate_step_flops: float, share: float) -> int:
+    """The least k ≥ 1 with ``round_flops / k ≤ share / (1 − share) · surrogate_step_flops``."""
+    return max(1, math.ceil(round_flops * (1.0 - share) / (share * surrogate_step_flops) - 1e-9))
+
+
+def _round_flops(init, train_round, cap: int, dim: int) -> float:
+    """Analytic flops of one generator training round, from abstract shapes (nothing runs)."""
+    state = jax.eval_shape(init, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    carry = (state.denoiser, state.denoiser_opt, state.ratio, state.ratio_opt)
+    args = (jax.ShapeDtypeStruct((cap, dim), jnp.float32), jax.ShapeDtypeStruct((cap,), jnp.float32),
+            jax.ShapeDtypeStruct((), jnp.int32), carry, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    return jaxpr_cost(train_round, *args)[0]
 
 
 def make_ogas(space: ParamSpace, **settings) -> OGASParts:
@@ -270,6 +299,15 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         upd, den_opt = den_tx.update(grads, den_opt, den)
         return (optax.apply_updates(den, upd), den_opt, rat, rat_opt), None
 
+    def train_round(fifo_lam, fifo_eps, count, carry, key):
+        step = lambda c, k: train_step(fifo_lam, fifo_eps, count, c, k)  # noqa: E731
+        return jax.lax.scan(step, carry, jax.random.split(key, int(s["train_steps"])))[0]
+
+    if s["train_every"] == "auto":
+        s["generator_round_flops"] = _round_flops(init, train_round, cap, dim)
+        s["train_every"] = auto_train_every(s["generator_round_flops"], float(s["surrogate_step_flops"]),
+                                            float(s["generator_share"]))
+
     def update(state, feedback):
         lam = space.to_unit(jnp.asarray(feedback.lam)).astype(f32)
         sig = jnp.asarray(feedback.loss).astype(f32)
@@ -286,12 +324,8 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         # one keeps its cost a small fraction of the surrogate's while the FIFO sees every pair.
         ready = (count >= s["min_fill"]) & (state.n_updates % int(s["train_every"]) == 0)
 
-        def train(c):
-            step = lambda c, k: train_step(fifo_lam, fifo_eps, count, c, k)  # noqa: E731
-            return jax.lax.scan(step, c, jax.random.split(sub, int(s["train_steps"])))[0]
-
         if s["train_steps"] > 0:
-            carry = jax.lax.cond(ready, train, lambda c: c, carry)
+            carry = jax.lax.cond(ready, lambda c: train_round(fifo_lam, fifo_eps, count, c, sub), lambda c: c, carry)
         return OGASState(
             *carry, fifo_lam, fifo_eps, ptr, count, mean, var, ema_count,
             state.n_updates + 1, state.n_trained + ready.astype(jnp.int32), key,
