@@ -40,7 +40,7 @@ import numpy as np
 
 from qsal_jax.benchmarks.timing import backend_info
 
-# "name:key=value" entries time a strategy with one setting changed.
+# "name:key=value,key=value" entries time a strategy with settings changed.
 STRATEGIES = ("uniform", "quasirandom", "breed_online", "ogas", "ogas:train_every=auto", "sbal")
 SBAL_ENSEMBLE = 3
 
@@ -78,13 +78,13 @@ def _setting_value(text: str):
 
 
 def make_config(strategy: str, sizes: dict, path: str, *, gpu: bool = False, ensemble_size: int = 1):
-    """The ``<path>:ks`` config of ``strategy`` (``name`` or ``name:key=value``) with the benchmark's sizes."""
+    """The ``<path>:ks`` config of ``strategy`` (``name`` or ``name:key=value,key=value``) with the benchmark's sizes."""
     from qsal_jax.experiments.config_args import load_config
 
     strategy, _, setting = strategy.partition(":")
     c = load_config(f"{path}:" + ",".join(["ks", strategy] + (["gpu"] if gpu else [])))
-    if setting:
-        key, value = setting.split("=")
+    for item in filter(None, setting.split(",")):
+        key, value = item.split("=")
         c.strategy.settings = dict(c.strategy.settings, **{key: _setting_value(value)})
     c.problem.kwargs = {k: sizes[k] for k in ("num_points", "output_points", "num_steps") if sizes.get(k)}
     c.model.name = sizes["model"]
