@@ -63,6 +63,16 @@ def test_overhead_plan_pairs_sbal_with_an_ensemble_uniform():
     assert dict((p[0], p[3]) for p in plan)["sbal/e3"] == "uniform/e3"
     assert dict((p[0], p[2]) for p in plan)["sbal/e3"] == 3
     assert online.overhead_plan(["uniform"]) == [("uniform", "uniform", 1, "uniform")]
+    variant = online.overhead_plan(["sbal", "sbal:launches_per_round=48"])
+    assert [(p[0], p[2], p[3]) for p in variant[2:]] == [("sbal/e3", 3, "uniform/e3"),
+                                                          ("sbal:launches_per_round=48/e3", 3, "uniform/e3")]
+
+
+def test_strategy_entries_change_several_settings():
+    c = online.make_config("ogas:train_every=auto,sample_steps=10,generator_share=0.1", online.CPU_SIZES,
+                           "configs/online_1d.py")
+    assert {k: c.strategy.settings[k] for k in ("train_every", "sample_steps", "generator_share")} == \
+        {"train_every": "auto", "sample_steps": 10, "generator_share": 0.1}
 
 
 def test_neuralop_comparison_is_skipped_with_a_reason_without_torch():

@@ -196,10 +196,12 @@ def overhead_plan(strategies) -> list[tuple[str, str, int, str]]:
     """``(label, strategy, ensemble size, label of its Uniform baseline)`` for each fused loop to
     time: Uniform always (the throughput figures are its), SBAL beside a Uniform of its ensemble size."""
     plan = [("uniform", "uniform", 1, "uniform")]
-    plan += [(s, s, 1, "uniform") for s in strategies if s not in ("uniform", "sbal")]
-    if "sbal" in strategies:
+    ensembled = [s for s in strategies if s.partition(":")[0] == "sbal"]
+    plan += [(s, s, 1, "uniform") for s in strategies if s != "uniform" and s not in ensembled]
+    if ensembled:
         e = SBAL_ENSEMBLE
-        plan += [(f"uniform/e{e}", "uniform", e, f"uniform/e{e}"), (f"sbal/e{e}", "sbal", e, f"uniform/e{e}")]
+        plan += [(f"uniform/e{e}", "uniform", e, f"uniform/e{e}")]
+        plan += [(f"{s}/e{e}", s, e, f"uniform/e{e}") for s in ensembled]
     return plan
 
 
