@@ -168,3 +168,14 @@ def test_harness_splits_a_run_and_sees_the_caches():
     assert rec["start_speedup"] > 1 and 0 < rec["overhead_fraction"] < 1
     # The work done beside the loop and by the drawing process is reported, not hidden.
     assert rec["side_work_s"]["warm"]["evaluation"] > 0 and rec["figures_s"]["warm"] > 0
+
+
+def test_paired_overhead_is_the_geometric_mean_of_round_ratios_with_an_interval_around_it():
+    base = [1.0, 2.0, 4.0, 1.5]
+    rec = online.paired_overhead([1.1 * t for t in base], base)
+    np.testing.assert_allclose(rec["overhead_pct_paired"], 10.0, rtol=1e-9)  # a uniform 10 % whatever the drift
+    np.testing.assert_allclose(rec["overhead_pct_interval"], [10.0, 10.0], atol=1e-9)  # no spread, no width
+    noisy = online.paired_overhead([1.0, 2.4, 4.0, 1.8], base)
+    lo, hi = noisy["overhead_pct_interval"]
+    assert lo < noisy["overhead_pct_paired"] < hi
+    assert online.paired_overhead([2.0], [1.0]) == {"overhead_pct_paired": 100.0, "overhead_pct_interval": None}

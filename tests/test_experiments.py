@@ -222,3 +222,22 @@ def test_load_run_gives_back_the_trained_surrogate(tmp_path):
     assert float(errs["one_step"].mean()) == pytest.approx(summary["one_step_nrmse"]["mean"], rel=1e-6)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_run(str(tmp_path))
+
+
+def test_ogas_auto_schedule_is_sized_against_the_whole_surrogate_step(capsys):
+    from qsal_jax.experiments.online import build_engine, resolve_ogas_schedule, surrogate_step_flops
+    from qsal_jax.proposals.ogas import auto_train_every, make_ogas
+
+    config = _config("ogas,tiny")
+    with config.unlocked():
+        config.strategy.settings = {"train_every": "auto", "generator_share": 0.1}
+    engine, model, sim, optimizer = build_engine(config)
+    one = surrogate_step_flops(engine.train_step, model, sim, optimizer, config)
+    with config.unlocked():
+        config.model.ensemble_size = 3
+    assert surrogate_step_flops(engine.train_step, model, sim, optimizer, config) == 3 * one  # every member trains
+    printed = capsys.readouterr().out
+    settings = resolve_ogas_schedule(dict(config.strategy.settings), sim, one)
+    rounds = make_ogas(sim.space, **dict(settings, train_every="auto")).settings["generator_round_flops"]
+    assert settings["train_every"] == auto_train_every(rounds, one, 0.1) >= 1
+    assert f"ogas: train_every=auto -> {settings['train_every']} " in printed
