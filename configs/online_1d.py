@@ -97,6 +97,8 @@ def get_config(arg: str | None = None):
     if a["model"]:
         c.model.name = a["model"]
         c.name += f"_{a['model']}"
+    if strategy == "sbal":  # the pool is scored once per selection round (10 per run), not once per online step
+        c.strategy.settings["launches_per_round"] = max(1, c.online.num_steps * c.online.clients_per_step // 10)
     if a["paper"]:  # last: the settings depend on the sizes above
         paper_settings(c)
         c.name += "_paper"

@@ -241,3 +241,10 @@ def test_ogas_auto_schedule_is_sized_against_the_whole_surrogate_step(capsys):
     rounds = make_ogas(sim.space, **dict(settings, train_every="auto")).settings["generator_round_flops"]
     assert settings["train_every"] == auto_train_every(rounds, one, 0.1) >= 1
     assert f"ogas: train_every=auto -> {settings['train_every']} " in printed
+
+
+def test_sbal_scores_its_pool_once_per_selection_round():
+    for args in ("sbal", "sbal,tiny", "sbal,gpu"):
+        c = _config(args)
+        budget = c.online.num_steps * c.online.clients_per_step
+        assert c.strategy.settings.launches_per_round == max(1, budget // 10)  # 10 rounds per run
