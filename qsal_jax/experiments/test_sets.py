@@ -9,7 +9,7 @@ is a config error.
 
 **Heat-map grid.** A regular n × n grid over two named parameters, the others at mid-box, for
 plots only: never part of any reported number (a grid over-weights its faces and corners, and a
-slice sees one face of the box).
+slice sees one face of the box). It is cached beside the score sets.
 
 **Errors** (`score`). Per transition: the one-step nRMSE of ``u[t] → u[t+1]`` and the nRMSE of the
 autoregressive rollout from ``u[0]`` at step ``t + 1``, one number per (trajectory, frame), shape
@@ -84,6 +84,24 @@ def _simulate(sim: Simulator, lam: np.ndarray, chunk: int = 128):
     return np.concatenate(us), np.concatenate(finite)
 
 
+def _cached(path: str, keys: tuple, make, log=None, what: str = "") -> dict[str, np.ndarray]:
+    """The ``keys`` arrays of ``path`` (npz), or ``make()``'s, written there atomically first."""
+    if os.path.exists(path):
+        try:
+            with np.load(path) as f:
+                return {k: f[k] for k in keys}
+        except (OSError, ValueError, KeyError):  # a damaged cache file is rebuilt, never trusted
+            pass
+    if log:
+        log(f"simulating {what} -> {path}")
+    arrays = make()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + f".{os.getpid()}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return arrays
+
+
 def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str = "halton", seed: int = 12345,
                    cache_dir: str | None = None, log=None) -> ScoreSet:
     """The cached score set of ``sim`` (see the module docstring); simulated on the first call only."""
@@ -91,24 +109,15 @@ def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str
         raise ValueError(f"eval.score_size must be >= 1, got {size}")
     key = score_set_key(sim.name, dict(problem_kwargs), size, draw, seed)
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    path = os.path.join(cache_dir, "score_sets", f"{sim.name}_{key}.npz")
-    if os.path.exists(path):
-        try:
-            with np.load(path) as f:
-                lam, u, finite = f["lam"], f["u"], f["finite"]
-        except (OSError, ValueError, KeyError):  # a damaged cache file is rebuilt, never trusted
-            lam = None
-    else:
-        lam = None
-    if lam is None:
-        if log:
-            log(f"simulating the score set ({size} λ, {draw}, seed {seed}) -> {path}")
+
+    def make():
         lam = draw_lams(sim.space, size, draw, seed)
         u, finite = _simulate(sim, lam)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + f".{os.getpid()}.tmp.npz"
-        np.savez(tmp, lam=lam, u=u, finite=finite)
-        os.replace(tmp, path)
+        return {"lam": lam, "u": u, "finite": finite}
+
+    f = _cached(os.path.join(cache_dir, "score_sets", f"{sim.name}_{key}.npz"), ("lam", "u", "finite"), make, log,
+                f"the score set ({size} λ, {draw}, seed {seed})")
+    lam, u, finite = f["lam"], f["u"], f["finite"]
     if not finite.any():
         raise ConfigError(f"eval.score_size: every one of the {size} score trajectories blew up in the solver; "
                          "lower the problem's amplitudes or raise problem.kwargs.substeps")
@@ -119,30 +128,60 @@ def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str
     return ScoreSet(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), info)
 
 
-def make_heatmap_grid(sim: Simulator, axes: tuple, size: int) -> HeatmapGrid:
-    """A ``size × size`` grid over two parameters (others at mid-box), simulated; for plots only."""
+def make_heatmap_grid(sim: Simulator, problem_kwargs: dict, axes: tuple, size: int,
+                      cache_dir: str | None = None) -> HeatmapGrid:
+    """A ``size × size`` grid over two parameters (others at mid-box), simulated once and cached
+    beside the score sets; for plots only."""
     lam, ax, ay = sim.space.grid_2d(axes[0], axes[1], size, dtype=sim.dtype)
     lam = np.asarray(lam)
-    u, finite = _simulate(sim, lam, chunk=lam.shape[0])
-    return HeatmapGrid(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), finite,
+    key = score_set_key(sim.name, dict(problem_kwargs), size, f"grid:{axes[0]},{axes[1]}", 0)
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+
+    def make():
+        u, finite = _simulate(sim, lam)
+        return {"u": u, "finite": finite}
+
+    f = _cached(os.path.join(cache_dir, "heatmap_grids", f"{sim.name}_{key}.npz"), ("u", "finite"), make)
+    return HeatmapGrid(lam, f["u"], np.asarray(sim.conditioning(jnp.asarray(lam))), f["finite"],
                        (axes[0], axes[1], np.asarray(ax), np.asarray(ay)))
+
+
+# Trajectories per compiled evaluation call: the score set and the heat-map grid are scored in
+# chunks of this many (the last one padded), so a run compiles its evaluation for one shape only.
+SCORE_CHUNK = 64
+
+
+def _chunked(errors_fn, apply_fn, params, u: np.ndarray, cond: np.ndarray, batch_size: int) -> np.ndarray:
+    """``errors_fn`` over ``SCORE_CHUNK``-trajectory chunks of ``u [M, ...]`` → ``[M, T-1]`` float64."""
+    out = []
+    for i in range(0, u.shape[0], SCORE_CHUNK):
+        part_u, part_c = u[i : i + SCORE_CHUNK], cond[i : i + SCORE_CHUNK]
+        n, pad = part_u.shape[0], SCORE_CHUNK - part_u.shape[0]
+        if pad:  # repeat the last row: one compiled shape for every chunk
+            part_u = np.concatenate([part_u, np.repeat(part_u[-1:], pad, 0)])
+            part_c = np.concatenate([part_c, np.repeat(part_c[-1:], pad, 0)])
+        errs = errors_fn(apply_fn, params, jnp.asarray(part_u), jnp.asarray(part_c), batch_size=batch_size)
+        out.append(np.asarray(errs, np.float64)[:n])
+    out = np.concatenate(out)
+    return np.where(np.isfinite(out), out, np.inf)
 
 
 def score(apply_fn, params, u, cond, *, batch_size: int = 32, rollout: bool = True) -> dict[str, np.ndarray]:
     """Errors of one surrogate on trajectories ``u [M, T, C, *grid]`` (see the module docstring).
 
     ``apply_fn`` must be the same object on every call of a run, so the evaluation compiles
-    once. Returns ``one_step_by_time``/``rollout_by_time`` ``[M, T-1]`` (NaN → inf) and their
-    per-trajectory means ``one_step``/``rollout`` ``[M]``; with ``rollout=False`` only the
-    one-step errors (the rollout costs as much again).
+    once (trajectories go ``SCORE_CHUNK`` at a time). Returns ``one_step_by_time``/
+    ``rollout_by_time`` ``[M, T-1]`` (NaN → inf) and their per-trajectory means
+    ``one_step``/``rollout`` ``[M]``; with ``rollout=False`` only the one-step errors (the rollout
+    costs as much again).
     """
-    u, cond = jnp.asarray(u), jnp.asarray(cond)
-    one = np.asarray(one_step_errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
-    one = np.where(np.isfinite(one), one, np.inf)
+    if SCORE_CHUNK % batch_size:
+        raise ValueError(f"batch_size must divide SCORE_CHUNK={SCORE_CHUNK}; got {batch_size}")
+    u, cond = np.asarray(u), np.asarray(cond)
+    one = _chunked(one_step_errors, apply_fn, params, u, cond, batch_size)
     out = {"one_step_by_time": one, "one_step": one.mean(axis=1)}
     if rollout:
-        roll = np.asarray(rollout_errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
-        roll = np.where(np.isfinite(roll), roll, np.inf)
+        roll = _chunked(rollout_errors, apply_fn, params, u, cond, batch_size)
         out.update(rollout_by_time=roll, rollout=roll.mean(axis=1))
     return out
 
