@@ -457,11 +457,6 @@ def test_train_every_k_trains_on_updates_0_k_2k_only():
         trained.append(moved)
     assert trained == [True, False, False, True, False, False, True]  # the FIFO holds min_fill from update 0
     assert int(state.n_trained) == 3 and int(state.fifo_count) == min(7 * B, SMALL["capacity"])
-    # The mixing ramp counts surrogate updates: each training round stands for k = 3 of them.
-    slow = make_ogas(SPACE, **dict(SMALL, train_every=3, ramp_updates=12))
-    r_max = SMALL.get("r_max", DEFAULTS["r_max"])
-    assert float(slow.mixing_ratio(state)) == pytest.approx(r_max * 3 * 3 / 12)
-    assert float(slow.mixing_ratio(state._replace(n_trained=jnp.int32(4)))) == pytest.approx(r_max)
 
 
 def test_auto_train_every_bounds_the_generator_share_of_the_step_flops():

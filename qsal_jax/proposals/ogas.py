@@ -58,11 +58,10 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
   one training round (`training.cost.jaxpr_cost`, loops multiplied out), S = ``surrogate_step_flops``
   and share = ``generator_share``: the generator's training is then at most that share of the
   train-step work, whatever the two networks' sizes. The resolved k is ``parts.settings["train_every"]``.
-* Mixing (`combinators.mix_uniform`, per-draw Bernoulli). A fraction ``r = r_max · min(1, k ·
-  n_trained / ramp_updates)`` of draws comes from the generator, the rest are uniform; ``n_trained``
-  counts updates that trained the generator (the FIFO held ≥ ``min_fill`` pairs) and k is
-  ``train_every``, so the ramp lasts ``ramp_updates`` surrogate updates whatever the schedule. Before
-  the generator has data every draw is uniform (and the generator is not run).
+* Mixing (`combinators.mix_uniform`, per-draw Bernoulli). A fraction ``r = r_max · min(1, n_trained
+  / ramp_updates)`` of draws comes from the generator, the rest are uniform; ``n_trained`` counts
+  updates that trained the generator (the FIFO held ≥ ``min_fill`` pairs), so before the generator
+  has data every draw is uniform (and the generator is not run).
 """
 
 from __future__ import annotations
@@ -115,7 +114,7 @@ class OGASSettings:
     prior_importance: bool = True  # proportional prior ∝ importance weight × (ε − min ε)^power
     quantile: float = 0.9
     r_max: float = 0.7  # final proportion of generator draws
-    ramp_updates: int = 200  # surrogate updates (with a trained generator) to reach r_max, linear from 0
+    ramp_updates: int = 200  # trained updates to reach r_max (linear ramp from 0)
     min_fill: int = 64  # FIFO pairs needed before the generator trains
     reject_rounds: int = 4  # generator calls per row before an out-of-box row becomes uniform
     signal: str = "loss"  # "loss" (OGAS-L) or "disagreement" (OGAS-U); recorded only
@@ -376,8 +375,7 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         return jnp.where(ok[:, None], z, jax.random.uniform(ku, z.shape, f32))
 
     def mixing_ratio(state):
-        # Each training round stands for train_every updates: the ramp's length does not depend on k.
-        frac = state.n_trained.astype(f32) * int(s["train_every"]) / max(int(s["ramp_updates"]), 1)
+        frac = state.n_trained.astype(f32) / max(int(s["ramp_updates"]), 1)
         return s["r_max"] * jnp.minimum(frac, 1.0)
 
     def sample_generator(state, key, n):
