@@ -95,23 +95,6 @@ def test_score_errors_turn_nan_predictions_into_inf():
     assert np.all(np.isinf(errs["one_step_by_time"])) and np.all(np.isinf(errs["rollout"]))
 
 
-def test_score_in_padded_chunks_equals_one_call_over_all_trajectories():
-    from qsal_jax.training.evaluate import one_step_errors, rollout_errors
-
-    m = test_sets.SCORE_CHUNK + 6  # a full chunk and a padded one
-    rng = np.random.default_rng(1)
-    u = rng.normal(size=(m, 5, 1, 8)).astype(np.float32)
-    cond = rng.normal(size=(m, 2)).astype(np.float32)
-    model = lambda p, x, c: p * jnp.roll(x, 1, axis=-1) + c[:, :1, None]
-    params = np.float32(0.9)
-    errs = test_sets.score(model, params, u, cond)
-    assert errs["one_step_by_time"].shape == errs["rollout_by_time"].shape == (m, 4)
-    np.testing.assert_allclose(errs["one_step_by_time"], one_step_errors(model, params, u, cond, batch_size=m), rtol=1e-6)
-    np.testing.assert_allclose(errs["rollout_by_time"], rollout_errors(model, params, u, cond, batch_size=m), rtol=1e-6)
-    with pytest.raises(ValueError, match="batch_size"):
-        test_sets.score(model, params, u, cond, batch_size=48)
-
-
 def test_heatmap_grid_is_cached_and_read_back(tmp_path):
     from qsal_jax.simulation import get_problem
 

@@ -237,7 +237,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
             f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
             f"strategy {config.strategy.name}")
     scored = lambda st: local_replica(scored_params(engine, st))
-    score = lambda params, rollout: test_sets.score(engine.apply_fn, params, scores.u, scores.cond, rollout=rollout)
+    score = lambda params, one_step, rollout: test_sets.score(engine.apply_fn, params, scores.u, scores.cond,
+                                                              one_step=one_step, rollout=rollout)
 
     run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)
     writer = _tensorboard(workdir, start) if primary else None
@@ -284,8 +285,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
                 if (e.every and step % e.every == 0) or step == total:
                     with times("evaluation"):  # a copy: the loop's next call donates the state
                         params = jax.block_until_ready(jax.tree_util.tree_map(jnp.copy, scored(state)))
-                    # During training only the one-step errors; the rollout is scored at the end.
-                    evaluation = side.submit("evaluation", score, params, step == total)
+                    # The one-step errors; the final rollout is scored by this thread after the loop.
+                    evaluation = side.submit("evaluation", score, params, True, False)
                     if step == total:
                         final_eval = evaluation
                 side.submit("records", log_sync, records, evaluation, rejected)
@@ -298,13 +299,18 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         if not primary:
             side.drain()
             return {"process_index": jax.process_index(), "simulations": int(state.next_lam_id)}
+        # The final score: the rollout errors and the heat-map grid here, while the worker scores
+        # the one-step errors (a resumed run that had already finished its steps scores both here).
+        with times("evaluation"):
+            errs = score(scored(state), final_eval is None, True)
         draw = config.get("plots", True)
         if draw:
-            with times("plots"):  # the heat-map grid is scored while the final evaluation runs
+            with times("plots"):
                 grid = _score_heatmap_grid(workdir, config, engine, scored(state))
         with times("evaluation"):
-            # A resumed run that had already finished its steps scores here.
-            errs = final_eval.result() if final_eval is not None else score(scored(state), True)
+            if final_eval is not None:
+                errs.update(final_eval.result())
+            errs = {k: errs[k] for k in ("one_step_by_time", "one_step", "rollout_by_time", "rollout")}
         with times("checkpoint"):
             side.drain()
     summary = {

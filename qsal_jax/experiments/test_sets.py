@@ -146,43 +146,22 @@ def make_heatmap_grid(sim: Simulator, problem_kwargs: dict, axes: tuple, size: i
                        (axes[0], axes[1], np.asarray(ax), np.asarray(ay)))
 
 
-# Trajectories per compiled evaluation call: the score set and the heat-map grid are scored in
-# chunks of this many (the last one padded), so a run compiles its evaluation for one shape only.
-SCORE_CHUNK = 64
-
-
-def _chunked(errors_fn, apply_fn, params, u: np.ndarray, cond: np.ndarray, batch_size: int) -> np.ndarray:
-    """``errors_fn`` over ``SCORE_CHUNK``-trajectory chunks of ``u [M, ...]`` → ``[M, T-1]`` float64."""
-    out = []
-    for i in range(0, u.shape[0], SCORE_CHUNK):
-        part_u, part_c = u[i : i + SCORE_CHUNK], cond[i : i + SCORE_CHUNK]
-        n, pad = part_u.shape[0], SCORE_CHUNK - part_u.shape[0]
-        if pad:  # repeat the last row: one compiled shape for every chunk
-            part_u = np.concatenate([part_u, np.repeat(part_u[-1:], pad, 0)])
-            part_c = np.concatenate([part_c, np.repeat(part_c[-1:], pad, 0)])
-        errs = errors_fn(apply_fn, params, jnp.asarray(part_u), jnp.asarray(part_c), batch_size=batch_size)
-        out.append(np.asarray(errs, np.float64)[:n])
-    out = np.concatenate(out)
-    return np.where(np.isfinite(out), out, np.inf)
-
-
-def score(apply_fn, params, u, cond, *, batch_size: int = 32, rollout: bool = True) -> dict[str, np.ndarray]:
+def score(apply_fn, params, u, cond, *, batch_size: int = 32, rollout: bool = True,
+          one_step: bool = True) -> dict[str, np.ndarray]:
     """Errors of one surrogate on trajectories ``u [M, T, C, *grid]`` (see the module docstring).
 
     ``apply_fn`` must be the same object on every call of a run, so the evaluation compiles
-    once (trajectories go ``SCORE_CHUNK`` at a time). Returns ``one_step_by_time``/
-    ``rollout_by_time`` ``[M, T-1]`` (NaN → inf) and their per-trajectory means
-    ``one_step``/``rollout`` ``[M]``; with ``rollout=False`` only the one-step errors (the rollout
-    costs as much again).
+    once. Returns ``one_step_by_time``/``rollout_by_time`` ``[M, T-1]`` (NaN → inf) and their
+    per-trajectory means ``one_step``/``rollout`` ``[M]``. ``rollout=False`` or ``one_step=False``
+    leaves that part out (each costs about as much as the other), so two threads can share them.
     """
-    if SCORE_CHUNK % batch_size:
-        raise ValueError(f"batch_size must divide SCORE_CHUNK={SCORE_CHUNK}; got {batch_size}")
-    u, cond = np.asarray(u), np.asarray(cond)
-    one = _chunked(one_step_errors, apply_fn, params, u, cond, batch_size)
-    out = {"one_step_by_time": one, "one_step": one.mean(axis=1)}
-    if rollout:
-        roll = _chunked(rollout_errors, apply_fn, params, u, cond, batch_size)
-        out.update(rollout_by_time=roll, rollout=roll.mean(axis=1))
+    u, cond = jnp.asarray(u), jnp.asarray(cond)
+    out = {}
+    for name, wanted, errors in (("one_step", one_step, one_step_errors), ("rollout", rollout, rollout_errors)):
+        if wanted:
+            e = np.asarray(errors(apply_fn, params, u, cond, batch_size=batch_size), np.float64)
+            e = np.where(np.isfinite(e), e, np.inf)
+            out.update({f"{name}_by_time": e, name: e.mean(axis=1)})
     return out
 
 
