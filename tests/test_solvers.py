@@ -148,12 +148,56 @@ def test_matches_exponax_on_identical_problems(order):
                 1, 160, linear_difficulties=(0.0, 0.0, -1.2, 0.0, -15.0), gradient_norm_difficulty=-6.0, order=order
             ),
         ),
+        (  # u u_x: exponax takes 3 transforms per stage, ours the exact 2 (next tests). With a
+            # dispersive term as well, L is complex and exponax's ETD coefficients are off (above).
+            S.difficulty_pde(1, 160, linear_difficulties=(0.0, 0.0, 0.0, 0.0, -9.0), convection_difficulty=-2.0),
+            ex.stepper.generic.DifficultyConvectionStepper(
+                1, 160, linear_difficulties=(0.0, 0.0, 0.0, 0.0, -9.0), convection_difficulty=-2.0, order=order
+            ),
+        ),
     ]
     for ours, theirs in cases:
         u0 = jnp.asarray(np.cumsum(rng.standard_normal(ours.state_shape), axis=-1) * 0.05, jnp.float32)
         u0 = u0 - jnp.mean(u0)
         ours_u = S.make_stepper(ours, order)(u0)
         np.testing.assert_allclose(ours_u, theirs(u0), rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("dims,n", [(1, 96), (1, 97), (2, 24)])
+def test_convection_forms_agree_exactly_under_the_two_thirds_rule(dims, n):
+    """u (1·∇)u from two inverse transforms equals ½ (1·∇)(u²) from one, to round-off in float64,
+    when the mask keeps products exact on the kept modes; without dealiasing they differ."""
+    pde = S.GeneralNonlinear(dims, 7.0, n, 0.1, nonlinear_coefficients=(0.0, 1.0, 0.0), conservative=False)
+    derivative = spectral.derivative_operator(dims, n, 7.0, dtype=jnp.complex128)
+    grad = jnp.sum(derivative, axis=0, keepdims=True)
+    u = np.random.default_rng(n).standard_normal(pde.state_shape)
+    u_hat = spectral.fft(jnp.asarray(u), dims)
+    for fraction, exact in ((2 / 3, True), (1.0, False)):
+        mask = jnp.asarray(spectral.dealiasing_mask(dims, n, fraction))
+        assert spectral.quadratic_products_exact(n, fraction) is exact
+        product = pdes._convection_product(pde, u_hat, grad, mask)
+        conservative = 0.5 * grad * pde.to_spectral(pde.to_physical(u_hat, mask) ** 2, mask)
+        scale = float(jnp.max(jnp.abs(product)))
+        if exact:
+            np.testing.assert_allclose(conservative, product, atol=1e-12 * scale, rtol=0)
+            np.testing.assert_allclose(pdes._convection_term(pde, u_hat, derivative, mask, False), product,
+                                       atol=1e-12 * scale, rtol=0)
+        else:  # aliases land on the kept modes, differently for the two forms
+            assert float(jnp.max(jnp.abs(conservative - product))) > 1e-3 * scale
+
+
+def test_kdv_rollout_with_the_two_transform_convection_matches_the_product_form(monkeypatch):
+    """200 KdV steps (APEBench difficulty form) with u u_x as ½ (u²)_x agree with the
+    3-transform product form to float32 round-off."""
+    pde = S.difficulty_pde(1, 160, linear_difficulties=(0.0, 0.0, 0.0, -14.0, -9.0), convection_difficulty=-2.0)
+    rng = np.random.default_rng(4)
+    u0 = jnp.asarray(np.cumsum(rng.standard_normal(pde.state_shape), axis=-1) * 0.05, jnp.float32)
+    run = lambda: jax.jit(S.rollout(S.make_stepper(pde, 2, dtype=jnp.float32), 200, save_every=200))(u0 - jnp.mean(u0))[-1]
+    fast = run()
+    monkeypatch.setattr(spectral, "quadratic_products_exact", lambda *args: False)
+    product = run()
+    assert float(jnp.max(jnp.abs(fast - u0))) > 0.1  # it moved
+    np.testing.assert_allclose(fast, product, atol=2e-5 * float(jnp.max(jnp.abs(product))), rtol=0)
 
 
 def test_difficulty_mapping_round_trip_and_exponax_agreement():

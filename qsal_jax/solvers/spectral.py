@@ -60,6 +60,20 @@ def dealiasing_mask(num_spatial_dims: int, num_points: int, fraction: float = 2 
     return keep[None]
 
 
+def quadratic_products_exact(num_points: int, fraction) -> bool:
+    """Whether `dealiasing_mask` makes a product of two masked fields exact on the kept modes.
+
+    With every kept ``|k_d| <= K``, the product has ``|k_d| <= 2K`` and its aliases fold onto
+    ``|k_d| >= N − 2K``, so ``3K < N`` leaves the kept modes clean (Orszag's 2/3 rule). False for
+    a traced ``fraction``.
+    """
+    if not isinstance(fraction, (int, float)):
+        return False
+    k = np.arange(num_points // 2 + 1)
+    kept = k[k <= fraction * (num_points // 2) - 1]  # the comparison of `dealiasing_mask`
+    return kept.size > 0 and 3 * int(kept.max()) < num_points
+
+
 def grid(num_spatial_dims: int, num_points: int, domain_extent, dtype=jnp.float32) -> jax.Array:
     """Coordinates ``[D, N, ..., N]`` of the grid points, ``x_i = i L / N``."""
     unit = np.arange(num_points) / num_points
