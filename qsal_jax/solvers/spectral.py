@@ -60,6 +60,13 @@ def dealiasing_mask(num_spatial_dims: int, num_points: int, fraction: float = 2 
     return keep[None]
 
 
+def nonzero_modes(num_spatial_dims: int, num_points: int) -> np.ndarray:
+    """True everywhere but the zero mode (the mean), shape ``[1, N, ..., N//2+1]`` (static)."""
+    keep = np.ones((1,) + (num_points,) * (num_spatial_dims - 1) + (num_points // 2 + 1,), bool)
+    keep[(0,) * (num_spatial_dims + 1)] = False
+    return keep
+
+
 def quadratic_products_exact(num_points: int, fraction) -> bool:
     """Whether `dealiasing_mask` makes a product of two masked fields exact on the kept modes.
 
