@@ -179,3 +179,14 @@ def test_paired_overhead_is_the_geometric_mean_of_round_ratios_with_an_interval_
     lo, hi = noisy["overhead_pct_interval"]
     assert lo < noisy["overhead_pct_paired"] < hi
     assert online.paired_overhead([2.0], [1.0]) == {"overhead_pct_paired": 100.0, "overhead_pct_interval": None}
+
+
+def test_interleaved_rounds_run_every_call_once_per_round_in_rotating_order():
+    from qsal_jax.benchmarks import timing
+
+    order = []
+    times = timing.interleaved_wall_times({k: (lambda k=k: order.append(k)) for k in "abc"}, 4)
+    assert order == list("abc" "bca" "cab" "abc")
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
+    ratio, interval = timing.paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 3.0])
+    assert ratio == pytest.approx(2.0) and interval == pytest.approx([2.0, 2.0])

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qsal_jax.benchmarks.timing import backend_info
+from qsal_jax.benchmarks.timing import backend_info, paired_ratio
 
 # "name:key=value,key=value" entries time a strategy with settings changed.
 STRATEGIES = ("uniform", "quasirandom", "breed_online", "ogas", "ogas:train_every=auto", "sbal")
@@ -196,15 +196,9 @@ def _sizes_record(sizes: dict, engine) -> dict:
 def paired_overhead(times, baseline_times) -> dict:
     """Overhead from the per-round ratios (round i of both was timed back to back): their
     geometric mean and its 95 % t-interval, in percent (None with fewer than 2 rounds)."""
-    logs = np.log(np.asarray(times, float) / np.asarray(baseline_times, float))
-    centre = float(np.mean(logs))
-    if len(logs) < 2:
-        return {"overhead_pct_paired": 100.0 * (np.exp(centre) - 1.0), "overhead_pct_interval": None}
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, len(logs) - 1) * np.std(logs, ddof=1) / np.sqrt(len(logs)))
-    return {"overhead_pct_paired": 100.0 * (np.exp(centre) - 1.0),
-            "overhead_pct_interval": [100.0 * (np.exp(centre - half) - 1.0), 100.0 * (np.exp(centre + half) - 1.0)]}
+    ratio, interval = paired_ratio(times, baseline_times)
+    pct = lambda x: 100.0 * (x - 1.0)
+    return {"overhead_pct_paired": pct(ratio), "overhead_pct_interval": None if interval is None else [pct(x) for x in interval]}
 
 
 def overhead_plan(strategies) -> list[tuple[str, str, int, str]]:

@@ -47,6 +47,31 @@ def time_chain(fn, x, *, repeats: int = 5, warmup: int = 1, reduce: str = "media
     return float(_REDUCE[reduce](wall_times(call, repeats)))
 
 
+def interleaved_wall_times(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call in each of ``repeats`` rounds; a round runs every call once, back to
+    back (in an order that rotates from round to round), so a change of load hits all of them
+    alike and their ratios pair by round (`paired_ratio`)."""
+    names = list(calls)
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name] += wall_times(calls[name], 1)
+    return times
+
+
+def paired_ratio(numerator_times, denominator_times) -> tuple[float, list[float] | None]:
+    """Geometric mean of the per-round ratios numerator / denominator and its 95 % t-interval
+    (None with fewer than 2 rounds)."""
+    logs = np.log(np.asarray(numerator_times, float) / np.asarray(denominator_times, float))
+    centre = float(np.mean(logs))
+    if len(logs) < 2:
+        return float(np.exp(centre)), None
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, len(logs) - 1) * np.std(logs, ddof=1) / np.sqrt(len(logs)))
+    return float(np.exp(centre)), [float(np.exp(centre - half)), float(np.exp(centre + half))]
+
+
 def time_over(fn, args_list: Sequence[tuple], *, reduce: str = "median") -> float:
     """Seconds per call of ``fn(*args)`` with a fresh ``args`` from ``args_list`` each call
     (e.g. a new key per sample), already compiled."""
