@@ -86,14 +86,24 @@ def etdrk_step(
     coefficients: ETDRKCoefficients,
     nonlinear: Callable[[jax.Array], jax.Array],
     order: int,
+    fuse_stage_state: bool = True,
 ) -> jax.Array:
-    """One ETDRK step of the given order in Fourier space; ``u_hat: [C, *freq]``."""
+    """One ETDRK step of the given order in Fourier space; ``u_hat: [C, *freq]``.
+
+    ``fuse_stage_state`` (order 2): write the step without reusing the stage state ``a``, so
+    that its only reader is the nonlinear term and XLA computes it inside that term's first
+    fused op instead of writing it out (one pass over the state fewer per step). A nonlinear
+    term that reads its input in several places would then recompute it in each; such PDEs
+    set ``SemilinearPDE.fuse_stage_state = False``.
+    """
     c = coefficients
     n_u = nonlinear(u_hat)
     if order == 1:
         return c.exp_full * u_hat + c.phi1 * n_u
     if order == 2:
         a = c.exp_full * u_hat + c.phi1 * n_u
+        if fuse_stage_state:  # = a + φ2 (N(a) − N(u))
+            return c.exp_full * u_hat + (c.phi1 - c.phi2) * n_u + c.phi2 * nonlinear(a)
         return a + c.phi2 * (nonlinear(a) - n_u)
     if order == 3:
         a = c.exp_half * u_hat + c.phi1_half * n_u

@@ -43,6 +43,10 @@ class NavierStokesVorticity(SemilinearPDE):
         wave = self.injection_mode * 2 * jnp.pi / self.domain_extent
         return (-self.injection_scale * wave * jnp.cos(wave * y))[None].astype(dtype)
 
+    # The vorticity is read four times below; fusing the stage state into each read was 8 %
+    # slower (solver suite, 128², batch 4).
+    fuse_stage_state = False
+
     def nonlinear(self, u_hat, derivative, mask):
         psi_hat = -spectral.inverse_laplacian_symbol(derivative) * u_hat
         fields_hat = (derivative[1:2] * psi_hat, -derivative[0:1] * psi_hat, derivative[0:1] * u_hat, derivative[1:2] * u_hat)

@@ -36,6 +36,8 @@ class SemilinearPDE(abc.ABC):
 
     num_channels: int = 1
     dealiasing_fraction: float = 2 / 3
+    # False where `nonlinear` reads its input in several places (see `etdrk.etdrk_step`).
+    fuse_stage_state: bool = True
 
     @abc.abstractmethod
     def linear_operator(self, derivative: jax.Array) -> jax.Array:

@@ -51,7 +51,7 @@ class ETDRKStepper:
             nonlinear = lambda v_hat: self.pde.nonlinear(v_hat, self.derivative, self.mask)
         else:
             nonlinear = lambda v_hat: self.pde.nonlinear(v_hat, self.derivative, self.mask) + self.forcing_hat
-        return etdrk_step(u_hat, self.coefficients, nonlinear, self.order)
+        return etdrk_step(u_hat, self.coefficients, nonlinear, self.order, self.pde.fuse_stage_state)
 
 
 def make_stepper(
