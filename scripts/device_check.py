@@ -43,6 +43,7 @@ STAGES = [
     ("neuralop", "online", {"only_neuralop": True}, 70, 120),
     ("training", "training", {}, 60, 120),
     ("solvers", "solvers", {}, 45, 120),
+    ("harness", "harness", {}, 50, 150),
     ("roofline", "roofline", {}, 20, 60),
     ("proposals", "proposals", {"proposal_populations": (1_000, 100_000)}, 30, 0),
 ]
@@ -235,8 +236,15 @@ def format_table(result: dict) -> str:
     for r in recs:
         name = f"{r['suite']}/{r['name']}"
         if r["suite"] == "solvers":
-            lines.append(f"{name:<34} {_fmt(r['ours_steps_per_s'])} state-steps/s" + _roof(r)
-                         + (f"  exponax/ours time ×{_fmt(r['speed_ratio'])}" if "speed_ratio" in r else ""))
+            if r.get("speed_ratio_interval"):
+                lo, hi = r["speed_ratio_interval"]
+                paired = f"  exponax/ours time ×{_fmt(r['speed_ratio_paired'])} [{_fmt(lo)}, {_fmt(hi)}]"
+            else:
+                paired = f"  exponax/ours time ×{_fmt(r['speed_ratio'])}" if "speed_ratio" in r else ""
+            lines.append(f"{name:<34} {_fmt(r['ours_steps_per_s'])} state-steps/s" + _roof(r) + paired)
+        elif r["suite"] == "harness":
+            lines.append(f"{name:<34} evaluation + checkpoints + plots {_fmt(r['overhead_fraction'])} of the warm run "
+                         f"(target <= 0.2), start ×{_fmt(r['start_speedup'])} (target >= 2)")
         elif r["suite"] == "training":
             lines.append(f"{name:<34} {_fmt(r['step_ms'])} ms/step, {_fmt(r['samples_per_s'])} samples/s" + _roof(r))
         elif r["suite"] == "online" and r["name"].endswith("/throughput"):
@@ -245,7 +253,9 @@ def format_table(result: dict) -> str:
                          f"simulate alone {_fmt(r['simulate_alone_steps_per_s'])}")
             lines.append(f"  loop / slower part ({r['slower_part']}): {_fmt(r['fraction_of_slower'])} (target >= 0.9)")
         elif r["suite"] == "online" and "/overhead/" in r["name"] and r["strategy"] != "uniform":
-            lines.append(f"  AL overhead {r['name'].split('/overhead/')[1]:<14} {r['overhead_pct']:+7.1f} % vs {r['baseline']}")
+            interval = r.get("overhead_pct_interval")
+            lines.append(f"  AL overhead {r['name'].split('/overhead/')[1]:<14} {r['overhead_pct']:+7.1f} % vs {r['baseline']}"
+                         + (f" (paired {r['overhead_pct_paired']:+.1f} % [{interval[0]:+.1f}, {interval[1]:+.1f}])" if interval else ""))
         elif r["suite"] == "online" and r["name"].startswith("neuralop/"):
             if "skipped" in r:
                 lines.append(f"{name:<34} skipped: {r['skipped'][:90]}")
