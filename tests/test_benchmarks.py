@@ -36,8 +36,8 @@ def _by_suite(records, suite):
 def test_every_suite_returns_its_documented_keys(records):
     (s,) = _by_suite(records, "solvers")
     assert {"name", "num_points", "batch", "num_steps", "ours_s", "ours_steps_per_s", "backend", "ours_physical_s",
-            "pair_s", "pairs_per_step", "fraction_of_floor"} <= s.keys()
-    assert s["pairs_per_step"] > 0 and s["fraction_of_floor"] == pytest.approx(2 / s["pairs_per_step"])
+            "pair_s", "pairs_per_step", "floor_pairs_per_step", "fraction_of_floor"} <= s.keys()
+    assert s["pairs_per_step"] > 0 and s["fraction_of_floor"] == pytest.approx(s["floor_pairs_per_step"] / s["pairs_per_step"])
     (t,) = _by_suite(records, "training")
     assert {"name", "model", "grid", "batch_size", "dtype", "samples_per_s", "step_ms", "params"} <= t.keys()
     (p,) = _by_suite(records, "proposals")

@@ -108,6 +108,12 @@ def test_heatmap_grid_is_cached_and_read_back(tmp_path):
     b = test_sets.make_heatmap_grid(sim, kwargs, axes, 4, cache_dir=str(tmp_path))
     np.testing.assert_array_equal(a.u, b.u)
     np.testing.assert_array_equal(a.lam, b.lam)
+    # A truncated file, or one that holds other λ, is rebuilt (same arrays), never trusted or fatal.
+    (path,) = (tmp_path / "heatmap_grids").iterdir()
+    path.write_bytes(path.read_bytes()[:200])
+    np.testing.assert_array_equal(test_sets.make_heatmap_grid(sim, kwargs, axes, 4, cache_dir=str(tmp_path)).u, a.u)
+    np.savez(path, lam=a.lam + 1.0, u=np.zeros_like(a.u), finite=a.valid)
+    np.testing.assert_array_equal(test_sets.make_heatmap_grid(sim, kwargs, axes, 4, cache_dir=str(tmp_path)).u, a.u)
 
 
 def _fake_run(root, strategy, seed, mean, legacy=False):

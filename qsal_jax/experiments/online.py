@@ -237,7 +237,9 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
             f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
             f"strategy {config.strategy.name}")
     scored = lambda st: local_replica(scored_params(engine, st))
-    score = lambda params, one_step, rollout: test_sets.score(engine.apply_fn, params, scores.u, scores.cond,
+    # On the device once: the worker and the main thread score it at the same time at the end.
+    score_u, score_cond = (jnp.asarray(scores.u), jnp.asarray(scores.cond)) if primary else (None, None)
+    score = lambda params, one_step, rollout: test_sets.score(engine.apply_fn, params, score_u, score_cond,
                                                               one_step=one_step, rollout=rollout)
 
     run = jax.jit(engine.run_steps, static_argnums=1, donate_argnums=0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from typing import Any, NamedTuple
 
 import jax
@@ -84,22 +85,24 @@ def _simulate(sim: Simulator, lam: np.ndarray, chunk: int = 128):
     return np.concatenate(us), np.concatenate(finite)
 
 
-def _cached(path: str, keys: tuple, make, log=None, what: str = "") -> dict[str, np.ndarray]:
-    """The ``keys`` arrays of ``path`` (npz), or ``make()``'s, written there atomically first."""
+def _cached_trajectories(path: str, sim: Simulator, lam: np.ndarray, log=None, what: str = "") -> tuple:
+    """``(u, finite)`` of ``lam`` from the npz at ``path``, or simulated and written there
+    atomically first. A file that does not load, or holds other λ, is rebuilt, never trusted."""
     if os.path.exists(path):
         try:
             with np.load(path) as f:
-                return {k: f[k] for k in keys}
-        except (OSError, ValueError, KeyError):  # a damaged cache file is rebuilt, never trusted
+                if np.array_equal(f["lam"], lam):
+                    return f["u"], f["finite"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass
     if log:
         log(f"simulating {what} -> {path}")
-    arrays = make()
+    u, finite = _simulate(sim, lam)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + f".{os.getpid()}.tmp.npz"
-    np.savez(tmp, **arrays)
+    np.savez(tmp, lam=lam, u=u, finite=finite)
     os.replace(tmp, path)
-    return arrays
+    return u, finite
 
 
 def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str = "halton", seed: int = 12345,
@@ -109,15 +112,9 @@ def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str
         raise ValueError(f"eval.score_size must be >= 1, got {size}")
     key = score_set_key(sim.name, dict(problem_kwargs), size, draw, seed)
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-
-    def make():
-        lam = draw_lams(sim.space, size, draw, seed)
-        u, finite = _simulate(sim, lam)
-        return {"lam": lam, "u": u, "finite": finite}
-
-    f = _cached(os.path.join(cache_dir, "score_sets", f"{sim.name}_{key}.npz"), ("lam", "u", "finite"), make, log,
-                f"the score set ({size} λ, {draw}, seed {seed})")
-    lam, u, finite = f["lam"], f["u"], f["finite"]
+    lam = draw_lams(sim.space, size, draw, seed)
+    u, finite = _cached_trajectories(os.path.join(cache_dir, "score_sets", f"{sim.name}_{key}.npz"), sim, lam, log,
+                                     f"the score set ({size} λ, {draw}, seed {seed})")
     if not finite.any():
         raise ConfigError(f"eval.score_size: every one of the {size} score trajectories blew up in the solver; "
                          "lower the problem's amplitudes or raise problem.kwargs.substeps")
@@ -136,13 +133,8 @@ def make_heatmap_grid(sim: Simulator, problem_kwargs: dict, axes: tuple, size: i
     lam = np.asarray(lam)
     key = score_set_key(sim.name, dict(problem_kwargs), size, f"grid:{axes[0]},{axes[1]}", 0)
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-
-    def make():
-        u, finite = _simulate(sim, lam)
-        return {"u": u, "finite": finite}
-
-    f = _cached(os.path.join(cache_dir, "heatmap_grids", f"{sim.name}_{key}.npz"), ("u", "finite"), make)
-    return HeatmapGrid(lam, f["u"], np.asarray(sim.conditioning(jnp.asarray(lam))), f["finite"],
+    u, finite = _cached_trajectories(os.path.join(cache_dir, "heatmap_grids", f"{sim.name}_{key}.npz"), sim, lam)
+    return HeatmapGrid(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), finite,
                        (axes[0], axes[1], np.asarray(ax), np.asarray(ay)))
 
 
