@@ -311,8 +311,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
                 grid = _score_heatmap_grid(workdir, config, engine, scored(state))
         with times("evaluation"):
             if final_eval is not None:
-                errs.update(final_eval.result())
-            errs = {k: errs[k] for k in ("one_step_by_time", "one_step", "rollout_by_time", "rollout")}
+                errs = {**final_eval.result(), **errs}  # one-step first, as before
         with times("checkpoint"):
             side.drain()
     summary = {
