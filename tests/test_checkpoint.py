@@ -217,3 +217,20 @@ def test_stale_tmp_dirs_are_removed_and_skipped_saves_raise(tmp_path):
     assert sorted(os.listdir(d)) == ["1", "2"]
     with pytest.raises(checkpoint.CheckpointError, match=r"step 2 was not written .*steps there: \[1, 2\]"):
         checkpoint.save(d, 2, _small_state(3))
+
+
+def test_a_copied_step_is_damage(tmp_path):
+    """``cp -r 3 6``: step 6 holds step 3's state, so it is skipped for the newest intact step."""
+    import shutil
+
+    d = tmp_path / "c"
+    for s in (3, 4):
+        checkpoint.save(d, s, _small_state(s))
+    shutil.copytree(d / "3", d / "6")
+    with pytest.raises(checkpoint.DamagedCheckpoint, match=r"^checkpoint step 6 is damaged \(it holds step 3"):
+        checkpoint.restore(d, 6, _small_state(0))
+    with pytest.warns(RuntimeWarning, match=r"resuming from checkpoint step 4, skipping damaged newer step\(s\) \[6\]"):
+        out, at = checkpoint.restore_latest(d, _small_state(0))
+    assert at == 4
+    _assert_trees_equal(out, _small_state(4))
+    assert (d / "6.damaged").is_dir()

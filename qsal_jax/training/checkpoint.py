@@ -3,7 +3,7 @@
 The state can be any pytree of arrays: a `TrainState`, or the online engine's whole program
 state (buffers, strategy state, typed PRNG keys). It is stored as a flat ``{leaf_i: array}``
 dict together with JSON metadata (the leaf paths, each leaf's dtype and sha256 digest, the
-PRNG implementation of each key leaf, and an optional config hash), and restored *into the
+PRNG implementation of each key leaf, the step and an optional config hash), and restored *into the
 structure of* ``like_state``: NamedTuples and other custom nodes come back as they were, each
 array with ``like_state``'s dtype and sharding, so a restored run continues bit-identically.
 
@@ -12,9 +12,10 @@ directory and renamed when complete, so a crash mid-save never leaves a half che
 `restore_latest` would pick up, and only the ``max_to_keep`` most recent steps are kept.
 Atomic renames do not protect against what happens to the files afterwards (a flipped bit on
 disk, a copy cut short, zstd decoding a damaged chunk into wrong numbers without complaint), so
-every restored leaf is checked against the digest written with it. `restore_latest` then falls
-back to the newest intact step, and moves the damaged ones aside so the resumed run can save
-those step numbers again.
+every restored leaf is checked against the digest written with it, and the step recorded inside
+against the directory's name (``cp -r 3 6`` makes a step 6 that holds step 3). `restore_latest`
+then falls back to the newest intact step, and moves the damaged ones aside so the resumed run
+can save those step numbers again.
 
 In a multi-host run every process calls `save`/`restore` with the same shared directory; the
 digests cover only fully addressable leaves (the others are verified by nothing but orbax), and
@@ -202,9 +203,9 @@ class Checkpointer:
         """Write a `snapshot` as checkpoint ``step``; safe on another thread than the one that
         took it, once the state it was taken from has been donated or overwritten."""
         step = int(step)
+        meta = dict(snap.meta, step=step)  # the step's identity, checked against its directory on restore
         saved = self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(snap.arrays), meta=ocp.args.JsonSave(snap.meta)),
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(snap.arrays), meta=ocp.args.JsonSave(meta))
         )
         self._manager.wait_until_finished()
         if not saved:
@@ -218,8 +219,9 @@ class Checkpointer:
 
         Every leaf is checked against the sha256 digest saved with it. Raises FileNotFoundError
         if there is no such step; DamagedCheckpoint (a CheckpointError) if its files cannot be
-        read or a leaf fails its digest; CheckpointError if its leaves do not match
-        ``like_state``, or if it was saved with a ``config_hash`` other than the one given.
+        read, record another step than its directory's name, or a leaf fails its digest;
+        CheckpointError if its leaves do not match ``like_state``, or if it was saved with a
+        ``config_hash`` other than the one given.
         """
         steps = self.all_steps()
         if step not in steps:
@@ -231,6 +233,10 @@ class Checkpointer:
                 raise ValueError("metadata has no leaf paths")
         except Exception as e:  # orbax raises a variety of types for damaged files
             raise DamagedCheckpoint(f"checkpoint step {step} cannot be read (metadata: {_reason(e)}): {where}", step) from e
+        saved_step = meta.get("step")  # None in checkpoints written before steps were recorded
+        if saved_step is not None and saved_step != step:
+            raise DamagedCheckpoint(f"checkpoint step {step} is damaged (it holds step {saved_step}: copied or "
+                                    f"renamed): {where}", step)
         saved_hash = meta.get("config_hash")
         if config_hash is not None and saved_hash is not None and saved_hash != config_hash:
             raise CheckpointError(
