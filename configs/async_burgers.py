@@ -45,12 +45,12 @@ def get_config(arg: str | None = None):
     # `qsal_jax.online.async_records.AsyncConfig` fields (checkpoint_dir is the workdir's).
     c.run = ml_collections.ConfigDict(
         {"num_workers": 4, "simulation_budget": 64, "batch_size": 32, "buffer_capacity": 2048, "buffer_policy": "fifo",
-         "watermark": 64, "task_timeout_s": 120.0, "checkpoint_every": 20, "max_train_steps": None}
+         "watermark": 64, "task_timeout_s": 120.0, "checkpoint_every": 20, "max_train_steps": None, "max_faults": 100}
     )
     c.executor = ml_collections.ConfigDict({"kind": "dask" if a["dask"] else "process", "address": ""})
     if a["tiny"]:
         c.solver.update(num_points=32, num_frames=6, substeps=2)
         c.run.update(num_workers=2, simulation_budget=8, batch_size=8, buffer_capacity=128, watermark=8,
-                     checkpoint_every=4)
+                     checkpoint_every=4, max_faults=16)
         c.optimizer.warmup_steps = 2
     return c

@@ -43,13 +43,14 @@ def _allocate_buffer(run: Any) -> None:
 
 def save(run: Any) -> None:
     """Write checkpoint ``run.step`` under ``run.cfg.checkpoint_dir``."""
-    checkpoint.save(run.cfg.checkpoint_dir, run.step, _tree(run))
+    checkpoint.save(run.cfg.checkpoint_dir, run.step, _tree(run), config_hash=run.cfg.config_hash)
+    run.last_checkpoint = run.step
     logger.info("checkpoint step=%d completed=%d", run.step, run.completed)
 
 
 def resume(run: Any, seed: int) -> None:
     """Load the newest intact checkpoint into ``run`` (nothing when the directory holds none)."""
-    restored = checkpoint.restore_latest(run.cfg.checkpoint_dir, _tree(run))
+    restored = checkpoint.restore_latest(run.cfg.checkpoint_dir, _tree(run), config_hash=run.cfg.config_hash)
     if restored is None:
         return
     tree, step = restored
@@ -58,8 +59,9 @@ def resume(run: Any, seed: int) -> None:
     for name, value in zip(COUNTERS, np.asarray(tree["counters"]).tolist()):
         setattr(run, name, int(value))
     run.faults = Counter(dict(zip(FAULT_KINDS, (int(x) for x in np.asarray(tree["faults"])))))
+    run.fault_base = sum(run.faults.values())
     run.buffer.reseed(np.random.default_rng([seed, run.step]))
     run.started = run.buffer.num_pushed >= run.cfg.watermark
-    run.resumed_from = step
+    run.resumed_from = run.last_checkpoint = step
     logger.warning("resumed from checkpoint step=%d (completed %d of %d simulations)", step, run.completed,
                    run.cfg.simulation_budget)

@@ -14,19 +14,25 @@ any picklable ``solve(lam [D]) -> [T, C, *grid]`` or an external program
 
 Rules, in the order the loop applies them (`AsyncConfig` holds the numbers):
 
-1. *Harvest* finished tasks. A valid trajectory is pushed; a fault (see `external`: error,
-   crash, timeout, garbage, nonfinite) is logged and counted, and its worker slot goes back to
-   the pool of free slots, so the next launch re-draws λ from the strategy.
+1. *Harvest* finished tasks. A valid trajectory (finite once cast to the buffer's float32) is
+   pushed; a fault (see `external`: error, crash, timeout, garbage, nonfinite) is logged and
+   counted, never buffered, and its worker slot goes back to the pool of free slots, so the next
+   launch re-draws λ from the strategy. More than ``max_faults`` faults in one session (a resumed
+   run starts a new one) stop launching, and the run ends as a failure.
 2. *Expire* tasks past ``task_timeout_s``. An owned pool is killed and rebuilt (a hung
    process cannot be cancelled); the other tasks it was running are resubmitted with the same
    λ and id ("requeued", not faults). A borrowed executor's task is only abandoned.
 3. *Launch* while a slot is free, completed + in-flight < ``simulation_budget``, and the
    buffer has room (below capacity, or holding items seen ``seen_threshold`` times).
 4. *Train* one step while the buffer is non-empty, once it has held ``watermark`` items.
-   Otherwise wait for the first task to finish (``concurrent.futures.wait`` with a timeout
+   A step that diverges (a non-finite loss or parameter, or a loss ``divergence_factor`` times
+   its running median) raises `AsyncDiverged` naming the last good checkpoint, before the
+   diverged state can be checkpointed. Otherwise wait for the first task to finish (``concurrent.futures.wait`` with a timeout
    set by the nearest deadline, so the loop never blocks past one).
 5. *Stop* when the budget's simulations have completed, after a final drain: training goes
-   on until every held item has been trained on at least once (watermark ignored).
+   on until every held item has been trained on at least once (watermark ignored). A run that
+   ended on the fault limit, a refusing executor, or with no simulation completed reports why in
+   ``summary.failure``, after a last checkpoint so that rerunning it resumes the work.
 
 Latency: each launch records the training step and wall time at which λ was drawn (the
 strategy state it came from reflects the losses of all earlier steps); the first training
@@ -62,10 +68,19 @@ from qsal_jax.online.external import (
     classify_exception,
 )
 from qsal_jax.online import async_checkpoint
-from qsal_jax.online.async_records import AsyncConfig, AsyncResult, AsyncSummary, Latency, Launch, describe
-from qsal_jax.online.host_buffer import HostBuffer, trajectory_items
+from qsal_jax.online.async_records import (
+    AsyncConfig,
+    AsyncDiverged,
+    AsyncResult,
+    AsyncSummary,
+    Latency,
+    Launch,
+    describe,
+    divergence,
+)
+from qsal_jax.online.host_buffer import ITEM_DTYPE, HostBuffer, trajectory_items
 from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
-from qsal_jax.training.step import Batch
+from qsal_jax.training.step import Batch, tree_all_finite
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +125,9 @@ class AsyncTrainer:
             )
         if trajectory_shape is None:
             raise ValueError("async mode: trajectory_shape is required, the [T, C, *grid] every solver result must have")
+        if len(trajectory_shape) < 3 or trajectory_shape[0] < 2:
+            raise ValueError(f"async mode: trajectory_shape {tuple(trajectory_shape)} must be [T >= 2, C, *grid]: "
+                             "a trajectory of one frame holds no training pair")
         if trajectory_shape[0] - 1 > config.buffer_capacity:
             raise ValueError(f"async mode: a trajectory of {trajectory_shape[0]} frames gives {trajectory_shape[0] - 1} "
                              f"items, more than buffer_capacity = {config.buffer_capacity}; raise buffer_capacity")
@@ -199,6 +217,9 @@ class _Run:
         self.redraws_pending = self.redrawn = self.requeued = self.restarts = 0
         self.started = False
         self.stopped_early: str | None = None
+        self.failure: str | None = None  # why the run did not do its work
+        self.last_checkpoint: int | None = None  # step of the newest checkpoint written or resumed from
+        self.fault_base = 0  # faults restored from a checkpoint: the limit counts this session's
         self.t0 = time.monotonic()
 
     # ------------------------------------------------------------------ loop
@@ -209,6 +230,11 @@ class _Run:
             for fut in self.tasks:
                 fut.cancel()
             self.pool.close(abandon=bool(self.tasks))
+        if self.completed == 0 and self.failure is None:
+            self.failure = "no simulation completed"
+        unsaved = self.step != self.last_checkpoint and (self.step or self.completed)
+        if self.failure is not None and self.cfg.checkpoint_every and unsaved:
+            self.save_checkpoint()  # what was trained since the last checkpoint survives the rerun
         return AsyncResult(self.train_state, self.strategy_state, self.summary())
 
     def loop(self) -> None:
@@ -265,7 +291,7 @@ class _Run:
                 break
             except (RuntimeError, cf.BrokenExecutor) as e:  # shut down, or broken before the task left
                 if attempt or not self.restart_pool(self.pool.generation):
-                    self.stop(f"the executor refused a task: {e}")
+                    self.stop(f"the executor refused a task: {e}", failure=True)
                     return
         self.tasks[fut] = _Task(launch, self.pool.generation, time.monotonic() + self.cfg.task_timeout_s)
 
@@ -313,19 +339,22 @@ class _Run:
         self.faults[kind] += 1
         launch = task.launch
         logger.warning("fault %s id=%d step=%d lam=%s: %s", kind, launch.lam_id, self.step, _fmt(launch.lam), reason)
-        if sum(self.faults.values()) > self.cfg.max_faults:
-            self.stop(f"more than {self.cfg.max_faults} faults")
+        if sum(self.faults.values()) - self.fault_base > self.cfg.max_faults:
+            kinds = ", ".join(f"{k} {v}" for k, v in self.faults.items() if v)
+            self.stop(f"more than {self.cfg.max_faults} faults ({kinds})", failure=True)
         else:
             self.redraws_pending += 1
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, *, failure: bool = False) -> None:
         if self.stopped_early is None:
             logger.error("async run stops launching: %s", reason)
             self.stopped_early = reason
+            if failure:
+                self.failure = reason
 
     def accept(self, task: _Task, u: Any) -> None:
         launch = task.launch
-        problem = check_trajectory(u, self.shape)
+        problem = check_trajectory(u, self.shape, ITEM_DTYPE)
         if problem is not None:
             self.fault(task, *problem)
             return
@@ -343,6 +372,7 @@ class _Run:
         batch = Batch(*(jnp.asarray(x) for x in (items.inputs, items.targets, items.cond, items.lam_id,
                                                   items.time_index)), weight=jnp.asarray(valid, jnp.float32))
         self.train_state, per_sample, metrics = self.trainer.train_step(self.train_state, batch)
+        self.check_divergence(metrics)
         feedback = Feedback(lam=jnp.asarray(items.lam), lam_id=batch.lam_id, time_index=batch.time_index,
                             loss=per_sample, valid=jnp.asarray(valid),
                             step=jnp.asarray(self.train_state.step, jnp.int32))
@@ -365,6 +395,18 @@ class _Run:
         if every and self.step % every == 0:
             self.save_checkpoint()
 
+    def check_divergence(self, metrics: dict) -> None:
+        """Raise `AsyncDiverged` if the step just taken diverged (see `async_records.divergence`)."""
+        loss = float(metrics["loss"])
+        finite = metrics["finite"] if "finite" in metrics else tree_all_finite(self.train_state.params)
+        why = divergence(loss, bool(finite), self.losses, self.cfg.divergence_factor)
+        if why is None:
+            return
+        where = ("no checkpoint written" if self.last_checkpoint is None else
+                 f"last good checkpoint: step {self.last_checkpoint} in {self.cfg.checkpoint_dir}")
+        raise AsyncDiverged(f"surrogate diverged at training step {self.step + 1} ({why}); {where}; "
+                            "try a lower optimizer.learning_rate")
+
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
         async_checkpoint.save(self)
@@ -382,7 +424,7 @@ class _Run:
             num_requeued=self.requeued, num_pool_restarts=self.restarts,
             latency_steps=describe([float(x.steps) for x in lat]), latency_s=describe([x.seconds for x in lat]),
             losses=tuple(self.losses), launches=tuple(self.launches[i] for i in sorted(self.launches)),
-            latencies=tuple(lat), wall_s=self.now(), stopped_early=self.stopped_early,
+            latencies=tuple(lat), wall_s=self.now(), stopped_early=self.stopped_early, failure=self.failure,
         )
 
 

@@ -5,8 +5,9 @@ record of each launch and its latency, and the summary of a run (`AsyncSummary`,
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -25,10 +26,14 @@ class AsyncConfig:
       max_faults: stop launching after this many faults, so a broken solver ends the run.
       drain: train on the items left when the budget is reached.
       max_train_steps: optional cap on training steps (None: no cap).
+      divergence_factor: a training loss above this many times the median of the last
+        ``SCALE_WINDOW`` losses is divergence, as a non-finite loss or parameter is (inf: only the
+        latter); the run then stops with `AsyncDiverged` and writes no checkpoint of that state.
       checkpoint_dir, checkpoint_every: save the train state, the strategy state, the host buffer
         and the counters every ``checkpoint_every`` training steps (0: never); a run given a
         directory that holds a checkpoint resumes from it (simulations in flight when it stopped
         are launched again, so the budget counts completed trajectories exactly).
+      config_hash: stored in each checkpoint; a resume under another hash is refused.
     """
 
     num_workers: int = 2
@@ -44,6 +49,8 @@ class AsyncConfig:
     max_train_steps: int | None = None
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
+    divergence_factor: float = 1e4
+    config_hash: str | None = None
 
     def __post_init__(self):
         if self.num_workers < 1 or self.simulation_budget < 1 or self.batch_size < 1:
@@ -56,6 +63,8 @@ class AsyncConfig:
             raise ValueError(f"task_timeout_s must be > 0, got {self.task_timeout_s}")
         if self.checkpoint_every < 0 or (self.checkpoint_every and not self.checkpoint_dir):
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be >= 0 and needs a checkpoint_dir")
+        if not self.divergence_factor > 1:
+            raise ValueError(f"divergence_factor must be > 1 (inf: off), got {self.divergence_factor}")
 
     @classmethod
     def from_config(cls, config: Any = None, **overrides: Any) -> AsyncConfig:
@@ -101,6 +110,7 @@ class AsyncSummary:
     latencies: tuple[Latency, ...]
     wall_s: float
     stopped_early: str | None  # why launching stopped before the budget, or None
+    failure: str | None = None  # why the run did not do its work (fault limit, no simulation), or None
 
     def metrics(self) -> dict[str, float]:
         """Flat scalars for a metrics writer."""
@@ -126,3 +136,33 @@ def describe(values: list[float]) -> dict[str, float]:
         return {"mean": float("nan"), "median": float("nan"), "max": float("nan"), "count": 0}
     return {"mean": statistics.fmean(values), "median": statistics.median(values), "max": max(values),
             "count": len(values)}
+
+
+class AsyncDiverged(RuntimeError):
+    """The surrogate diverged; the message is one line naming the last good checkpoint."""
+
+
+class AsyncFailed(RuntimeError):
+    """The run did not do its work (``AsyncSummary.failure``); rerunning it resumes from its checkpoint."""
+
+
+SCALE_WINDOW = 50  # losses whose median is the running scale of `divergence`
+MIN_SCALE_STEPS = 5  # losses needed before a finite loss can count as an explosion
+LOSS_FLOOR = 1e-8  # a scale below it is read as it: a loss near zero makes no ratio meaningful
+
+
+def divergence(loss: float, finite: bool, recent: Sequence[float], factor: float) -> str | None:
+    """Why a training step diverged, or None.
+
+    ``finite``: the loss and every parameter after the step are finite. A finite ``loss`` diverges
+    when it exceeds ``factor`` times the running scale, the median of the last `SCALE_WINDOW`
+    ``recent`` losses (once there are `MIN_SCALE_STEPS` of them): a finite explosion trains on as
+    surely to garbage as a NaN does, only later.
+    """
+    if not finite or not math.isfinite(loss):
+        return f"loss {loss:.4g}; the loss or the parameters are not finite"
+    if len(recent) >= MIN_SCALE_STEPS:
+        scale = max(statistics.median(recent[-SCALE_WINDOW:]), LOSS_FLOOR)
+        if loss > factor * scale:
+            return f"loss {loss:.4g}, more than {factor:g} times its running median {scale:.4g}"
+    return None

@@ -13,7 +13,8 @@ error       the solver raised, or the program exited with a non-zero status
 crash       the worker process died (``BrokenExecutor``); the pool is recreated
 timeout     the task ran past its deadline (a hung program or worker)
 garbage     not a float array ``[T ≥ 2, C, *grid]`` of the expected shape, or unreadable
-nonfinite   NaN or ±inf anywhere in the trajectory
+nonfinite   NaN or ±inf anywhere in the trajectory, or once cast to the buffer's dtype
+            (float64 values beyond float32's range become inf there)
 =========== ============================================================================
 
 `WorkerPool` is the trainer's handle on the executor the workers run in. Built from a factory
@@ -21,6 +22,9 @@ nonfinite   NaN or ±inf anywhere in the trajectory
 thrown away, its processes killed, and a fresh one built, because a hung process can be neither
 cancelled nor joined and would otherwise block shutdown. A borrowed executor (one passed in, or
 a dask ``Client``'s) is never restarted or shut down here: a hung task is only abandoned.
+
+An owned pool's workers die with the trainer, however it dies (`die_with_parent`): a SIGKILLed
+trainer leaves no worker holding its stdout, and so no caller waiting on that stdout hangs.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
@@ -78,11 +85,14 @@ def classify_exception(exc: BaseException) -> str:
     return "error"
 
 
-def check_trajectory(u: Any, expected_shape: tuple[int, ...] | None = None) -> tuple[str, str] | None:
+def check_trajectory(
+    u: Any, expected_shape: tuple[int, ...] | None = None, dtype: Any = None
+) -> tuple[str, str] | None:
     """``None`` for a usable trajectory, else ``(kind, reason)`` with kind ``garbage`` or ``nonfinite``.
 
     Usable: a NumPy float array ``[T, C, *grid]`` with ``T ≥ 2``, at least one spatial axis,
-    shape ``expected_shape`` when given, and finite everywhere.
+    shape ``expected_shape`` when given, and finite everywhere, also once cast to ``dtype`` (the
+    buffer's) when given: float64 values beyond float32's range are finite here and inf there.
     """
     if not isinstance(u, np.ndarray):
         return "garbage", f"returned {type(u).__name__}, expected a numpy array [T, C, *grid]"
@@ -92,8 +102,14 @@ def check_trajectory(u: Any, expected_shape: tuple[int, ...] | None = None) -> t
         return "garbage", f"shape {u.shape}, expected [T >= 2, C, *grid]"
     if expected_shape is not None and u.shape != tuple(expected_shape):
         return "garbage", f"shape {u.shape}, expected {tuple(expected_shape)}"
-    if not np.all(np.isfinite(u)):
-        return "nonfinite", f"{int(np.size(u) - np.isfinite(u).sum())} non-finite values"
+    bad = int(np.size(u) - np.isfinite(u).sum())
+    if bad:
+        return "nonfinite", f"{bad} non-finite values"
+    if dtype is not None:
+        with np.errstate(over="ignore"):
+            bad = int(np.size(u) - np.isfinite(u.astype(dtype)).sum())
+        if bad:
+            return "nonfinite", f"{bad} values beyond the range of {np.dtype(dtype)} (max |u| {np.abs(u).max():.3g})"
     return None
 
 
@@ -185,6 +201,8 @@ def _run(
             env=env,
             cwd=cwd,
             start_new_session=True,
+            # Only in a pool worker: there no other thread can hold a lock the forked child needs.
+            preexec_fn=_kill_with_parent if _IN_WORKER else None,
         )
         try:
             proc.communicate(stdin, timeout=timeout_s)
@@ -207,12 +225,58 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def spawn_process_pool(num_workers: int) -> cf.ProcessPoolExecutor:
-    """``num_workers`` worker processes started with ``spawn``.
+    """``num_workers`` worker processes started with ``spawn``, each dying with this process.
 
     Not ``fork``: the trainer process runs JAX's thread pools, and forking a multithreaded
     process can deadlock the child.
     """
-    return cf.ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"))
+    return cf.ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_IN_WORKER = False  # set by `die_with_parent` in a pool worker
+
+
+def _set_parent_death_signal(sig: int) -> bool:
+    """Ask Linux to send ``sig`` to this process when the thread that started it ends; False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _kill_with_parent() -> None:
+    """``preexec_fn`` of a solver program started by a worker: it dies with that worker."""
+    _set_parent_death_signal(signal.SIGKILL)
+
+
+def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Worker initializer: end this process as soon as ``parent_pid`` (the trainer) is gone.
+
+    A SIGKILLed trainer runs no shutdown code, and its workers would live on, holding its stdout
+    and its resource tracker. On Linux the kernel kills the worker with its parent
+    (``PR_SET_PDEATHSIG``; the parent is the thread that spawned the worker, which for an owned
+    pool is the trainer loop's thread, alive as long as the pool). Everywhere, a daemon thread
+    also polls the parent pid, and the check right after the ``prctl`` covers a parent that died
+    before it.
+    """
+    global _IN_WORKER
+    _IN_WORKER = True
+    _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), name="qsal-watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int, poll_s: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
 
 
 def discard_executor(executor: cf.Executor) -> None:

@@ -21,6 +21,8 @@ import numpy as np
 
 from qsal_jax.online.buffers import POLICIES  # the device buffer's policies, by the same names
 
+ITEM_DTYPE = np.float32  # of states and conditioning: results are checked finite after the cast to it
+
 
 class HostItems(NamedTuple):
     """Training items on the host; leading axis n."""
@@ -36,7 +38,7 @@ class HostItems(NamedTuple):
 def trajectory_items(u: np.ndarray, lam: np.ndarray, lam_id: int, cond: np.ndarray) -> HostItems:
     """One trajectory ``u [T, C, *grid]`` as T − 1 items (u_t, u_{t+1}); ``lam [D]``, ``cond [P]``."""
     t = u.shape[0]
-    u = np.asarray(u, np.float32)
+    u = np.asarray(u, ITEM_DTYPE)
     return HostItems(
         inputs=u[:-1],
         targets=u[1:],

@@ -1,0 +1,281 @@
+"""Reliability of the asynchronous mode and of what a run trusts on disk (issue 28).
+
+Each test is one hostile input or fault, on the smallest settings that show it: the async
+mode's tiny FNO on a 32-point Burgers grid in thread workers, spawn pools without JAX for the
+orphan check, the `:tiny` async config for the script's up-front refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import concurrent.futures as cf
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qsal_jax import models, proposals, training
+from qsal_jax.online import async_checkpoint, async_mode, external
+from qsal_jax.online.async_records import AsyncDiverged, divergence
+from qsal_jax.simulation.param_space import ParamSpace
+from qsal_jax.training import checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+N, T = 32, 6
+SHAPE = (T, 1, N)
+SPACE = ParamSpace.box({"A0": (0.2, 1.0), "A1": (0.2, 1.0), "phi0": (0.0, 2 * math.pi), "phi1": (0.0, 2 * math.pi)})
+SMALL = dict(num_workers=2, simulation_budget=4, batch_size=8, buffer_capacity=64, watermark=8, task_timeout_s=60.0)
+
+
+@pytest.fixture(scope="module")
+def burgers():
+    """``scripts/external_solver.py``'s in-process `Solver` on the test grid."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(ROOT / "scripts"))
+        import external_solver
+
+        yield external_solver.Solver(num_points=N, num_frames=T, substeps=2)
+
+
+class Setup(NamedTuple):
+    state: training.TrainState
+    step: object
+
+
+def _setup(learning_rate: float) -> Setup:
+    model = models.build("fno1d_tiny")
+    optimizer = training.make_optimizer(learning_rate=learning_rate, warmup_steps=1)
+    state = training.create_train_state(jax.random.PRNGKey(0), model, jnp.zeros((1, 1, N), jnp.float32), optimizer)
+    return Setup(state, training.make_train_step(model.apply, optimizer, donate=False))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return _setup(3e-3)
+
+
+def run(setup, solver, **overrides):
+    with cf.ThreadPoolExecutor(2) as threads:
+        return async_mode.run_async(solver, proposals.build("uniform", SPACE), setup.step, setup.state,
+                                    jax.random.PRNGKey(0), executor=threads, trajectory_shape=SHAPE,
+                                    **{**SMALL, **overrides})
+
+
+# ------------------------------------------------------- one guard per data path
+class Overflowing:
+    """The Burgers solver returning float64, one call with a value beyond float32's range."""
+
+    def __init__(self, solve):
+        self.solve, self.lock, self.calls = solve, threading.Lock(), 0
+
+    def __call__(self, lam):
+        u = self.solve(lam).astype(np.float64)
+        with self.lock:
+            self.calls += 1
+            if self.calls == 2:
+                u[1, 0, 3] = 1e39  # finite in float64, inf in the float32 buffer
+        return u
+
+
+def test_float64_beyond_float32_range_is_a_fault_never_buffered(setup, burgers):
+    u = np.zeros(SHAPE)
+    u[0, 0, 0] = -4e38
+    assert external.check_trajectory(u, SHAPE) is None  # finite where it was computed
+    kind, reason = external.check_trajectory(u, SHAPE, np.float32)
+    assert kind == "nonfinite" and "beyond the range of float32" in reason
+    s = run(setup, Overflowing(burgers)).summary
+    assert s.faults["nonfinite"] == 1 and s.num_completed == 4 and s.failure is None
+    assert np.all(np.isfinite(s.losses))
+
+
+def test_divergence_rule():
+    ok = [1.0, 0.5, 0.4, 0.3, 0.3]
+    assert divergence(0.2, True, ok, 1e4) is None
+    assert "not finite" in divergence(float("nan"), True, ok, 1e4)
+    assert "not finite" in divergence(0.2, False, ok, 1e4)  # a non-finite parameter
+    assert "running median" in divergence(1e31, True, ok, 1e4)  # a finite explosion
+    assert divergence(1e31, True, ok[:2], 1e4) is None  # no scale yet
+
+
+def _poisoned(step, at):
+    """``step`` whose update number ``at`` makes every parameter NaN."""
+
+    def poisoned_step(state, batch):
+        state, per_sample, metrics = step(state, batch)
+        if int(state.step) == at:
+            state = state._replace(params=jax.tree_util.tree_map(lambda x: x * jnp.nan, state.params))
+            metrics = dict(metrics, finite=jnp.asarray(False))
+        return state, per_sample, metrics
+
+    return poisoned_step
+
+
+def test_divergence_stops_naming_the_last_good_checkpoint(setup, burgers, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(AsyncDiverged, match=r"diverged at training step 3 .*last good checkpoint: step 2") as e:
+        run(setup._replace(step=_poisoned(setup.step, 3)), burgers, checkpoint_dir=str(ckpt), checkpoint_every=1,
+            watermark=5, batch_size=4, simulation_budget=6)
+    assert "\n" not in str(e.value)
+    with checkpoint.Checkpointer(ckpt) as c:
+        assert c.all_steps() == [1, 2]  # the diverged step was never written
+    state = checkpoint.restore(ckpt, 2, async_checkpoint._tree(_like_run(setup, ckpt)))["train"]
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
+
+
+def _like_run(setup, ckpt):
+    """A fresh `_Run` of the test's run, as a template of its checkpoints."""
+    config = async_mode.AsyncConfig(**{**SMALL, "watermark": 5, "batch_size": 4, "simulation_budget": 6},
+                                    checkpoint_dir=str(ckpt), checkpoint_every=1)
+    trainer = async_mode.AsyncTrainer(lambda lam: lam, proposals.build("uniform", SPACE), setup.step, config,
+                                      trajectory_shape=SHAPE)
+    strategy = trainer.strategy.init(jax.random.PRNGKey(0))
+    return async_mode._Run(trainer, None, setup.state, strategy, None, np.random.default_rng(0))
+
+
+def test_huge_learning_rate_diverges_instead_of_finishing(burgers):
+    with pytest.raises(AsyncDiverged, match="diverged at training step .*no checkpoint written"):
+        run(_setup(1e6), burgers, simulation_budget=6, watermark=5, batch_size=4)
+
+
+# ------------------------------------------------ a run that did not do its work
+class Breaking:
+    """The Burgers solver that fails every call after its first ``good`` (until ``fixed``)."""
+
+    def __init__(self, solve, good):
+        self.solve, self.good, self.lock, self.calls, self.fixed = solve, good, threading.Lock(), 0, False
+
+    def __call__(self, lam):
+        with self.lock:
+            self.calls += 1
+            broken = self.calls > self.good and not self.fixed
+        if broken:
+            raise external.SolverError("licence server unreachable")
+        return self.solve(lam)
+
+
+def test_fault_limit_is_a_failure_and_the_rerun_resumes(setup, burgers, tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    solver = Breaking(burgers, good=2)
+    settings = dict(checkpoint_dir=ckpt, checkpoint_every=100, max_faults=3, simulation_budget=6, watermark=5,
+                    batch_size=4)
+    s = run(setup, solver, **settings).summary
+    assert s.failure.startswith("more than 3 faults (error 4)") and s.num_completed == 2
+    faults = s.faults["error"]  # 4, or 5 when the other task in flight failed too
+    assert s.num_train_steps > 0
+    with checkpoint.Checkpointer(ckpt) as c:  # saved at the failure, off the checkpoint_every schedule
+        assert c.all_steps() == [s.num_train_steps]
+    solver.fixed = True
+    again = run(setup, solver, **settings).summary
+    assert again.failure is None and again.num_completed == 6 and again.num_launched == 4
+    assert again.faults["error"] == faults  # restored; the limit counts this session's faults only
+
+
+def test_an_outage_is_a_failure(setup):
+    s = run(setup, external.ExecutableSolver(("false", "{out}"), timeout_s=10), max_faults=1).summary
+    assert s.num_completed == 0 and s.failure.startswith("more than 1 faults (error")
+
+
+def _script(workdir, *flags, arg="uniform,tiny"):
+    return [sys.executable, str(ROOT / "scripts" / "train_async.py"),
+            f"--config={ROOT / 'configs' / 'async_burgers.py'}:{arg}", f"--workdir={workdir}", *flags]
+
+
+def _env(**extra):
+    return dict(os.environ, PYTHONPATH=str(ROOT), XLA_FLAGS="", JAX_PLATFORMS="cpu", **extra)
+
+
+@pytest.mark.parametrize("flag, field", [("--config.solver.num_frames=1", "solver.num_frames"),
+                                         ("--config.strategy.name=unifrom", "strategy.name")])
+def test_impossible_settings_are_refused_before_the_workdir_is_touched(tmp_path, flag, field):
+    workdir = tmp_path / "run"
+    out = subprocess.run(_script(workdir, flag), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert lines[-1].startswith(f"error: {field}"), lines[-1]
+    assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_script_outage_exits_non_zero_and_the_same_command_resumes(tmp_path):
+    workdir = tmp_path / "run"
+    out = subprocess.run(_script(workdir), env=_env(QSAL_SOLVER_FAULT="crash"), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the run did not finish: more than 16 faults") and "0 of 8 simulations" in last, last
+    assert not (workdir / "summary.json").exists()
+    out = subprocess.run(_script(workdir), env=_env(), cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((workdir / "summary.json").read_text())["num_completed"] == 8
+
+
+# ------------------------------------------------------------------ no orphans
+_TRAINER = r"""
+import time
+from qsal_jax.online import external
+pool = external.WorkerPool(None, 2)
+futures = [pool.submit(time.sleep, 120) for _ in range(2)]
+while len(pool.executor._processes) < 2:
+    time.sleep(0.05)
+print(" ".join(str(pid) for pid in pool.executor._processes), flush=True)
+time.sleep(120)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running: neither gone nor a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkilled_trainer_leaves_no_worker_alive(tmp_path):
+    """Kill the trainer mid-task: its pool's workers (and the resource tracker) are gone within
+    10 s, and a caller reading the trainer's stdout sees its end instead of hanging."""
+    proc = subprocess.Popen([sys.executable, "-c", _TRAINER], env=_env(), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        family = set(workers) | set(_children(proc.pid))
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        proc.kill()
+    proc.wait()
+    reader = threading.Thread(target=proc.stdout.read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in family):
+        time.sleep(0.1)
+    survivors = [pid for pid in family if _alive(pid)]
+    for pid in survivors:  # leave nothing behind even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors
+    reader.join(timeout=1)
+    assert not reader.is_alive(), "the trainer's stdout is still held open"
+
