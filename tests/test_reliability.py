@@ -279,3 +279,32 @@ def test_sigkilled_trainer_leaves_no_worker_alive(tmp_path):
     reader.join(timeout=1)
     assert not reader.is_alive(), "the trainer's stdout is still held open"
 
+
+# -------------------------------------------------------- identity before trust
+def test_a_score_set_cache_of_other_frames_or_digest_is_rebuilt(tmp_path):
+    from qsal_jax.experiments import test_sets
+    from qsal_jax.simulation import get_problem
+
+    kwargs = {"num_points": 32, "num_steps": 5}
+    sim = get_problem("kdv_1d", **kwargs)
+    lines = []
+    good = test_sets.make_score_set(sim, kwargs, size=8, seed=3, cache_dir=str(tmp_path), log=lines.append)
+    (path,) = (tmp_path / "score_sets").iterdir()
+    with np.load(path) as f:
+        lam, u, finite = f["lam"], f["u"], f["finite"]
+    assert u.shape[1] == 6
+    half = {"lam": lam, "u": u[:, :3], "finite": finite}  # same λ, 3 of 6 frames, its own digest
+    np.savez(path, digest=np.asarray(test_sets.arrays_digest(half)), **half)
+    lines.clear()
+    again = test_sets.make_score_set(sim, kwargs, size=8, seed=3, cache_dir=str(tmp_path), log=lines.append)
+    assert "holds trajectories of shape (8, 3, 1, 32), not (8, 6, 1, 32); rebuilding it" in lines[0]
+    np.testing.assert_array_equal(again.u, good.u)
+    np.savez(path, digest=np.asarray(test_sets.arrays_digest({"lam": lam, "u": u, "finite": finite})), lam=lam,
+             u=u + 1.0, finite=finite)  # a changed array under the old digest
+    lines.clear()
+    np.testing.assert_array_equal(test_sets.make_score_set(sim, kwargs, size=8, seed=3, cache_dir=str(tmp_path),
+                                                           log=lines.append).u, good.u)
+    assert "fails its digest; rebuilding it" in lines[0]
+    lines.clear()
+    test_sets.make_score_set(sim, kwargs, size=8, seed=3, cache_dir=str(tmp_path), log=lines.append)
+    assert lines == []  # the rebuilt file is trusted

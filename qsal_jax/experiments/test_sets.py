@@ -11,6 +11,10 @@ is a config error.
 plots only: never part of any reported number (a grid over-weights its faces and corners, and a
 slice sees one face of the box). It is cached beside the score sets.
 
+**Cache files** hold their λ and a digest of every array (name, dtype, shape and bytes). A file is
+used only when it loads, its λ are the ones asked for, its trajectories have the simulator's
+shape and its digest matches; any other file is rebuilt, with a line saying why.
+
 **Errors** (`score`). Per transition: the one-step nRMSE of ``u[t] → u[t+1]`` and the nRMSE of the
 autoregressive rollout from ``u[0]`` at step ``t + 1``, one number per (trajectory, frame), shape
 ``[M, T-1]``. Per trajectory: their mean over frames, ``[M]``. A non-finite prediction on a valid
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import zipfile
 from typing import Any, NamedTuple
@@ -35,6 +40,8 @@ from qsal_jax.simulation.simulator import Simulator
 from qsal_jax.training.evaluate import one_step_errors, rollout_errors, summary_stats
 
 DRAWS = ("halton", "uniform")
+
+logger = logging.getLogger(__name__)
 
 
 class ScoreSet(NamedTuple):
@@ -85,22 +92,50 @@ def _simulate(sim: Simulator, lam: np.ndarray, chunk: int = 128):
     return np.concatenate(us), np.concatenate(finite)
 
 
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 (hex) of each array's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        x = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{x.dtype.str}:{x.shape};".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()
+
+
+def _load_cached(path: str, lam: np.ndarray, u_shape: tuple) -> tuple[tuple | None, str]:
+    """``((u, finite), "")`` from the npz at ``path`` if it can be trusted, else ``(None, why not)``."""
+    try:
+        with np.load(path) as f:
+            arrays = {name: f[name] for name in ("lam", "u", "finite")}
+            stored = str(f["digest"]) if "digest" in f.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        return None, f"cannot be read ({type(e).__name__})"
+    if not np.array_equal(arrays["lam"], lam):
+        return None, "holds other λ"
+    if arrays["u"].shape != u_shape or arrays["finite"].shape != u_shape[:1]:
+        return None, f"holds trajectories of shape {arrays['u'].shape}, not {u_shape}"
+    if stored != arrays_digest(arrays):
+        return None, "has no digest" if stored is None else "fails its digest"
+    return (arrays["u"], arrays["finite"]), ""
+
+
 def _cached_trajectories(path: str, sim: Simulator, lam: np.ndarray, log=None, what: str = "") -> tuple:
     """``(u, finite)`` of ``lam`` from the npz at ``path``, or simulated and written there
-    atomically first. A file that does not load, or holds other λ, is rebuilt, never trusted."""
+    atomically first. A file that does not load, holds other λ, trajectories of another shape than
+    ``sim`` makes, or fails its digest is rebuilt, never trusted."""
+    u_shape = (lam.shape[0], sim.num_frames) + tuple(sim.state_shape)
     if os.path.exists(path):
-        try:
-            with np.load(path) as f:
-                if np.array_equal(f["lam"], lam):
-                    return f["u"], f["finite"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass
+        cached, why = _load_cached(path, lam, u_shape)
+        if cached is not None:
+            return cached
+        (log or logger.warning)(f"cached {what or 'trajectories'} {path} {why}; rebuilding it")
     if log:
         log(f"simulating {what} -> {path}")
     u, finite = _simulate(sim, lam)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + f".{os.getpid()}.tmp.npz"
-    np.savez(tmp, lam=lam, u=u, finite=finite)
+    arrays = {"lam": lam, "u": u, "finite": finite}
+    np.savez(tmp, digest=np.asarray(arrays_digest(arrays)), **arrays)
     os.replace(tmp, path)
     return u, finite
 
@@ -126,14 +161,15 @@ def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str
 
 
 def make_heatmap_grid(sim: Simulator, problem_kwargs: dict, axes: tuple, size: int,
-                      cache_dir: str | None = None) -> HeatmapGrid:
+                      cache_dir: str | None = None, log=None) -> HeatmapGrid:
     """A ``size × size`` grid over two parameters (others at mid-box), simulated once and cached
     beside the score sets; for plots only."""
     lam, ax, ay = sim.space.grid_2d(axes[0], axes[1], size, dtype=sim.dtype)
     lam = np.asarray(lam)
     key = score_set_key(sim.name, dict(problem_kwargs), size, f"grid:{axes[0]},{axes[1]}", 0)
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    u, finite = _cached_trajectories(os.path.join(cache_dir, "heatmap_grids", f"{sim.name}_{key}.npz"), sim, lam)
+    u, finite = _cached_trajectories(os.path.join(cache_dir, "heatmap_grids", f"{sim.name}_{key}.npz"), sim, lam, log,
+                                     f"heat-map grid ({size} x {size})")
     return HeatmapGrid(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), finite,
                        (axes[0], axes[1], np.asarray(ax), np.asarray(ay)))
 
