@@ -142,6 +142,8 @@ def main(argv):
         s = run(FLAGS.config, FLAGS.workdir, FLAGS.overwrite)
     except (WorkdirError, CheckpointError, OSError, ValueError, AsyncDiverged, AsyncFailed) as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # the pool is already shut down (`AsyncTrainer.run` closes it on the way out)
+        sys.exit("error: interrupted; run the same command to resume from the last checkpoint")
     print(f"{s['num_completed']:.0f} simulations completed, {s['num_train_steps']:.0f} training steps, "
           f"final loss {s['final_loss']:.4g}, faults {sum(v for k, v in s.items() if k.startswith('faults/')):.0f}, "
           f"latency {s['latency_steps/mean']:.1f} steps (mean), {s['wall_s']:.1f} s")

@@ -10,7 +10,10 @@ draws after a resume come from a generator seeded by the run and the step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 from collections import Counter
 from typing import Any
 
@@ -41,9 +44,31 @@ def _allocate_buffer(run: Any) -> None:
     run.buffer.allocate(trajectory_items(np.zeros(run.shape, np.float32), lam, -1, cond))
 
 
+@contextlib.contextmanager
+def _interrupt_deferred():
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise it as KeyboardInterrupt.
+
+    An interrupt inside orbax's save surfaces as a traceback from its threads and leaves the step
+    unwritten; after the block it lands in the trainer loop, which shuts the pool down. Only the
+    main thread can set a signal handler: elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def save(run: Any) -> None:
-    """Write checkpoint ``run.step`` under ``run.cfg.checkpoint_dir``."""
-    checkpoint.save(run.cfg.checkpoint_dir, run.step, _tree(run), config_hash=run.cfg.config_hash)
+    """Write checkpoint ``run.step`` under ``run.cfg.checkpoint_dir`` (a Ctrl-C waits for it)."""
+    with _interrupt_deferred():
+        checkpoint.save(run.cfg.checkpoint_dir, run.step, _tree(run), config_hash=run.cfg.config_hash)
     run.last_checkpoint = run.step
     logger.info("checkpoint step=%d completed=%d", run.step, run.completed)
 
