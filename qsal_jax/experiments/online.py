@@ -88,6 +88,7 @@ def build_engine(config):
         mesh=_mesh(config.online.get("shard", "auto")),
         importance_clip=float(config.train.get("importance_clip", 0.0)),
         shard_buffer=bool(config.buffer.get("sharded", False)),
+        objective=config.train.get("objective", "one_step"),
     )
     return engine, model, sim, optimizer
 
@@ -328,6 +329,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         "wall_seconds_this_process": wall,
         "score_set": scores.info,
         "scored_member": 0 if engine.ensemble_size > 1 else None,
+        "train_objective": engine.objective,
+        **{k.split("/", 1)[1]: float(v) for k, v in jax.device_get(engine.strategy_diagnostics(state.strategy)).items()},
         **test_sets.summarise(errs),
     }
     np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)

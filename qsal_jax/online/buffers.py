@@ -1,6 +1,6 @@
 """Fixed-capacity, device-resident training buffers (the Melissa memory buffer).
 
-Solver clients push (u_t, u_{t+1}) items; the trainer draws batches. Three policies:
+Solver clients push (u_t, u_{t+1}) items (with u_{t+2} for the two-step objective); the trainer draws batches. Three policies:
 
 - ``fifo``: batches take the oldest items and remove them (each item trained on once).
 - ``firo``: first in, random out: batches take random items and remove them.
@@ -36,6 +36,8 @@ class Items(NamedTuple):
     # [n] float32 importance weight U(λ)/p_draw(λ) of the source simulation (clipped), or None
     # when the run trains unweighted (then the field holds no array at all)
     weight: jax.Array | None = None
+    # [n, C, *grid] u_{t+2} for the two-step objective (three consecutive frames per item), or None
+    targets2: jax.Array | None = None
 
 
 class BufferState(NamedTuple):
@@ -131,17 +133,28 @@ def sample(buffer: BufferState, key: jax.Array, batch_size: int, policy: str) ->
 
 
 def trajectories_to_items(u: jax.Array, lam: jax.Array, lam_id: jax.Array, cond: jax.Array,
-                          weight: jax.Array | None = None) -> Items:
-    """Split trajectories ``u [K, T, C, *grid]`` into K·(T−1) one-step items (u_t, u_{t+1});
-    ``weight [K]`` (optional) is each simulation's importance weight, repeated over its items."""
+                          weight: jax.Array | None = None, *, frames: int = 2) -> Items:
+    """Split trajectories ``u [K, T, C, *grid]`` into training items of ``frames`` consecutive states.
+
+    ``frames=2``: K·(T−1) one-step items (u_t, u_{t+1}); ``frames=3``: K·(T−2) items that also
+    carry u_{t+2} (``targets2``, the two-step objective). ``weight [K]`` (optional) is each
+    simulation's importance weight, repeated over its items.
+    """
+    if frames not in (2, 3):
+        raise ValueError(f"trajectories_to_items: frames must be 2 or 3, got {frames}")
     k, t = u.shape[:2]
-    rep = lambda x: jnp.repeat(x, t - 1, axis=0)
+    per = t - frames + 1  # items per trajectory
+    if per < 1:
+        raise ValueError(f"trajectories_to_items: {t} frames per trajectory cannot make items of {frames} frames")
+    rep = lambda x: jnp.repeat(x, per, axis=0)
+    window = lambda start: u[:, start:start + per].reshape((k * per,) + u.shape[2:])
     return Items(
-        inputs=u[:, :-1].reshape((k * (t - 1),) + u.shape[2:]),
-        targets=u[:, 1:].reshape((k * (t - 1),) + u.shape[2:]),
+        inputs=window(0),
+        targets=window(1),
         cond=rep(cond),
         lam=rep(lam),
         lam_id=rep(lam_id.astype(jnp.int32)),
-        time_index=jnp.tile(jnp.arange(t - 1, dtype=jnp.int32), k),
+        time_index=jnp.tile(jnp.arange(per, dtype=jnp.int32), k),
         weight=None if weight is None else rep(weight.astype(jnp.float32)),
+        targets2=window(2) if frames == 3 else None,
     )

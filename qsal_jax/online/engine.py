@@ -6,7 +6,7 @@ training server and an active-sampling server:
     online_step(state) -> (state, metrics)
       1. λ, s = strategy.sample(s, K)                 the next K solver clients
       2. u = simulator.simulate(λ)                    K trajectories, blow-ups flagged
-      3. buffer.push(items of the finite trajectories)  (u_t, u_{t+1}, λ, id, t)
+      3. buffer.push(items of the finite trajectories)  (u_t, u_{t+1}[, u_{t+2}], λ, id, t)
       4. n × [batch = buffer.sample(B); train_step; strategy.update(per-sample losses)]
       5. metrics
 
@@ -99,6 +99,7 @@ class OnlineEngine:
     mesh: Any = None  # jax.sharding.Mesh with a "data" axis, or None
     importance_clip: float = 0.0
     shard_buffer: bool = False  # split the buffer over the mesh's devices (needs a mesh)
+    objective: str = "one_step"  # or "two_step": items carry u_{t+2} (training.step.loss_and_per_sample)
 
     def __post_init__(self):
         if self.mesh is not None:
@@ -112,11 +113,18 @@ class OnlineEngine:
             if self.buffer_capacity % self.mesh.shape["data"]:
                 raise ValueError(f"buffer.capacity ({self.buffer_capacity}) must be divisible by the "
                                  f"{self.mesh.shape['data']} devices when buffer.sharded is true")
-        items_per_step = self.clients_per_step * (self.simulator.num_frames - 1)
+        from qsal_jax.training.step import OBJECTIVES
+
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"train.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.items_per_trajectory < 1:
+            raise ValueError(f"train.objective={self.objective!r} needs at least {self.item_frames} frames per "
+                             f"trajectory; the simulator makes {self.simulator.num_frames}")
+        items_per_step = self.clients_per_step * self.items_per_trajectory
         if items_per_step > self.buffer_capacity:
             raise ValueError(
                 f"buffer.capacity ({self.buffer_capacity}) must hold one step of trajectories "
-                f"({self.clients_per_step} clients × {self.simulator.num_frames - 1} items = {items_per_step})"
+                f"({self.clients_per_step} clients × {self.items_per_trajectory} items = {items_per_step})"
             )
         if self.batch_size > self.buffer_capacity:
             raise ValueError(f"train.batch_size ({self.batch_size}) must not exceed buffer.capacity ({self.buffer_capacity})")
@@ -129,6 +137,15 @@ class OnlineEngine:
                              "(breed_online, ogas)")
         if self.importance_clip and self.importance_clip < 1:
             raise ValueError(f"train.importance_clip must be 0 (off) or >= 1, got {self.importance_clip}")
+
+    @property
+    def item_frames(self) -> int:
+        """Consecutive frames per buffer item: 2 (u_t, u_{t+1}), or 3 for the two-step objective."""
+        return 3 if self.objective == "two_step" else 2
+
+    @property
+    def items_per_trajectory(self) -> int:
+        return self.simulator.num_frames - self.item_frames + 1
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array, train_state: Any) -> OnlineState:
@@ -144,6 +161,7 @@ class OnlineEngine:
             lam_id=jnp.zeros((), jnp.int32),
             time_index=jnp.zeros((), jnp.int32),
             weight=jnp.zeros((), jnp.float32) if self.importance_clip else None,
+            targets2=jnp.zeros(shape, dtype) if self.objective == "two_step" else None,
         )
         key, strategy_key = jax.random.split(key)
         zero = jnp.zeros((), jnp.int32)
@@ -243,8 +261,8 @@ class OnlineEngine:
         traj = sim.simulate(lam)
         traj = traj._replace(u=self._split(traj.u))
         lam_id = state.next_lam_id + jnp.arange(k, dtype=jnp.int32)
-        items = B.trajectories_to_items(traj.u, lam, lam_id, sim.conditioning(lam), weight)
-        valid = jnp.repeat(traj.finite, sim.num_frames - 1)
+        items = B.trajectories_to_items(traj.u, lam, lam_id, sim.conditioning(lam), weight, frames=self.item_frames)
+        valid = jnp.repeat(traj.finite, self.items_per_trajectory)
         buffer = self._push(state.buffer, items, valid)
         started = state.training_started | (B.size(buffer) >= self.watermark)
 
@@ -254,7 +272,7 @@ class OnlineEngine:
             buffer_after, drawn, drawn_valid = self._sample(buffer, key)
             use = drawn_valid & started
             w = use.astype(jnp.float32) if drawn.weight is None else jnp.where(use, drawn.weight, 0.0)
-            batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, w)
+            batch = Batch(drawn.inputs, drawn.targets, drawn.cond, drawn.lam_id, drawn.time_index, w, drawn.targets2)
             batch = jax.tree_util.tree_map(self._split, batch)
 
             def do_train(_):
@@ -306,8 +324,15 @@ class OnlineEngine:
             "evicted_unseen": jnp.sum(buffer.num_evicted_unseen),  # [] or one count per shard
             "finite": jnp.all(finite),  # loss and parameters stayed finite (divergence check at the sync)
             "lam": lam,  # [K, D] where the strategy sampled this step
+            **self.strategy_diagnostics(strategy_state),
         }
         return new_state, metrics
+
+    def strategy_diagnostics(self, strategy_state) -> dict:
+        """The strategy's own diagnostics (``Proposal.diagnostics``) as ``strategy/<name>`` scalars."""
+        if self.strategy.diagnostics is None:
+            return {}
+        return {f"strategy/{k}": jnp.asarray(v, jnp.float32) for k, v in self.strategy.diagnostics(strategy_state).items()}
 
     def run_steps(self, state: OnlineState, num_steps: int) -> tuple[OnlineState, dict]:
         """``num_steps`` online steps in one `lax.scan`; metrics stacked ``[num_steps, ...]``."""

@@ -35,9 +35,11 @@ class Batch(NamedTuple):
     lam_id: jax.Array  # [B] int32: id of the simulation the sample came from, -1 for padding
     time_index: jax.Array  # [B] int32: t within that trajectory
     weight: jax.Array  # [B] float32: weight in the objective; 0 marks padding
+    # [B, C_out, *grid] float: state at t + 2, for the two-step objective; None for the one-step one
+    targets2: jax.Array | None = None
 
 
-def make_batch(inputs, targets, cond=None, lam_id=None, time_index=None, weight=None) -> Batch:
+def make_batch(inputs, targets, cond=None, lam_id=None, time_index=None, weight=None, targets2=None) -> Batch:
     """A `Batch` with defaults: no conditioning (P = 0), ids ``0..B-1``, time 0, unit weights."""
     inputs = jnp.asarray(inputs)
     b = inputs.shape[0]
@@ -48,6 +50,7 @@ def make_batch(inputs, targets, cond=None, lam_id=None, time_index=None, weight=
         lam_id=jnp.arange(b, dtype=jnp.int32) if lam_id is None else jnp.asarray(lam_id, jnp.int32),
         time_index=jnp.zeros(b, jnp.int32) if time_index is None else jnp.asarray(time_index, jnp.int32),
         weight=jnp.ones(b, jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32),
+        targets2=None if targets2 is None else jnp.asarray(targets2),
     )
 
 
@@ -63,6 +66,9 @@ def forward(params: Any, batch: Batch, *, apply_fn: ApplyFn, compute_dtype: Any 
     return apply_fn(params, inputs, cond).astype(jnp.float32)
 
 
+OBJECTIVES = ("one_step", "two_step")
+
+
 def loss_and_per_sample(
     params: Any,
     batch: Batch,
@@ -74,15 +80,31 @@ def loss_and_per_sample(
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """``(objective [], (per_sample_loss [B], per_sample_signal [B]))``.
 
-    The objective is the weighted mean of ``loss_name`` over valid entries. The signal is the
-    per-sample ``signal_name`` metric of the *same* prediction (no second forward pass), outside
-    the gradient; without ``signal_name`` it is the per-sample loss itself.
+    One-step objective (``batch.targets2 is None``): the weighted mean of ``loss_name`` of
+    ``f(u_t)`` against ``u_{t+1}`` over valid entries. The signal is the per-sample
+    ``signal_name`` metric of the *same* prediction (no second forward pass), outside the
+    gradient; without ``signal_name`` it is the per-sample loss itself.
+
+    Two-step objective (``batch.targets2`` holds ``u_{t+2}``; the authors' training with their
+    ``train_random_t_plus_1_or_2`` flag, which despite its name trains every sample on both): the
+    model is rolled out twice, ``û_{t+2} = f(f(u_t))`` with the gradient through both
+    applications, and each sample's loss is ``½ (L(û_{t+1}, u_{t+1}) + L(û_{t+2}, u_{t+2}))``. The
+    signal is the metric of the t+2 prediction, which the same forward pass has already made.
     """
     pred = forward(params, batch, apply_fn=apply_fn, compute_dtype=compute_dtype)
     target = batch.targets.astype(jnp.float32)
-    per_sample = get_loss(loss_name)(pred, target)
+    loss_fn = get_loss(loss_name)
+    per_sample = loss_fn(pred, target)
+    if batch.targets2 is not None:
+        pred2 = forward(params, batch._replace(inputs=pred), apply_fn=apply_fn, compute_dtype=compute_dtype)
+        target2 = batch.targets2.astype(jnp.float32)
+        per_sample2 = loss_fn(pred2, target2)
+        per_sample = 0.5 * (per_sample + per_sample2)
+        pred, target, per_signal = pred2, target2, per_sample2
+    else:
+        per_signal = per_sample
     if signal_name is None or signal_name == loss_name:
-        signal = jax.lax.stop_gradient(per_sample)
+        signal = jax.lax.stop_gradient(per_signal)
     else:
         signal = get_loss(signal_name)(jax.lax.stop_gradient(pred), target)
     return weighted_mean(per_sample, batch.weight), (per_sample, signal)
