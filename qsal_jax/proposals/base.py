@@ -70,14 +70,22 @@ class DensityFn(Protocol):
         makes, relative to Uniform on the box (1 everywhere for Uniform)."""
 
 
+class DiagnosticsFn(Protocol):
+    def __call__(self, state: State) -> dict[str, jax.Array]:
+        """``state`` → ``{name: [] float32}``: what the strategy has done so far (shares, counts),
+        logged by a driver at every sync and written to ``summary.json``."""
+
+
 class Proposal(NamedTuple):
-    """A strategy: three pure functions (see the module docstring), and optionally the density of
-    its draws, which importance-weighted surrogate training reads (``None``: unknown)."""
+    """A strategy: three pure functions (see the module docstring), optionally the density of
+    its draws, which importance-weighted surrogate training reads (``None``: unknown), and
+    optionally its diagnostics (``None``: nothing to report)."""
 
     init: InitFn
     sample: SampleFn
     update: UpdateFn
     density: DensityFn | None = None
+    diagnostics: DiagnosticsFn | None = None
 
 
 class ScoredProposal(Proposal):

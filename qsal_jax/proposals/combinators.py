@@ -91,7 +91,7 @@ def mix_uniform(strategy: Proposal, space: ParamSpace, schedule: Schedule, *, sp
             alpha = jnp.clip(jnp.asarray(schedule(state), dtype), 0.0, 1.0)
             return mixture_with_uniform(alpha, strategy.density(state, lam))
 
-    return Proposal(strategy.init, sample, strategy.update, density)
+    return strategy._replace(sample=sample, density=density)
 
 
 class PooledState(NamedTuple):

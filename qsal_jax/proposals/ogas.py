@@ -62,6 +62,11 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
   / ramp_updates)`` of draws comes from the generator, the rest are uniform; ``n_trained`` counts
   updates that trained the generator (the FIFO held ≥ ``min_fill`` pairs), so before the generator
   has data every draw is uniform (and the generator is not run).
+* Drawing ahead (``draw_batch = Q > 0``). The generator is run for Q rows at once, and ``sample``
+  hands them out in turn, drawing Q new rows when fewer than n are left. Sampling a wide
+  denoiser is memory-bound (its weights are read at every diffusion step whatever the row
+  count), so Q rows cost about what n rows do. Rows wait at most Q / n launches, about the
+  authors' breeder, which draws a generation's parameters at once every 100 updates.
 """
 
 from __future__ import annotations
@@ -117,6 +122,7 @@ class OGASSettings:
     ramp_updates: int = 200  # trained updates to reach r_max (linear ramp from 0)
     min_fill: int = 64  # FIFO pairs needed before the generator trains
     reject_rounds: int = 4  # generator calls per row before an out-of-box row becomes uniform
+    draw_batch: int = 0  # > 0: the generator draws this many rows at once and hands them out in turn
     signal: str = "loss"  # "loss" (OGAS-L) or "disagreement" (OGAS-U); recorded only
     importance: bool = True  # density-ratio importance weights on the DDPM loss
     ratio_hidden: int = 64
@@ -143,6 +149,12 @@ class OGASState(NamedTuple):
     n_updates: jax.Array  # [] int32: update calls
     n_trained: jax.Array  # [] int32: updates that trained the generator (drives mixing)
     key: jax.Array  # [2] uint32: raw PRNG key used by `update` (the contract gives it none)
+    n_drawn: jax.Array  # [] int32: λ handed out by `sample` (generator and uniform)
+    generator_share_sum: jax.Array  # [] float32: Σ r·n over sample calls (expected generator draws)
+    n_generated: jax.Array  # [] int32: rows the generator was asked for
+    n_fallback: jax.Array  # [] int32: of those, rows still outside the box after reject_rounds (uniform instead)
+    queue: jax.Array  # [Q, D] float32: rows drawn ahead (``draw_batch`` = Q > 0; Q = 1 unused otherwise), unit cube
+    queue_pos: jax.Array  # [] int32: next unused row of ``queue`` (Q: empty)
 
 
 class OGASParts(NamedTuple):
@@ -156,6 +168,7 @@ class OGASParts(NamedTuple):
     importance_weights: Callable[[OGASState, jax.Array], jax.Array]  # (state, λ_unit [N, D]) → w [N]
     mixing_ratio: Callable[[OGASState], jax.Array]  # proportion of generator draws, []
     settings: dict
+    diagnostics: Callable[[OGASState], dict]  # generator share, fallback share, generator steps
 
 
 def ema_moments(mean, var, count, x, valid, decay):
@@ -220,6 +233,8 @@ def _check(s: dict) -> None:
         raise ValueError("ogas: need eps_clip > 0, eps_cap > 0, weight_clip >= 1, prior_power >= 0, quantile in [0, 1]")
     if s["eps_mode"] not in ("clip", "cap"):
         raise ValueError(f"ogas: eps_mode must be 'clip' or 'cap', got {s['eps_mode']!r}")
+    if int(s["draw_batch"]) < 0:
+        raise ValueError(f"ogas: draw_batch must be >= 0, got {s['draw_batch']}")
     if int(s["reject_rounds"]) < 1:
         raise ValueError(f"ogas: reject_rounds must be >= 1, got {s['reject_rounds']}")
     if s["prior"] not in ("proportional", "quantile"):
@@ -248,6 +263,8 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
     s = {**DEFAULTS, **settings}
     _check(s)
     dim, cap, bs = space.dim, int(s["capacity"]), int(s["batch_size"])
+    draw_batch = int(s["draw_batch"])
+    queue_rows = max(draw_batch, 1)
     f32 = jnp.float32
     sched = make_noise_schedule(int(s["steps"]), s["schedule"])
     sample_sched = sched if s["sample_steps"] is None else respace(sched, int(s["sample_steps"]))
@@ -272,7 +289,8 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         return OGASState(
             den, den_tx.init(den), rat, clf_tx.init(rat),
             jnp.zeros((cap, dim), f32), jnp.zeros((cap,), f32), zi, zi,
-            zf, jnp.ones((), f32), zi, zi, zi, ks,
+            zf, jnp.ones((), f32), zi, zi, zi, ks, zi, zf, zi, zi,
+            jnp.zeros((queue_rows, dim), f32), jnp.asarray(queue_rows, jnp.int32),
         )  # fmt: skip
 
     def importance_weights(state, lam_unit):
@@ -329,6 +347,7 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         return OGASState(
             *carry, fifo_lam, fifo_eps, ptr, count, mean, var, ema_count,
             state.n_updates + 1, state.n_trained + ready.astype(jnp.int32), key,
+            state.n_drawn, state.generator_share_sum, state.n_generated, state.n_fallback, state.queue, state.queue_pos,
         )  # fmt: skip
 
     def prior(state, key, n):
@@ -360,6 +379,10 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
         return z, jnp.all(inside, axis=-1)
 
     def generate(state, key, eps):
+        return generate_counted(state, key, eps)[0]
+
+    def generate_counted(state, key, eps):
+        """``generate`` and the number of rows that fell back to a uniform draw, ``[]`` int32."""
         eps = jnp.asarray(eps, f32)
         k0, ku, kr = jax.random.split(key, 3)
         z, ok = draw(state, k0, eps)
@@ -372,20 +395,54 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
 
         rounds = int(s["reject_rounds"])
         _, z, ok, _ = jax.lax.while_loop(lambda c: (c[0] < rounds) & ~jnp.all(c[2]), again, (1, z, ok, kr))
-        return jnp.where(ok[:, None], z, jax.random.uniform(ku, z.shape, f32))
+        return jnp.where(ok[:, None], z, jax.random.uniform(ku, z.shape, f32)), jnp.sum(~ok, dtype=jnp.int32)
 
     def mixing_ratio(state):
         frac = state.n_trained.astype(f32) / max(int(s["ramp_updates"]), 1)
         return s["r_max"] * jnp.minimum(frac, 1.0)
 
-    def sample_generator(state, key, n):
+    def fresh_rows(state, key, n):
         kp, kg = jax.random.split(key)
-        return C.to_box(space, generate(state, kg, prior(state, kp, n))), state
+        z, fallback = generate_counted(state, kg, prior(state, kp, n))
+        return z, state._replace(n_generated=state.n_generated + n, n_fallback=state.n_fallback + fallback)
 
-    sample = mix_uniform(Proposal(init, sample_generator, update), space, mixing_ratio, split="bernoulli",
-                         dtype=f32).sample
+    def sample_generator(state, key, n):
+        if not draw_batch:
+            z, state = fresh_rows(state, key, n)
+            return C.to_box(space, z), state
+        if n > queue_rows:
+            raise ValueError(f"ogas: draw_batch ({queue_rows}) must be >= the rows of one sample call ({n})")
 
-    return OGASParts(init, sample, update, generate, prior, importance_weights, mixing_ratio, s)
+        # The generator runs once per draw_batch rows (its cost is the weights' memory traffic,
+        # nearly the same for 5 rows as for 60); rows are handed out in turn, as the authors'
+        # breeder hands out the parameters of one generation.
+        def refill(st):
+            z, st = fresh_rows(st, key, queue_rows)
+            return st._replace(queue=z, queue_pos=jnp.zeros((), jnp.int32))
+
+        state = jax.lax.cond(state.queue_pos + n > queue_rows, refill, lambda st: st, state)
+        z = jax.lax.dynamic_slice_in_dim(state.queue, state.queue_pos, n)
+        return C.to_box(space, z), state._replace(queue_pos=state.queue_pos + n)
+
+    mixed = mix_uniform(Proposal(init, sample_generator, update), space, mixing_ratio, split="bernoulli", dtype=f32)
+
+    def sample(state, key, n):
+        share = mixing_ratio(state) * n  # before the draw: the ratio this call's rows were mixed with
+        lam, state = mixed.sample(state, key, n)
+        return lam, state._replace(n_drawn=state.n_drawn + n, generator_share_sum=state.generator_share_sum + share)
+
+    def diagnostics(state):
+        """``generator_share``: expected share of generator draws so far (Σ r·n / Σ n);
+        ``fallback_share``: share of generator rows replaced by a uniform draw (out of the box
+        after ``reject_rounds`` calls); ``generator_steps``: optimiser steps of the generator."""
+        return {
+            "generator_share": state.generator_share_sum / jnp.maximum(state.n_drawn, 1).astype(f32),
+            "fallback_share": state.n_fallback.astype(f32) / jnp.maximum(state.n_generated, 1).astype(f32),
+            "generator_steps": (state.n_trained * int(s["train_steps"])).astype(f32),
+            "mixing_ratio": mixing_ratio(state).astype(f32),
+        }
+
+    return OGASParts(init, sample, update, generate, prior, importance_weights, mixing_ratio, s, diagnostics)
 
 
 def ogas(space: ParamSpace, **settings) -> Proposal:
@@ -403,7 +460,7 @@ def ogas(space: ParamSpace, **settings) -> Proposal:
         z = space.to_unit(jnp.asarray(lam, jnp.float32))
         return 1.0 / p.importance_weights(state, jnp.clip(z, 0.0, 1.0))
 
-    return Proposal(p.init, p.sample, p.update, density)
+    return Proposal(p.init, p.sample, p.update, density, p.diagnostics)
 
 
 ogas.settings_type = OGASSettings  # the declaration `proposals.settings_of` reads
