@@ -31,6 +31,7 @@ SETTINGS = {
     "quasirandom": {},
     "breed": {"population": B, "sigma": 0.1},
     "breed_online": {"population": 32, "sigma": 0.1, "alpha0": 0.5},
+    "breed_generations": {"population": 32, "generation_every": 1, "min_simulations": 0, "ramp_generations": 1},
     "sbal": {"pool_size": 64},
     "r3": {"population": N},
     "rad": {"population": N, "pool_size": 64},

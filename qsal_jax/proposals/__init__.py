@@ -31,6 +31,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "quasirandom": ("qsal_jax.proposals.quasirandom", "quasirandom"),
     "breed": ("qsal_jax.proposals.breed", "breed"),
     "breed_online": ("qsal_jax.proposals.breed_online", "breed_online"),
+    "breed_generations": ("qsal_jax.proposals.breed_generations", "breed_generations"),
     "sbal": ("qsal_jax.proposals.sbal", "sbal"),
     "r3": ("qsal_jax.proposals.pinn_sampling", "r3"),
     "rad": ("qsal_jax.proposals.pinn_sampling", "rad"),
