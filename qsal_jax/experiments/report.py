@@ -169,11 +169,13 @@ def scalars_markdown(summaries: list[dict], keys) -> str:
     for strategy, by_seed in groups.items():
         runs = [by_seed[k] for k in sorted(by_seed)]
         cells = [strategy, str(len(runs))]
-        cells += [f"{np.mean([r[k] for r in runs]):.3e} ± {np.std([r[k] for r in runs]):.1e}" for k in keys]
+        has = {k: all(k in r for r in runs) for k in keys}  # a strategy's own diagnostics: others show —
+        cells += [f"{np.mean([r[k] for r in runs]):.3e} ± {np.std([r[k] for r in runs]):.1e}" if has[k] else "—"
+                  for k in keys]
         if base:
             common = sorted(set(by_seed) & set(groups[base]))
-            cells += ["—" if strategy == base else ratio_cell(paired_ratio([groups[base][i][k] for i in common],
-                                                                          [by_seed[i][k] for i in common]))
+            cells += ["—" if strategy == base or not (has[k] and all(k in groups[base][i] for i in common))
+                      else ratio_cell(paired_ratio([groups[base][i][k] for i in common], [by_seed[i][k] for i in common]))
                       for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
