@@ -482,3 +482,31 @@ def test_bad_training_schedule_is_one_line_naming_the_field(bad, field):
     with pytest.raises(ValueError, match=field) as info:
         make_ogas(SPACE, **dict(SMALL, **bad))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_fallback_counter_matches_the_out_of_box_rate(rounds):
+    """``diagnostics()["fallback_share"]`` counts generator rows that stayed out of the box after
+    ``reject_rounds`` calls: with p the rate at which one call lands outside (measured on an
+    independent draw of the same generator), the share is p^rounds (binomial test on both)."""
+    from qsal_jax.proposals.diffusion import Denoiser, ddpm_sample
+
+    settings = dict(SMALL, reject_rounds=rounds, draw_batch=400, r_max=1.0)
+    p = make_ogas(SPACE, **settings)
+    state = _overshooting(p.init(jax.random.PRNGKey(0)))._replace(n_trained=jnp.int32(10))
+    sample = jax.jit(p.sample, static_argnums=2)
+    n_calls, n = 100, 40  # 4000 rows through 10 refills of the 400-row queue
+    for i in range(n_calls):
+        lam, state = sample(state, jax.random.PRNGKey(100 + i), n)
+        assert bool(jnp.all(SPACE.contains(lam)))
+    d = {k: float(v) for k, v in p.diagnostics(state).items()}
+    assert int(state.n_generated) == n_calls * n and int(state.n_drawn) == n_calls * n
+    assert d["generator_share"] == pytest.approx(1.0) and d["generator_steps"] == 10 * SMALL["train_steps"]
+    net = Denoiser(SPACE.dim, SMALL["hidden"], SMALL["depth"], SMALL["steps"], DEFAULTS["eps_clip"])
+    x = ddpm_sample(net.apply, state.denoiser, make_noise_schedule(SMALL["steps"]), jax.random.PRNGKey(7),
+                    jnp.zeros((8000,), jnp.float32), SPACE.dim, DEFAULTS["guidance"], clip_final=False)
+    z = 0.5 * (np.asarray(x) + 1.0)
+    p_out = np.mean(np.any((z <= 0) | (z >= 1), axis=-1))
+    assert 0.3 < p_out < 0.9  # the overshooting generator: a decisive test needs both outcomes
+    fallbacks = round(d["fallback_share"] * n_calls * n)
+    assert stats.binomtest(fallbacks, n_calls * n, p_out**rounds).pvalue > 1e-3, (d["fallback_share"], p_out**rounds)
