@@ -9,7 +9,8 @@ one-step map, online Breed against Uniform at an equal simulation budget.
   python scripts/train.py --config=configs/online_1d.py:breed,gpu --workdir=...
 
 Arguments (comma-separated after the colon; anything else is an error):
-  strategy   uniform, breed_online (default; ``breed`` is an alias), ogas, quasirandom, sbal
+  strategy   uniform, breed_online (default; ``breed`` is an alias), ogas, quasirandom, sbal, adversarial
+             (gradient query synthesis through the solver), residual (pool scored by the consistency residual)
   problem    ks (combustion KS), ks_conservative; default KdV
   protocol   default: the authors' protocol, the surrogate minimises the MSE and the
              strategies' per-sample signal is the nRMSE of the same forward pass;
@@ -32,6 +33,11 @@ STRATEGY_SETTINGS = {
     "breed_online": {"sigma": 0.05, "population": 256, "alpha0": 0.0, "alpha1": 0.002, "alpha_max": 0.7},
     "ogas": {},
     "sbal": {"pool_size": 256},
+    # Gradient query synthesis (docs/design.md): the ramp of online Breed above, a round of 16
+    # particles (two launch batches) moved by 4 normalised ascent steps of 0.03 on log ε.
+    "adversarial": {"particles": 16, "ascent_steps": 4, "step_size": 0.03, "window": 1, "alpha0": 0.0,
+                    "alpha1": 0.002, "alpha_max": 0.7},
+    "residual": {"pool_size": 256, "window": 4},
 }
 
 
@@ -97,7 +103,7 @@ def get_config(arg: str | None = None):
     if a["model"]:
         c.model.name = a["model"]
         c.name += f"_{a['model']}"
-    if strategy == "sbal":  # the pool is scored once per selection round (10 per run), not once per online step
+    if strategy in ("sbal", "residual"):  # the pool is scored once per selection round (10 per run), not once per online step
         c.strategy.settings["launches_per_round"] = max(1, c.online.num_steps * c.online.clients_per_step // 10)
     if a["paper"]:  # last: the settings depend on the sizes above
         paper_settings(c)

@@ -4,7 +4,7 @@ Problems (first argument): ``ks`` — Kuramoto–Sivashinsky, truncated-Fourier 
 modes: 301 dims with the domain length L ∈ [10, 130]); ``gray_scott`` — 12 Gaussian blobs
 and L ∈ [0.5, 10] (49 dims); ``kolmogorov`` — Kolmogorov flow, 32-mode vorticity IC and
 ν ∈ [0.003, 0.008] (65 dims). Solved on a fine grid, trained on a coarse one. Surrogate:
-``fno`` (default) or ``unet``. Strategy: ogas (default), breed, sbal, uniform. Protocol: the
+``fno`` (default) or ``unet``. Strategy: ogas (default), breed, sbal, uniform, adversarial, residual. Protocol: the
 authors' by default (MSE objective, nRMSE signal), ``nrmse`` or ``mse`` for both. Unknown
 arguments are an error. Scored on a 256-trajectory scrambled-Halton score set over the whole
 box (768 for ``gpu``); the grid over (amp_0, L/ν) is for heat maps only.
@@ -32,6 +32,11 @@ STRATEGIES = {
     "breed": {"sigma": 0.05, "population": 512, "alpha0": 0.0, "alpha1": 0.002, "alpha_max": 0.7},
     "sbal": {"pool_size": 128},
     "uniform": {},
+    # Gradient query synthesis through the 2D solver (docs/design.md): rounds of 8 particles
+    # (two launch batches), 4 ascent steps; the residual scores 128 candidates over 2 frames.
+    "adversarial": {"particles": 8, "ascent_steps": 4, "step_size": 0.03, "window": 1, "alpha0": 0.0,
+                    "alpha1": 0.002, "alpha_max": 0.7},
+    "residual": {"pool_size": 128, "window": 2},
 }
 
 
@@ -88,4 +93,8 @@ def get_config(arg: str | None = None):
         c.buffer.update(capacity=64, watermark=4)
         c.eval.update(grid_size=2, score_size=4, every=2)
         c.plots = False
+    if strategy == "residual":  # the pool is scored once per selection round (10 per run)
+        c.strategy.settings["launches_per_round"] = max(1, c.online.num_steps * c.online.clients_per_step // 10)
+    if strategy == "adversarial":  # a round spans whole launch batches
+        c.strategy.settings["particles"] = max(c.strategy.settings["particles"], c.online.clients_per_step)
     return c

@@ -36,6 +36,8 @@ SETTINGS = {
     "r3": {"population": N},
     "rad": {"population": N, "pool_size": 64},
     "ogas": TINY_OGAS,
+    "adversarial": {"particles": N, "ascent_steps": 2, "alpha0": 0.5},
+    "residual": {"pool_size": 64, "window": 2},
 }
 # Key-independent draws that move on with the state (the same key twice gives new points): the
 # quasi-random sequence always, SBAL once it holds a pool (members are handed out once).
@@ -44,12 +46,20 @@ SEQUENTIAL = {"quasirandom": False, "sbal": True}  # name -> only after an updat
 
 def ensemble(lam_dim=3):
     """A 3-member toy ensemble ``u ← a_e u`` (the online engine's kind of surrogate)."""
+    initial_state = lambda lam: jnp.ones((1, 4), jnp.float32) * (lam[0] + 0.1 * lam[1])  # noqa: E731
+    frame_step = lambda u, lam: 0.95 * u + 0.01 * lam[-1]  # noqa: E731 -- a linear "solver"
+
+    def simulate_prefix(lam, frames):
+        return jax.lax.scan(lambda u, _: (frame_step(u, lam), u), initial_state(lam), None, length=frames)[1]
+
     return EnsembleSurrogate(
         params={"a": jnp.asarray([0.9, 1.0, 1.2], jnp.float32)},
         apply_fn=lambda p, u, cond: p["a"] * u + 0.1 * jnp.sin(u),
-        initial_state=lambda lam: jnp.ones((1, 4), jnp.float32) * (lam[0] + 0.1 * lam[1]),
+        initial_state=initial_state,
         conditioning=lambda lam: jnp.zeros((lam.shape[0], 0), jnp.float32),
         num_frames=9,
+        simulate_prefix=simulate_prefix,
+        frame_step=frame_step,
     )
 
 
@@ -164,12 +174,12 @@ def test_two_samples_without_update_differ(strategy, after_update):
         assert not np.array_equal(np.asarray(a), np.asarray(same_key)), "the state, not the key, moves it on"
 
 
-POOL_STRATEGIES = ("rad", "sbal")
+POOL_STRATEGIES = ("rad", "residual", "sbal")
 
 
-def test_exactly_the_pool_strategies_are_scored_proposals():
+def test_exactly_the_strategies_that_need_the_surrogate_are_scored_proposals():
     scored = {n for n in proposals.names() if isinstance(proposals.build(n, SPACE, **SETTINGS[n]), ScoredProposal)}
-    assert scored == set(POOL_STRATEGIES)
+    assert scored == {*POOL_STRATEGIES, "adversarial"}
 
 
 @pytest.mark.parametrize("name", POOL_STRATEGIES)

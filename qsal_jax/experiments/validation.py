@@ -138,6 +138,22 @@ STRATEGY_SETTINGS = {
     "ratio_depth": integer(1),
     "ratio_lr": real(0, open_lo=True),
     "weight_clip": real(1),
+    # breed_generations
+    "generation_every": integer(1),
+    "min_simulations": integer(0),
+    "ramp_generations": integer(1),
+    "shrink": real(0, 1, open_lo=True),
+    "redraws": integer(0),
+    # adversarial, residual (proposals/adversarial.py, residual.py)
+    "particles": integer(2),
+    "ascent_steps": integer(0),
+    "step_size": real(0),
+    "dynamics": one_of("ascent", "langevin"),
+    "temperature": real(0, open_lo=True),
+    "repulsion": real(0),
+    "objective": one_of("solver", "residual"),
+    "window": integer(1),
+    "base": string,
 }
 
 ONLINE = {

@@ -241,7 +241,8 @@ class OnlineEngine:
         if self.ensemble_size == 1:
             params = jax.tree_util.tree_map(lambda x: x[None], params)
         sim = self.simulator
-        return EnsembleSurrogate(params, self.apply_fn, sim.initial_state, sim.conditioning, sim.num_frames)
+        return EnsembleSurrogate(params, self.apply_fn, sim.initial_state, sim.conditioning, sim.num_frames,
+                                 sim.simulate_prefix, sim.frame_step)
 
     # ------------------------------------------------------------------- step
     def online_step(self, state: OnlineState) -> tuple[OnlineState, dict]:

@@ -36,6 +36,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "r3": ("qsal_jax.proposals.pinn_sampling", "r3"),
     "rad": ("qsal_jax.proposals.pinn_sampling", "rad"),
     "ogas": ("qsal_jax.proposals.ogas", "ogas"),
+    "adversarial": ("qsal_jax.proposals.adversarial", "adversarial"),
+    "residual": ("qsal_jax.proposals.residual", "residual"),
 }
 
 

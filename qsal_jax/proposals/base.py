@@ -89,7 +89,8 @@ class Proposal(NamedTuple):
 
 
 class ScoredProposal(Proposal):
-    """A `Proposal` whose ``update`` scores its own candidate pool with ``Feedback.surrogate``.
+    """A `Proposal` whose ``update`` uses ``Feedback.surrogate``: to score its own candidate pool
+    (`combinators.with_pool`) or to differentiate through it (`adversarial`).
 
     The same three functions (as optax's ``GradientTransformationExtraArgs`` is a
     ``GradientTransformation``); the type tells a driver that cannot supply a surrogate

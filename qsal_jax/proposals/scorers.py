@@ -32,6 +32,12 @@ class EnsembleSurrogate:
     initial_state: Callable = dataclasses.field(metadata=dict(static=True))  # λ [D] -> u0 [...] (unbatched)
     conditioning: Callable = dataclasses.field(metadata=dict(static=True))  # λ [P, D] -> cond [P, C]
     num_frames: int = dataclasses.field(metadata=dict(static=True))  # frames of a simulated trajectory
+    # The simulator's differentiable pieces, for strategies that differentiate through it
+    # (`adversarial`, `residual`); None where a driver has no solver in the program:
+    # (λ [D], frames) -> [frames, C, *grid], the first saved frames of λ's trajectory
+    simulate_prefix: Callable | None = dataclasses.field(default=None, metadata=dict(static=True))
+    # (u [C, *grid], λ [D]) -> u_next [C, *grid], one saved frame of the solver from any state
+    frame_step: Callable | None = dataclasses.field(default=None, metadata=dict(static=True))
 
     @property
     def ensemble_size(self) -> int:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.simulation.param_space import ParamSpace
-from qsal_jax.solvers import make_stepper, rollout, spectral
+from qsal_jax.solvers import make_stepper, repeated, rollout, spectral
 from qsal_jax.solvers.pdes import SemilinearPDE
 
 
@@ -114,6 +114,33 @@ class Simulator:
         traj = rollout(stepper, self.num_steps, save_every=self.save_every, include_init=True)(u0)
         return self._to_output_grid(traj, pde)
 
+    def simulate_prefix(self, lam: jax.Array, frames: int) -> jax.Array:
+        """The first ``frames`` saved frames ``[frames, C, *grid]`` of ``lam: [D]`` (u_0 included),
+        differentiable in λ, with each frame's solver steps under `jax.checkpoint`: reverse mode
+        keeps one state per frame instead of every stage of every step."""
+        if not 1 <= frames <= self.num_frames:
+            raise ValueError(f"{self.name}.simulate_prefix: frames must be in [1, {self.num_frames}], got {frames}")
+        pde, stepper, u0 = self._initial_state_fine(lam)
+        chunk = jax.checkpoint(repeated(stepper, self.save_every))
+
+        def body(u, _):
+            u = chunk(u)
+            return u, u
+
+        _, traj = jax.lax.scan(body, u0, None, length=frames - 1)
+        return self._to_output_grid(jnp.concatenate([u0[None], traj], axis=0), pde)
+
+    def frame_step(self, u: jax.Array, lam: jax.Array) -> jax.Array:
+        """Φ: one saved frame of the solver (``save_every`` steps) from any state ``u [C, *grid]``
+        on the output grid, with the PDE of ``lam: [D]`` (a surrogate's own state, for the
+        consistency residual). A coarse output grid is interpolated onto the solver grid by
+        zero-padding its Fourier modes (band-limited: exact for the modes the coarse grid holds)
+        and the result is subsampled back."""
+        pde = self.make_pde(self.space.unpack(lam))
+        stepper = make_stepper(pde, self.order, dtype=self.dtype)
+        fine = spectral_upsample(u.astype(self.dtype), pde.num_points, pde.num_spatial_dims)
+        return self._to_output_grid(jax.checkpoint(repeated(stepper, self.save_every))(fine), pde)
+
     def simulate(self, lam: jax.Array) -> Trajectories:
         """Batched: ``lam [B, D]`` → `Trajectories`; non-finite trajectories are zeroed and flagged."""
         if lam.ndim != 2 or lam.shape[-1] != self.space.dim:
@@ -123,3 +150,20 @@ class Simulator:
         finite = jnp.all(jnp.isfinite(u), axis=axes) & (jnp.max(jnp.abs(u), axis=axes) < self.blowup_threshold)
         u = jnp.where(finite.reshape((-1,) + (1,) * (u.ndim - 1)), u, 0.0)
         return Trajectories(u=u, finite=finite)
+
+
+def spectral_upsample(u: jax.Array, n_fine: int, num_spatial_dims: int) -> jax.Array:
+    """Periodic ``u [C, n, …, n]`` → ``[C, n_fine, …]`` by zero-padding its centred Fourier modes
+    (the interpolant of the modes u holds); the identity when ``n == n_fine``."""
+    n = u.shape[-1]
+    if n == n_fine:
+        return u
+    if n_fine % n:
+        raise ValueError(f"spectral_upsample: the solver grid ({n_fine}) must be a multiple of the output grid ({n})")
+    axes = tuple(range(u.ndim - num_spatial_dims, u.ndim))
+    spec = jnp.fft.fftshift(jnp.fft.fftn(u, axes=axes), axes=axes)
+    lo = (n_fine - n) // 2
+    pad = [(0, 0)] * (u.ndim - num_spatial_dims) + [(lo, n_fine - n - lo)] * num_spatial_dims
+    spec = jnp.pad(spec, pad)
+    out = jnp.fft.ifftn(jnp.fft.ifftshift(spec, axes=axes), axes=axes).real
+    return (out * (n_fine / n) ** num_spatial_dims).astype(u.dtype)
