@@ -289,3 +289,56 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m qsal_jax.experiments.plots WORKDIR")
     _main(sys.argv[1])
+
+
+def launched_lam(workdir: str) -> np.ndarray | None:
+    """Every λ a run launched ``[N, D']`` (box units): a workdir's ``samples/lam_*.npy``, or a study
+    record's ``draws.npz`` (its first coordinates only); None if the run kept none."""
+    record = os.path.join(workdir, "draws.npz")
+    if os.path.exists(record):
+        with np.load(record) as d:
+            return np.asarray(d["lam"], np.float32)
+    files = sorted(glob.glob(os.path.join(workdir, "samples", "lam_*.npy")))
+    if not files:
+        return None
+    return np.concatenate([np.load(f).reshape(-1, np.load(f).shape[-1]) for f in files]).astype(np.float32)
+
+
+def plot_draws(workdirs, out_path: str, axes=(0, 1), bins: int = 24) -> str | None:
+    """Where each strategy sampled: the 2D histogram of two coordinates of every launched λ, all
+    seeds pooled, one panel per strategy on one shared colour scale (density relative to uniform)."""
+    import matplotlib.pyplot as plt
+
+    from qsal_jax.simulation import get_problem
+
+    pooled, config = {}, None
+    for w in workdirs:
+        lam = launched_lam(w)
+        if lam is None:
+            continue
+        with open(os.path.join(w, "summary.json")) as f:
+            s = json.load(f)
+        if config is None:
+            with open(os.path.join(w, "config.json")) as f:
+                config = json.load(f)
+        pooled.setdefault(s.get("label") or s["strategy"], []).append(lam[:, list(axes)])
+    if not pooled:
+        return None
+    space = get_problem(config["problem"]["name"], **config["problem"].get("kwargs", {})).space
+    rng = [[space.low[i], space.high[i]] for i in axes]
+    hists = {name: np.histogram2d(*np.concatenate(parts).T, bins=bins, range=rng, density=True)[0]
+             for name, parts in pooled.items()}
+    area = (rng[0][1] - rng[0][0]) * (rng[1][1] - rng[1][0])
+    vmax = max(float(h.max()) for h in hists.values()) * area
+    fig, axs = plt.subplots(1, len(hists), figsize=(3.2 * len(hists) + 0.8, 3.2), squeeze=False)
+    fig.subplots_adjust(left=0.05, right=0.9, bottom=0.17, top=0.88, wspace=0.3)
+    for ax, (name, h) in zip(axs[0], hists.items()):
+        im = ax.imshow(h.T * area, origin="lower", extent=[*rng[0], *rng[1]], aspect="auto", vmin=0, vmax=vmax,
+                       cmap="magma")
+        ax.set_title(f"{name} ({sum(len(p) for p in pooled[name])} λ)", fontsize=9)
+        ax.set_xlabel(space.names[axes[0]])
+        ax.set_ylabel(space.names[axes[1]])
+    fig.colorbar(im, cax=fig.add_axes([0.92, 0.17, 0.012, 0.71]), label="density / uniform")
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path

@@ -121,7 +121,8 @@ class Simulator:
         if not 1 <= frames <= self.num_frames:
             raise ValueError(f"{self.name}.simulate_prefix: frames must be in [1, {self.num_frames}], got {frames}")
         pde, stepper, u0 = self._initial_state_fine(lam)
-        chunk = jax.checkpoint(repeated(stepper, self.save_every))
+        frame = repeated(stepper, self.save_every)
+        chunk = jax.checkpoint(lambda u: frame(u))  # a closure: the stepper may hold traced coefficients
 
         def body(u, _):
             u = chunk(u)
@@ -139,7 +140,8 @@ class Simulator:
         pde = self.make_pde(self.space.unpack(lam))
         stepper = make_stepper(pde, self.order, dtype=self.dtype)
         fine = spectral_upsample(u.astype(self.dtype), pde.num_points, pde.num_spatial_dims)
-        return self._to_output_grid(jax.checkpoint(repeated(stepper, self.save_every))(fine), pde)
+        frame = repeated(stepper, self.save_every)
+        return self._to_output_grid(jax.checkpoint(lambda v: frame(v))(fine), pde)
 
     def simulate(self, lam: jax.Array) -> Trajectories:
         """Batched: ``lam [B, D]`` → `Trajectories`; non-finite trajectories are zeroed and flagged."""
