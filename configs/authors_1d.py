@@ -16,7 +16,8 @@ Everything the authors' OGAS code sets for its online 1D runs that this CPU can 
 
 Arguments: a strategy (uniform — the default —, breed_online, breed_generations, ogas), a problem
 (kdv — the default, λ = (A0, A1, φ0, φ1) —, ks_conservative, λ of 4 dims, or ``highd``:
-conservative KS with 32 bumps, D = 65), and ``tiny`` for a seconds-long run of the same code.
+conservative KS with 32 bumps, D = 65), ``tiny`` for a seconds-long run of the same code, and
+``gpu`` for the authors' own size (800 points, 75 frames, 10,000 simulations; for a GPU machine).
 Cost on 2 CPU cores: Uniform ~8 min, OGAS ~12 min (BENCHMARKS.md, "The authors' regime").
 """
 
@@ -32,7 +33,7 @@ WATERMARK_SIMULATIONS = 50  # the authors' watermark_num_sim
 def get_config(arg: str | None = None):
     from qsal_jax.experiments.config_args import load_config, parse_args
 
-    a = parse_args(arg, groups={"strategy": STRATEGIES, "problem": PROBLEMS}, flags=("tiny",))
+    a = parse_args(arg, groups={"strategy": STRATEGIES, "problem": PROBLEMS}, flags=("tiny", "gpu"))
     strategy = a["strategy"] or "uniform"
     problem = a["problem"] or "kdv"
     here = os.path.dirname(os.path.abspath(__file__))
@@ -51,6 +52,10 @@ def get_config(arg: str | None = None):
     c.strategy.signal_metric = "nrmse"
     clients, updates = 5, 9  # 1.8 updates per simulation
     simulations = 5000
+    if a["gpu"]:  # the authors' size: 800 points, 75 frames, 10,000 simulations, a 550k-parameter FNO
+        c.problem.kwargs.update(num_points=800, output_points=160, num_steps=75)
+        c.model.name = "fno1d_small"
+        clients, updates, simulations = 10, 18, 10000
     c.online.update(num_steps=simulations // clients, clients_per_step=clients, train_steps_per_step=updates,
                     steps_per_sync=25, checkpoint_every=100)
     c.train.batch_size = 64

@@ -13,7 +13,8 @@ import os
 
 from absl import app, flags
 
-flags.DEFINE_list("suites", ["solvers", "training", "proposals", "online", "harness"], "Suites to run.")
+flags.DEFINE_list("suites", ["solvers", "training", "proposals", "online", "harness"],
+                  "Suites to run (also: query_synthesis, authors).")
 flags.DEFINE_string("out", "runs/benchmark.json", "Where to write the JSON records.")
 flags.DEFINE_bool("gpu", None, "Use accelerator sizes (default: auto-detect).")
 flags.DEFINE_bool("exponax", True, "Time exponax on the same solver problems.")
@@ -27,7 +28,9 @@ def main(argv):
 
     gpu = FLAGS.gpu if FLAGS.gpu is not None else jax.default_backend() in ("gpu", "cuda", "rocm", "tpu")
     online_config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "online_1d.py")
-    cfg = {"gpu": gpu, "exponax": FLAGS.exponax, "repeats": FLAGS.repeats, "online_config": online_config}
+    authors_config = os.path.join(os.path.dirname(online_config), "authors_1d.py")
+    cfg = {"gpu": gpu, "exponax": FLAGS.exponax, "repeats": FLAGS.repeats, "online_config": online_config,
+           "authors_config": authors_config}
     records = []
     for suite in FLAGS.suites:
         module = importlib.import_module(f"qsal_jax.benchmarks.{suite}")

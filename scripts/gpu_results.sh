@@ -23,4 +23,11 @@ run kdv --workdir "$OUT/kdv" --config_args=gpu --strategies=uniform,breed_online
 run ks_conservative --workdir "$OUT/ks_cons" --config_args=ks_conservative,gpu --strategies=uniform,breed_online,ogas
 run dimension_k128 --workdir "$OUT/dimension_k128" --config=configs/dimension_sweep.py --config_args=k128,gpu \
     --strategies=uniform,breed_online,ogas,sbal
+# The authors' regime at their size: 10,000 simulations, 1.8 updates per simulation, the two-step
+# objective and their presets, in 1D (configs/authors_1d.py:gpu) and on 2D Kolmogorov flow
+# (online_2d's GPU size with 10,000 simulations and the two-step objective).
+run authors_kdv --workdir "$OUT/authors_kdv" --config=configs/authors_1d.py --config_args=gpu \
+    --strategies=uniform,breed_online,breed_generations,ogas
+run authors_kolmogorov_2d --workdir "$OUT/authors_kolmogorov" --config=configs/online_2d.py --config_args=kolmogorov,gpu \
+    --strategies=uniform,breed,ogas --set=online.num_steps=1250,online.train_steps_per_step=14,train.objective=two_step
 for f in "$OUT"/*/report.md; do echo; echo "### $f"; head -12 "$f"; done

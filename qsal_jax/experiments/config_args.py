@@ -49,7 +49,7 @@ def load_config(path_and_arg: str):
 
 # Fields an override may add: a strategy's settings (the config lists only those it changes)
 # and the switches whose default is "off".
-ADDABLE = ("strategy.settings.", "train.importance_clip", "online.shard", "buffer.sharded")
+ADDABLE = ("strategy.settings.", "train.importance_clip", "train.objective", "online.shard", "buffer.sharded")
 
 
 def parse_override(text: str) -> tuple[str, object]:
