@@ -120,16 +120,97 @@ def test_metric_log_drops_a_partial_last_line(tmp_path):
         log.truncate(5)
 
 
-def test_metric_log_writes_non_finite_numbers_as_null(tmp_path):
+def _strict(text):
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_metric_log_writes_non_finite_numbers_as_strings_and_reads_them_back(tmp_path):
     path = tmp_path / "metrics.jsonl"
     log = wd.MetricLog(str(path))
     log.write([{"step": 1, "loss": math.nan, "grad": np.float32("inf"), "ok": np.float64(2.0),
                 "nested": {"errs": [1.0, -math.inf, (math.nan, 3)]}, "tag": "a"}])
-    strict = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
-    assert strict == {"step": 1, "loss": None, "grad": None, "ok": 2.0, "nested": {"errs": [1.0, None, [None, 3]]}, "tag": "a"}
+    assert _strict(path.read_text()) == {"step": 1, "loss": "nan", "grad": "inf", "ok": 2.0,
+                                         "nested": {"errs": [1.0, "-inf", ["nan", 3]]}, "tag": "a"}
     (r,) = log.read()
-    assert math.isnan(r["loss"]) and math.isnan(r["grad"]) and r["ok"] == 2.0
-    assert r["nested"]["errs"][0] == 1.0 and math.isnan(r["nested"]["errs"][1])
+    assert math.isnan(r["loss"]) and r["grad"] == math.inf and r["ok"] == 2.0 and r["tag"] == "a"
+    assert r["nested"]["errs"][:2] == [1.0, -math.inf] and math.isnan(r["nested"]["errs"][2][0])
+    with open(path, "a") as f:
+        f.write('{"step": 2, "loss": null}\n')  # written before the strings: null was a non-finite number
+    assert math.isnan(log.read()[1]["loss"])
+
+
+def test_json_files_are_strict_and_keep_inf_apart_from_nan(tmp_path):
+    path = str(tmp_path / "summary.json")
+    summary = {"rollout_nrmse": {"mean": np.float64("inf"), "p95": math.inf, "std": 0.5}, "unevenness": math.nan,
+               "scored_member": None, "label": "uniform"}
+    wd.write_json(path, summary, indent=1)
+    assert _strict(open(path).read())["rollout_nrmse"] == {"mean": "inf", "p95": "inf", "std": 0.5}
+    back = wd.read_json(path)
+    assert back["rollout_nrmse"] == {"mean": math.inf, "p95": math.inf, "std": 0.5}
+    assert math.isnan(back["unevenness"]) and back["scored_member"] is None and back["label"] == "uniform"
+    assert os.listdir(tmp_path) == ["summary.json"]  # written through a temporary file, atomically
+    with open(path, "w") as f:
+        f.write('{"max": Infinity, "p95": NaN}')  # a summary written before: still read
+    old = wd.read_json(path)
+    assert old["max"] == math.inf and math.isnan(old["p95"])
+
+
+def test_metric_records_are_on_disk_when_write_returns(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    log = wd.MetricLog(str(tmp_path / "metrics.jsonl"))
+    log.write([{"step": 1}])
+    assert synced == [str(tmp_path / "metrics.jsonl"), str(tmp_path)]  # the new file's directory entry too
+    synced.clear()
+    log.write([{"step": 2}])
+    assert synced == [str(tmp_path / "metrics.jsonl")]
+
+
+def test_missing_metric_records_are_named(tmp_path):
+    log = wd.MetricLog(str(tmp_path / "metrics.jsonl"))
+    log.write([{"step": s} for s in (1, 2, 4, 5, 8)])
+    assert log.missing_steps(8) == [3, 6, 7] and log.missing_steps(2) == []
+    assert wd.steps_text([3, 6, 7]) == "3, 6-7" and wd.steps_text([1, 2, 3, 5]) == "1-3, 5"
+
+
+def test_a_damaged_metric_log_is_one_line_workdir_error(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1}\n\xff\xfe\x00binary\n{"step": 3}\n')
+    with pytest.raises(wd.WorkdirError, match=r"metrics.jsonl: line 2 is not a JSON record \(UnicodeDecodeError\)"):
+        wd.MetricLog(str(path)).truncate(3)
+    path.write_text('{"step": 1}\n[1, 2]\n{"step": 3}\n')
+    with pytest.raises(wd.MetricLogDamaged, match="line 2"):
+        wd.MetricLog(str(path)).read()
+
+
+@pytest.mark.parametrize("damage", [b'{"seed": 0, "mod', b"\x89PNG\r\n\x1a\n\x00\x00", b"[]", b""])
+def test_a_damaged_config_json_is_called_damaged_and_overwrite_says_what_it_deletes(tmp_path, damage):
+    wd.claim_workdir(str(tmp_path), {"seed": 0})
+    (tmp_path / "checkpoints" / "3").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "6").mkdir()
+    (tmp_path / "config.json").write_bytes(damage)
+    with pytest.raises(wd.WorkdirDamaged, match=rf"^workdir {tmp_path}: config.json is damaged \(.+\), so its run "
+                                                r"\(checkpoints of steps 3, 6\) cannot be identified; .*--overwrite"):
+        wd.claim_workdir(str(tmp_path), {"seed": 0})
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]
+    lines = []
+    wd.claim_workdir(str(tmp_path), {"seed": 0}, overwrite=True, log=lines.append)
+    (line,) = lines
+    assert line.startswith(f"overwrite: deleting the run in {tmp_path} (config.json damaged: ") and \
+        line.endswith("; checkpoints of steps 3, 6)") and not (tmp_path / "checkpoints").exists()
+
+
+def test_overwrite_of_another_config_says_which_checkpoints_it_deletes(tmp_path):
+    wd.claim_workdir(str(tmp_path), {"seed": 0})
+    (tmp_path / "checkpoints" / "3").mkdir(parents=True)
+    with pytest.raises(wd.WorkdirMismatch, match=r"seed: 0 != 1\); .*--overwrite to delete that run \(checkpoints of steps 3\)"):
+        wd.claim_workdir(str(tmp_path), {"seed": 1})
+    lines = []
+    wd.claim_workdir(str(tmp_path), {"seed": 1}, overwrite=True, log=lines.append)
+    assert lines == [f"overwrite: deleting the run in {tmp_path} (seed: 0 != 1; checkpoints of steps 3)"]
+    wd.claim_workdir(str(tmp_path), {"seed": 1}, overwrite=True, log=lines.append)  # the same config: nothing goes
+    assert len(lines) == 1
 
 
 def test_config_hash_is_a_short_stable_fingerprint():

@@ -20,6 +20,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from qsal_jax.experiments.workdir import read_json
+
 NUMBERS = ("mean", "std", "max", "p95", "p99")
 # One name per quantity, as summaries store it, and what a table calls it.
 METRIC_LABELS = {
@@ -43,8 +45,7 @@ def load_summaries(workdirs) -> list[dict]:
         path = os.path.join(w, "summary.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{w}: no summary.json (has the run finished?)")
-        with open(path) as f:
-            s = json.load(f)
+        s = read_json(path)  # "inf"/"nan" back to floats
         if "metrics" not in s:
             s = {_LEGACY_NAMES.get(k, k): v for k, v in s.items()}
             s["metrics"] = [m for m in METRIC_LABELS if m in s]

@@ -16,7 +16,7 @@ import time
 # What a run writes into its workdir (online, toy and pinn experiments, plots, reports): the
 # only entries ``overwrite`` deletes, so files a user keeps beside a run survive a restart.
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "test_errors.npz", "heatmap_errors.npz",
-             "solution.npz", "samples.npz", "config.json.tmp", "metrics.jsonl.tmp")
+             "solution.npz", "samples.npz", "config.json.tmp", "metrics.jsonl.tmp", "summary.json.tmp")
 RUN_DIRS = ("checkpoints", "samples", "tb")
 RUN_PATTERNS = ("*.png", "report.*")
 LOCK_FILE = ".lock"
@@ -28,6 +28,10 @@ class WorkdirError(RuntimeError):
 
 class WorkdirMismatch(WorkdirError):
     """The workdir holds a run of a different config."""
+
+
+class WorkdirDamaged(WorkdirError):
+    """The workdir's ``config.json`` cannot be read as a config: its run cannot be identified."""
 
 
 class WorkdirInUse(WorkdirError):
@@ -129,30 +133,59 @@ def _remove_run_entries(workdir: str) -> None:
             os.remove(p)
 
 
-def claim_workdir(workdir, config, *, overwrite: bool = False) -> None:
+def _checkpoint_steps(workdir: str) -> list[int]:
+    """The steps of the checkpoints under ``workdir/checkpoints`` (committed or not), in order."""
+    path = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(path):
+        return []
+    return sorted(int(name) for name in os.listdir(path) if name.isdigit())
+
+
+def _read_config(path: str) -> tuple[dict | None, str]:
+    """``(config, "")`` from a run's ``config.json``, or ``(None, why it is damaged)``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    except UnicodeDecodeError:
+        return None, "not text"
+    except json.JSONDecodeError as e:
+        return None, f"not JSON: {e.msg} at line {e.lineno} column {e.colno}"
+    except OSError as e:
+        return None, f"cannot be read: {e.strerror or e}"
+    if not isinstance(previous, dict):
+        return None, f"holds a {type(previous).__name__}, not a config"
+    return previous, ""
+
+
+def claim_workdir(workdir, config, *, overwrite: bool = False, log=print) -> None:
     """Create ``workdir`` and record ``config.json``; refuse to resume a different config.
 
     With ``overwrite`` an existing run of another config is removed first: only what a run
     writes (config, metrics, summary, checkpoints, samples, TensorBoard logs, plots, reports),
-    not other files in the directory. Raises WorkdirError (one line, naming the workdir) for a
-    workdir that is empty, an existing file or not writable; WorkdirMismatch for another config.
+    not other files in the directory, and a line says which checkpoints go. Raises WorkdirError
+    (one line, naming the workdir) for a workdir that is empty, an existing file or not writable;
+    WorkdirMismatch for another config; WorkdirDamaged for a ``config.json`` that cannot be read
+    as a config (its run cannot be identified, so neither resumed nor silently deleted).
     """
     workdir = _prepare(workdir)
     path = os.path.join(workdir, "config.json")
     current = _canonical(config)
     if os.path.exists(path):
-        with open(path) as f:
-            try:
-                previous = json.load(f)
-            except json.JSONDecodeError:
-                previous = None
+        previous, damage = _read_config(path)
         if previous != current:
+            steps = _checkpoint_steps(workdir)
+            held = f"checkpoints of steps {', '.join(map(str, steps))}" if steps else "no checkpoint"
             if not overwrite:
-                diff = _first_difference(previous, current)
+                if damage:
+                    raise WorkdirDamaged(
+                        f"workdir {workdir}: config.json is damaged ({damage}), so its run ({held}) cannot be "
+                        "identified; use another --workdir, or pass --overwrite to delete that run and start afresh")
                 raise WorkdirMismatch(
-                    f"workdir {workdir} holds a run with a different config ({diff}); "
-                    "use another --workdir or pass --overwrite to start afresh"
+                    f"workdir {workdir} holds a run with a different config ({_first_difference(previous, current)}); "
+                    f"use another --workdir or pass --overwrite to delete that run ({held}) and start afresh"
                 )
+            why = f"config.json damaged: {damage}" if damage else _first_difference(previous, current)
+            log(f"overwrite: deleting the run in {workdir} ({why}; {held})")
             _remove_run_entries(workdir)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -166,8 +199,7 @@ def start_or_reuse(workdir: str, config, *, overwrite: bool = False) -> dict | N
     claim_workdir(workdir, config, overwrite=overwrite)
     summary_path = os.path.join(workdir, "summary.json")
     if os.path.exists(summary_path) and not overwrite:
-        with open(summary_path) as f:
-            return json.load(f)
+        return read_json(summary_path)
     stale = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(stale):
         os.remove(stale)
@@ -183,35 +215,68 @@ def _first_difference(a, b, prefix="") -> str:
     return "unknown difference"
 
 
-def _finite_or_null(x):
-    """``x`` with every non-finite float (at any depth) replaced by None: JSON has no NaN."""
+# JSON has no NaN or infinity: they are written as these strings, and read back as floats.
+NONFINITE_STRINGS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def to_strict_json(x):
+    """``x`` with every non-finite float (at any depth, numpy and jax scalars and arrays included)
+    replaced by the string ``"inf"``, ``"-inf"`` or ``"nan"``: ``json.dumps(..., allow_nan=False)``
+    then writes strict JSON that keeps the difference between a diverged (inf) and a missing (nan)
+    number. `from_strict_json` reverses it."""
     if hasattr(x, "tolist") and hasattr(x, "dtype"):  # numpy / jax arrays and scalars
         x = x.tolist()
     if isinstance(x, float):
-        return x if math.isfinite(x) else None
+        return x if math.isfinite(x) else ("nan" if math.isnan(x) else "inf" if x > 0 else "-inf")
     if isinstance(x, dict):
-        return {k: _finite_or_null(v) for k, v in x.items()}
+        return {k: to_strict_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_finite_or_null(v) for v in x]
+        return [to_strict_json(v) for v in x]
     return x
 
 
-def _null_to_nan(x):
+def from_strict_json(x, *, null=None):
+    """``x`` as `to_strict_json` wrote it, with ``"inf"``, ``"-inf"`` and ``"nan"`` (and the bare
+    ``NaN``/``Infinity`` of files written before) as floats; ``null`` stands for JSON null."""
     if x is None:
-        return math.nan
+        return null
+    if isinstance(x, str):
+        return NONFINITE_STRINGS.get(x, x)
     if isinstance(x, dict):
-        return {k: _null_to_nan(v) for k, v in x.items()}
+        return {k: from_strict_json(v, null=null) for k, v in x.items()}
     if isinstance(x, list):
-        return [_null_to_nan(v) for v in x]
+        return [from_strict_json(v, null=null) for v in x]
     return x
+
+
+def write_json(path: str, obj, **kwargs) -> None:
+    """Write ``obj`` as strict JSON (`to_strict_json`), atomically: a reader sees the old file or
+    the new one, never half of it."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(to_strict_json(obj), f, allow_nan=False, **kwargs)
+    os.replace(tmp, path)
+
+
+def read_json(path: str):
+    """A file written by `write_json` (or plain JSON), with its non-finite numbers as floats."""
+    with open(path) as f:
+        return from_strict_json(json.load(f))
+
+
+class MetricLogDamaged(WorkdirError, ValueError):
+    """A line of ``metrics.jsonl`` other than the last is not a record."""
 
 
 class MetricLog:
     """Append-only JSONL of per-step records; `truncate(step)` drops records past a restored step.
 
     A run killed mid-`write` can leave a partial last line: `read` and `truncate` drop it (and
-    `write` cuts it off before appending). A damaged line elsewhere raises ValueError naming it.
-    Non-finite numbers are written as ``null`` and read back as NaN.
+    `write` cuts it off before appending). A damaged line elsewhere raises MetricLogDamaged naming
+    it. Records are strict JSON (`to_strict_json`): non-finite numbers are written as ``"inf"``,
+    ``"-inf"`` or ``"nan"`` and read back as floats (``null``, from logs written before, as NaN).
+    `write` returns once the records are on disk (fsync), so a checkpoint written after it never
+    outlives its records; `missing_steps` names the records a resume finds lost anyway.
     """
 
     def __init__(self, path: str):
@@ -221,16 +286,22 @@ class MetricLog:
         """``(line, record)`` for every complete record, in order."""
         if not os.path.exists(self.path):
             return []
-        with open(self.path) as f:
+        with open(self.path, "rb") as f:
             lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
         out = []
-        for k, (n, line) in enumerate(lines):
+        for k, (n, raw) in enumerate(lines):
             try:
-                out.append((line if line.endswith("\n") else line + "\n", json.loads(line)))
-            except json.JSONDecodeError as e:
+                line = raw.decode()
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
+                out.append((line if line.endswith("\n") else line + "\n", record))
+            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
                 if k == len(lines) - 1:
                     break  # a partial write: the run died in the middle of this line
-                raise ValueError(f"{self.path}: line {n} is not a JSON record ({e.msg}); fix or delete that line") from None
+                why = getattr(e, "msg", None) or type(e).__name__
+                raise MetricLogDamaged(f"{self.path}: line {n} is not a JSON record ({why}); "
+                                       "fix or delete that line") from None
         return out
 
     def truncate(self, step: int) -> None:
@@ -240,16 +311,29 @@ class MetricLog:
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(keep)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
     def write(self, records: list[dict]) -> None:
+        """Append ``records`` and return once they are on disk."""
         self._drop_partial_tail()
+        created = not os.path.exists(self.path)
         with open(self.path, "a") as f:
             for r in records:
-                f.write(json.dumps(_finite_or_null(r), allow_nan=False) + "\n")
+                f.write(json.dumps(to_strict_json(r), allow_nan=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if created:  # the file's directory entry too, or a crash can lose the whole file
+            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
 
     def read(self) -> list[dict]:
-        return [_null_to_nan(r) for _, r in self._lines()]
+        return [from_strict_json(r, null=math.nan) for _, r in self._lines()]
+
+    def missing_steps(self, upto: int) -> list[int]:
+        """Steps ``1..upto`` without a record (lost to a crash or cut from the file)."""
+        have = {r.get("step") for _, r in self._lines()}
+        return [s for s in range(1, upto + 1) if s not in have]
 
     def _drop_partial_tail(self) -> None:
         """End the file with a newline, so the next record starts a line of its own: a complete
@@ -268,6 +352,30 @@ class MetricLog:
                 f.write(b"\n")
             except ValueError:
                 f.truncate(start)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def steps_text(steps: list[int]) -> str:
+    """``[1, 2, 3, 5]`` as ``"1-3, 5"``."""
+    runs: list[list[int]] = []
+    for s in steps:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 class Progress:
