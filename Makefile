@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast install clean results results-kdv results-ks-cons results-mean results-handback \
-	results-dimension results-capacity results-kolmogorov
+	results-dimension results-capacity results-kolmogorov results-query-synthesis study-authors
 
 RUNTIME := $(VENV)/.runtime
 
@@ -76,6 +76,22 @@ results-capacity: $(STAMP)
 	$(PY) scripts/sweep.py --sweep=capacity --workdir runs/results/capacity_sweep --seeds=$(SEEDS)
 
 # Kolmogorov flow (2D Navier–Stokes, 65-dim λ): Uniform, Breed and OGAS.
+# Query synthesis by gradient against Uniform, online Breed and OGAS at 480 simulations, both
+# protocols, KdV and conservative KS (RESULTS.md, "Query synthesis by gradient").
+QS := uniform,breed_online,ogas,adversarial,residual
+results-query-synthesis: $(STAMP)
+	$(Q) --workdir runs/results/qs_kdv --strategies=$(QS) --set=plots=False
+	$(Q) --workdir runs/results/qs_ks_cons --config_args=ks_conservative --strategies=$(QS) --set=plots=False
+	$(Q) --workdir runs/results/qs_kdv_nrmse --config_args=nrmse --strategies=$(QS) --set=plots=False
+	$(Q) --workdir runs/results/qs_ks_cons_nrmse --config_args=ks_conservative,nrmse --strategies=$(QS) --set=plots=False
+
+# The authors' regime (5,000 simulations per run, ~3-9 min each on one core): runs missing from
+# the committed records under docs/results/runs/ are run and recorded, then each study's report.
+study-authors: $(STAMP)
+	$(PY) scripts/study.py --study=authors_kdv
+	$(PY) scripts/study.py --study=authors_ks_cons
+	$(PY) scripts/study.py --study=authors_highd
+
 results-kolmogorov: $(STAMP)
 	$(PY) scripts/quickstart.py --config configs/online_2d.py --config_args=kolmogorov \
 		--strategies=uniform,breed,ogas --seeds=$(SEEDS) --workdir runs/results/kolmogorov
