@@ -201,10 +201,28 @@ def five_numbers(errors: Any) -> dict:
     """`summary_stats` (mean, std, max, p95, p99) of a vector of errors of valid trajectories.
 
     Every entry counts: NaN is read as inf (a diverged prediction), so a partly diverged
-    surrogate gets an infinite max and mean, never an optimistic summary.
+    surrogate gets an infinite max and mean, never an optimistic summary. With an infinite entry
+    the spread is infinite too, and a percentile is inf whenever its interpolation touches one
+    (numpy's ``inf - inf`` would make it NaN, which reads as "no number" rather than "diverged").
     """
     e = np.asarray(errors, np.float64).reshape(-1)
-    return summary_stats(np.where(np.isnan(e), np.inf, e))
+    e = np.where(np.isnan(e), np.inf, e)
+    if np.isfinite(e).all():
+        return summary_stats(e)
+    with np.errstate(invalid="ignore"):
+        out = summary_stats(e)
+    s = np.sort(e)
+    return {**out, "std": float("inf"), "p95": _percentile_of_sorted(s, 95), "p99": _percentile_of_sorted(s, 99)}
+
+
+def _percentile_of_sorted(s: np.ndarray, q: float) -> float:
+    """numpy's default (linear) percentile of the sorted ``s``, inf where it reaches an inf entry."""
+    rank = q / 100 * (s.size - 1)
+    lo, frac = int(np.floor(rank)), rank - np.floor(rank)
+    if frac == 0 or np.isinf(s[lo]):
+        return float(s[lo])
+    hi = s[lo + 1]
+    return float("inf") if np.isinf(hi) else float(s[lo] + (hi - s[lo]) * frac)
 
 
 def summarise(errors: dict[str, np.ndarray]) -> dict:
