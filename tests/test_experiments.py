@@ -87,6 +87,18 @@ def test_summary_counts_a_non_finite_prediction_as_infinite_error():
     np.testing.assert_allclose(test_sets.unevenness(ladder), np.mean(ladder[-10:]) / np.median(ladder))
 
 
+def test_percentiles_over_infinite_errors_are_infinite_not_nan():
+    tail = np.r_[np.full(90, 0.1), np.full(10, np.inf)]  # 10 diverged trajectories of 100
+    s = test_sets.five_numbers(tail)
+    assert s == {"mean": np.inf, "std": np.inf, "max": np.inf, "p95": np.inf, "p99": np.inf}
+    one = test_sets.five_numbers(np.r_[np.full(99, 0.1), np.nan])  # p95 lies among the finite ones
+    np.testing.assert_allclose(one["p95"], 0.1)
+    assert one["p99"] == np.inf  # interpolated towards the diverged one
+    finite = np.random.default_rng(0).random(37)  # without an inf: numpy's numbers, unchanged
+    np.testing.assert_allclose([test_sets.five_numbers(finite)[k] for k in ("p95", "p99", "std")],
+                               [np.percentile(finite, 95), np.percentile(finite, 99), np.std(finite)], rtol=1e-12)
+
+
 def test_score_errors_turn_nan_predictions_into_inf():
     u = np.random.default_rng(0).normal(size=(3, 4, 1, 8)).astype(np.float32)
     cond = np.zeros((3, 0), np.float32)
