@@ -262,9 +262,18 @@ def _online_cross_checks(config) -> None:
     from qsal_jax import models, proposals
     from qsal_jax.simulation import PROBLEMS
 
-    if config.problem.name not in PROBLEMS:
+    from qsal_jax.imports import is_import_path
+
+    if config.problem.name not in PROBLEMS and not is_import_path(config.problem.name):
         fail("problem.name", config.problem.name, f"must be one of {sorted(PROBLEMS)}")
-    if config.strategy.name not in proposals.names():
+    from qsal_jax.imports import import_by_path, is_import_path
+
+    if is_import_path(config.strategy.name):
+        try:
+            import_by_path(config.strategy.name, "strategy.name")
+        except ValueError as e:
+            fail("strategy.name", config.strategy.name, str(e).split(": ", 1)[-1])
+    elif config.strategy.name not in proposals.names():
         fail("strategy.name", config.strategy.name, f"must be one of {list(proposals.names())}")
     if config.strategy.name in OFFLINE_ONLY:
         fail("strategy.name", config.strategy.name, f"is not an online strategy (it samples collocation points of "

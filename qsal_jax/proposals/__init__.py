@@ -11,6 +11,9 @@ A factory declares its settings by its keyword-only signature, or (OGAS, with ma
 dataclass in its ``settings_type`` attribute; `settings_of` reads either, and `build` rejects a
 setting the declaration does not name, before anything is traced.
 
+A strategy of the user's own needs no registration: name it ``"package.module:factory"`` or
+``"path/to/file.py:factory"`` wherever a strategy name goes (`qsal_jax.imports`).
+
 Modules are imported on first use, so a strategy with heavy dependencies (``ogas``) costs
 nothing to the others.
 """
@@ -47,7 +50,12 @@ def names() -> tuple[str, ...]:
 
 
 def get(name: str) -> Callable[..., Proposal]:
-    """The factory registered under ``name`` (imports its module on first use)."""
+    """The factory registered under ``name`` (imports its module on first use), or a factory of
+    the user's own named ``"package.module:factory"`` / ``"path/to/file.py:factory"``."""
+    from qsal_jax.imports import import_by_path, is_import_path
+
+    if is_import_path(name):
+        return import_by_path(name, "strategy")
     try:
         module, attr = _REGISTRY[name]
     except KeyError:

@@ -224,7 +224,12 @@ PROBLEMS = {
 
 
 def get_problem(name: str, **kwargs) -> Simulator:
-    """Build a named problem; unknown names list the known ones."""
+    """Build a named problem, or a problem factory of the user's own named ``"package.module:factory"``
+    or ``"path/to/file.py:factory"`` (`qsal_jax.imports`); unknown names list the known ones."""
+    from qsal_jax.imports import import_by_path, is_import_path
+
+    if is_import_path(name):
+        return import_by_path(name, "problem.name")(**kwargs)
     if name not in PROBLEMS:
         raise ValueError(f"problem.name: unknown problem {name!r}; choose one of {sorted(PROBLEMS)}")
     return PROBLEMS[name](**kwargs)

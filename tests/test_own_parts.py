@@ -1,0 +1,83 @@
+"""A strategy and a problem of the user's own, from a file outside the package, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+USER_FILE = '''
+"""A user's own parts: nothing in qsal_jax is edited to use them."""
+import jax
+import jax.numpy as jnp
+
+from qsal_jax.proposals import Proposal
+from qsal_jax.simulation.problems import kdv_1d
+
+
+def steep_kdv(**kwargs):
+    """KdV at larger amplitudes: a problem of the user's own (a factory returning a Simulator)."""
+    return kdv_1d(amplitude=(0.5, 1.2), **kwargs)
+
+
+def lower_half(space, *, share=1.0):
+    """Draw A0 from the lower half of its range (a strategy of the user's own)."""
+
+    def init(key):
+        return jnp.zeros((), jnp.int32)
+
+    def sample(state, key, n):
+        z = jax.random.uniform(key, (n, space.dim))
+        z = z.at[:, 0].multiply(0.5 * share)
+        return space.from_unit(z), state + n
+
+    def update(state, feedback):
+        return state
+
+    return Proposal(init, sample, update)
+'''
+
+
+@pytest.fixture()
+def user_file(tmp_path):
+    path = tmp_path / "my_parts.py"
+    path.write_text(USER_FILE)
+    return str(path)
+
+
+def test_own_problem_and_strategy_run_through_the_script_and_load_run(user_file, tmp_path):
+    workdir = str(tmp_path / "run")
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--config",
+           os.path.join(ROOT, "configs", "online_1d.py") + ":uniform,tiny", "--workdir", workdir,
+           f"--set=strategy.name={user_file}:lower_half,problem.name={user_file}:steep_kdv,"
+           "strategy.settings.share=0.5", "--noplots_in_child"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(os.path.join(workdir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["strategy"].endswith(":lower_half") and summary["simulations"] == 24
+    import numpy as np
+
+    lam = np.concatenate([np.load(os.path.join(workdir, "samples", f)) for f in sorted(os.listdir(
+        os.path.join(workdir, "samples")))]).reshape(-1, 4)
+    assert np.all(lam[:, 0] <= 0.5 + 0.25 * 0.7 + 1e-6)  # A0 in [0.5, 1.2]: the lower quarter only
+    from qsal_jax.experiments import load_run
+
+    run = load_run(workdir)
+    assert run.simulator.space.low[0] == 0.5 and run.step == 6
+
+
+def test_a_bad_import_path_is_one_line_naming_the_field(user_file, tmp_path):
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--config",
+           os.path.join(ROOT, "configs", "online_1d.py") + ":uniform,tiny", "--workdir", str(tmp_path / "bad"),
+           f"--set=strategy.name={user_file}:no_such_factory"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("error: strategy.name") and "no attribute 'no_such_factory'" in lines[-1]
+    assert "Traceback" not in out.stderr and not os.path.exists(tmp_path / "bad")
