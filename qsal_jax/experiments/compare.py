@@ -33,7 +33,7 @@ def run_grid(configs: Mapping[str, object], seeds, root: str, *, overwrite: bool
             cfg.seed = int(seed)
             workdir = os.path.join(root, f"{name.replace('/', '_')}_seed{seed}")
             log(f"\n=== {name}, seed {seed} -> {workdir}")
-            if overwrite or not _finished(workdir, cfg):
+            if overwrite or not finished_run(workdir, cfg):
                 run_experiment(cfg, workdir, overwrite=overwrite, log=log)
             workdirs.append(workdir)
     return workdirs
@@ -62,7 +62,7 @@ def compare(config: str, strategies, seeds, root: str, *, config_args: str = "",
     return report.write_report(workdirs, root)
 
 
-def _finished(workdir: str, cfg) -> bool:
+def finished_run(workdir: str, cfg) -> bool:
     """A finished run of the same config (its summary exists and config.json matches)."""
     from qsal_jax.experiments.workdir import config_to_dict
 

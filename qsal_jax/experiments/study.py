@@ -81,14 +81,9 @@ def record_dir(records_root: str, study_name: str, strategy: str, seed: int) -> 
 
 def has_record(record: str, cfg) -> bool:
     """A record of this very config: summary.json exists and config.json matches."""
-    from qsal_jax.experiments.workdir import config_to_dict
+    from qsal_jax.experiments.compare import finished_run
 
-    try:
-        with open(os.path.join(record, "config.json")) as f:
-            same = json.load(f) == json.loads(json.dumps(config_to_dict(cfg), sort_keys=True, default=str))
-        return same and os.path.exists(os.path.join(record, "summary.json"))
-    except (OSError, ValueError):
-        return False
+    return finished_run(record, cfg)
 
 
 def write_record(workdir: str, record: str) -> None:
