@@ -76,10 +76,10 @@ from qsal_jax.online.async_records import (
     Latency,
     Launch,
     describe,
-    divergence,
 )
 from qsal_jax.online.host_buffer import ITEM_DTYPE, HostBuffer, trajectory_items
 from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
+from qsal_jax.training.divergence import divergence
 from qsal_jax.training.step import Batch, tree_all_finite
 
 logger = logging.getLogger(__name__)
@@ -396,7 +396,7 @@ class _Run:
             self.save_checkpoint()
 
     def check_divergence(self, metrics: dict) -> None:
-        """Raise `AsyncDiverged` if the step just taken diverged (see `async_records.divergence`)."""
+        """Raise `AsyncDiverged` if the step just taken diverged (the shared `training.divergence` rule)."""
         loss = float(metrics["loss"])
         finite = metrics["finite"] if "finite" in metrics else tree_all_finite(self.train_state.params)
         why = divergence(loss, bool(finite), self.losses, self.cfg.divergence_factor)
