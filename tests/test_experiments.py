@@ -231,7 +231,7 @@ def test_a_diverged_surrogate_stops_the_run_before_checkpointing(tmp_path):
         config.train.optimizer.learning_rate = 1e6
         config.train.optimizer.grad_clip_norm = 0.0
         config.train.optimizer.warmup_steps = 0
-    with pytest.raises(RunStopped, match=r"surrogate diverged at online step \d+; last good checkpoint 0; "
+    with pytest.raises(RunStopped, match=r"surrogate diverged at online step \d+ \(loss .*\); no checkpoint written; "
                                          r"try a lower train.optimizer.learning_rate"):
         run_experiment(config, str(tmp_path / "run"), log=lambda *a: None)
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())

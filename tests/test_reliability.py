@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,9 +27,10 @@ import pytest
 
 from qsal_jax import models, proposals, training
 from qsal_jax.online import async_checkpoint, async_mode, external
-from qsal_jax.online.async_records import AsyncDiverged, divergence
+from qsal_jax.online.async_records import AsyncDiverged
 from qsal_jax.simulation.param_space import ParamSpace
 from qsal_jax.training import checkpoint
+from qsal_jax.training.divergence import divergence
 
 ROOT = Path(__file__).resolve().parents[1]
 N, T = 32, 6
@@ -105,6 +107,9 @@ def test_divergence_rule():
     assert "not finite" in divergence(0.2, False, ok, 1e4)  # a non-finite parameter
     assert "running median" in divergence(1e31, True, ok, 1e4)  # a finite explosion
     assert divergence(1e31, True, ok[:2], 1e4) is None  # no scale yet
+    assert "running median 0.2" in divergence(3e25, True, [0.2], 1e4, min_scale_steps=1)  # the fused run's records
+    assert divergence(1e3, True, [0.2], 1e4, min_scale_steps=1) is None
+    assert divergence(1e31, True, ok, math.inf) is None  # factor inf: only the non-finite rule
 
 
 def _poisoned(step, at):
@@ -337,3 +342,107 @@ def test_a_score_set_cache_of_other_frames_or_digest_is_rebuilt(tmp_path):
     lines.clear()
     test_sets.make_score_set(sim, kwargs, size=8, seed=3, cache_dir=str(tmp_path), log=lines.append)
     assert lines == []  # the rebuilt file is trusted
+
+
+# ------------------------------------------------- the fused run (scripts/train.py)
+def _fused(arg="uniform,tiny", **train):
+    from qsal_jax.experiments.config_args import load_config
+
+    config = load_config(str(ROOT / "configs" / f"online_1d.py:{arg}"))
+    with config.unlocked():
+        config.train.optimizer.update(train)
+    return config
+
+
+@pytest.fixture
+def score_cache(tmp_path_factory, monkeypatch):
+    """One score-set cache for the fused-run tests (the `:tiny` set of 16 trajectories)."""
+    from qsal_jax.experiments import cache
+
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "fused_cache"))
+
+
+def _train_script(workdir, *flags):
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), f"--config={ROOT / 'configs' / 'online_1d.py'}:tiny,uniform",
+            f"--workdir={workdir}", *flags]
+
+
+def test_a_finite_explosion_of_the_fused_run_is_divergence(tmp_path, score_cache):
+    """``learning_rate=100`` took the loss from 0.2 to 1e25 in one step and to 1e31 by the end,
+    exit 0; now the run stops at that step, in one line, before anything is checkpointed."""
+    workdir = tmp_path / "run"
+    out = subprocess.run(_train_script(workdir, "--set=train.optimizer.learning_rate=100"), env=_env(), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: surrogate diverged at online step 2 \(loss \S+, more than 10000 times its running "
+                        r"median 0\.\d+\); no checkpoint written; try a lower train.optimizer.learning_rate", last), last
+    assert not any((workdir / "checkpoints").iterdir()) and not (workdir / "summary.json").exists()
+
+
+def test_the_fused_divergence_rule_skips_steps_that_did_not_train():
+    from qsal_jax.experiments.guards import RunStopped, check_sync
+
+    def sync(loss, trained, finite=True):
+        n = len(loss)
+        return {"train_loss": np.asarray(loss), "trained_samples": np.asarray(trained), "finite": np.full(n, finite),
+                "rejected": np.zeros(n)}
+
+    losses = []
+    check_sync(sync([0.0, 0.0, 0.3], [0, 0, 16]), 0, 3, "no checkpoint written", 0, 12, losses)
+    assert losses == [0.3]  # below the watermark a loss of 0 is no scale
+    check_sync(sync([0.2, 2e3], [16, 16]), 3, 2, "no checkpoint written", 0, 20, losses)
+    with pytest.raises(RunStopped, match=r"online step 7 \(loss 1e\+05, more than 10000 times its running median "
+                                         r"0.3\); last good checkpoint: step 3 in c; try"):
+        check_sync(sync([1e5], [16]), 6, 1, "last good checkpoint: step 3 in c", 0, 28, losses)
+    with pytest.raises(RunStopped, match=r"online step 8 \(loss nan; the loss or the parameters are not finite\)"):
+        check_sync(sync([np.nan], [0], finite=False), 7, 1, "x", 0, 32, [])
+
+
+def test_non_finite_score_set_predictions_stop_the_fused_run(tmp_path, score_cache, monkeypatch):
+    """A surrogate that predicts inf for one score trajectory at the step-3 evaluation: the run
+    stops naming it, and neither that state nor a later one is checkpointed."""
+    from qsal_jax.experiments import run_experiment, test_sets
+    from qsal_jax.experiments.online import RunStopped
+
+    real = test_sets.score
+
+    def one_diverged(*args, **kwargs):
+        errs = real(*args, **kwargs)
+        if "one_step" in errs:
+            errs["one_step"][0] = errs["one_step_by_time"][0, 0] = np.inf
+        return errs
+
+    monkeypatch.setattr(test_sets, "score", one_diverged)
+    workdir = tmp_path / "run"
+    with pytest.raises(RunStopped, match=r"^surrogate diverged at online step 3: its one-step predictions of 1 of the 16 "
+                                         r"score-set trajectories are not finite; no checkpoint written; try a lower"):
+        run_experiment(_fused(), str(workdir), log=lambda *a: None)
+    assert not any((workdir / "checkpoints").iterdir()) and not (workdir / "summary.json").exists()
+    steps = [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl")]
+    assert steps == [1, 2, 3]  # the record that shows it is kept (a rerun resumes before it and drops it)
+
+
+def _strict_json(text):
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_a_metrics_record_cut_short_is_named_on_resume(tmp_path, score_cache):
+    """The run stopped after checkpoint 3 and 40 bytes of metrics.jsonl were lost: the resume says
+    which record is gone instead of going on without it, and ends with the same numbers."""
+    from qsal_jax.experiments import run_experiment
+
+    workdir = tmp_path / "run"
+    whole = run_experiment(_fused(), str(workdir), log=lambda *a: None)
+    _strict_json((workdir / "summary.json").read_text())
+    for line in open(workdir / "metrics.jsonl"):
+        _strict_json(line)
+    subprocess.run(["rm", "-r", str(workdir / "checkpoints" / "6"), str(workdir / "summary.json")], check=True)
+    first3 = b"".join(open(workdir / "metrics.jsonl", "rb").readlines()[:3])
+    (workdir / "metrics.jsonl").write_bytes(first3[:-40])
+    lines = []
+    again = run_experiment(_fused(), str(workdir), log=lines.append)
+    assert "warning: metrics.jsonl lacks the records of online step 3 (up to checkpoint 3, lost or cut short); " \
+           "they are not rebuilt" in lines, lines
+    assert [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl")] == [1, 2, 4, 5, 6]
+    assert again["one_step_nrmse"] == whole["one_step_nrmse"]

@@ -10,7 +10,7 @@ config (see ``configs/online_1d.py``), runs the fused loop with host syncs every
   checkpoints/       orbax checkpoints of the whole OnlineState
   tb/                TensorBoard events
   summary.json       the five numbers on the score set (per trajectory and per transition,
-                     one-step and rollout), its size and draw, budget and wall time
+                     one-step and rollout), its size and draw, budget and wall time (inf as "inf")
   test_errors.npz    every score-set error, per trajectory and per (trajectory, frame)
   heatmap_errors.npz, rollouts.npz, plot_inputs.json
                      what the figures are drawn from (plots only; `plots.plot_run`)
@@ -18,7 +18,8 @@ config (see ``configs/online_1d.py``), runs the fused loop with host syncs every
                      with ``plots_in_child`` a child process draws them and writes figures.json
 
 Killed at any point and started again with the same command, a run resumes from its
-last checkpoint and ends with the same numbers as an uninterrupted one.
+last checkpoint and ends with the same numbers as an uninterrupted one. A run that diverges
+stops with one line and checkpoints nothing of the diverged state (`guards`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ import numpy as np
 
 from qsal_jax import models, proposals
 from qsal_jax.experiments import preflight, test_sets
+from qsal_jax.experiments.guards import RunStopped, check_predictions, check_sync, last_good_checkpoint, resumed_records
 from qsal_jax.experiments.side_work import SideWork
 from qsal_jax.experiments.validation import ConfigError, first_line, validate_config
-from qsal_jax.experiments.workdir import MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir
+from qsal_jax.experiments.workdir import (MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir,
+                                         write_json)
 from qsal_jax.online.engine import OnlineEngine
 from qsal_jax.simulation import get_problem
 from qsal_jax.training import checkpoint
@@ -160,10 +163,6 @@ def check_config(config) -> None:
     validate_config(config)
 
 
-class RunStopped(RuntimeError):
-    """The run cannot go on (diverged surrogate, a solver that rejects everything); one line."""
-
-
 def _scalars(metrics: dict, i: int) -> dict:
     return {k: float(v[i]) for k, v in metrics.items() if k != "lam"}
 
@@ -175,17 +174,6 @@ def scored_params(engine: OnlineEngine, state):
     if engine.ensemble_size > 1:
         params = jax.tree_util.tree_map(lambda x: x[0], params)
     return params
-
-
-def _check_sync(metrics: dict, step: int, n: int, last_checkpoint: int, total_rejected: int, launched: int) -> None:
-    finite = np.asarray(metrics["finite"], bool)
-    if not finite.all():
-        bad = step + int(np.argmin(finite)) + 1
-        raise RunStopped(f"surrogate diverged at online step {bad}; last good checkpoint {last_checkpoint}; "
-                         "try a lower train.optimizer.learning_rate")
-    if launched and total_rejected == launched:
-        raise RunStopped(f"the solver blew up for all {launched} simulations of the first {step + n} online steps; "
-                         "raise problem.kwargs.substeps or narrow the amplitude range")
 
 
 def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=print, plots_in_child: bool = False) -> dict:
@@ -215,7 +203,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         with times("score_set"):
             scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
                                               draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
-        claim_workdir(workdir, config, overwrite=overwrite)
+        claim_workdir(workdir, config, overwrite=overwrite, log=log)
     sync_processes(f"claimed {workdir}")  # no process reads checkpoints before an overwrite is done
     chash = config_hash(config)
     total = config.online.num_steps
@@ -232,6 +220,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
     if restored is not None:
         state, start = restored
         log(f"resumed from checkpoint at online step {start}")
+    losses = resumed_records(metric_log, start, log if primary else None)  # the divergence rule's running scale
     if primary:
         _drop_after(start, metric_log, samples_dir)
         log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
@@ -251,12 +240,21 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
     last_checkpoint = start
     rejected = int(state.num_rejected)
     final_eval = None
+    stopped = []  # set by the lane when an evaluation finds divergence: no later checkpoint is written
 
-    def log_sync(records, evaluation, rejected_so_far):
-        """Metric records (and TensorBoard, progress line) of one sync, on the side-work lane."""
+    def log_sync(records, evaluation, rejected_so_far, last_good):
+        """Metric records (and TensorBoard, progress line) of one sync, on the side-work lane; the
+        records are on disk before the lane writes the checkpoint queued behind them."""
+        if stopped:  # the run has diverged: the steps the loop ran on meanwhile are not recorded
+            return
         if evaluation is not None:
-            records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(evaluation.result()["one_step"]).items()})
+            one_step = evaluation.result()["one_step"]
+            records[-1].update({f"test_{k}": v for k, v in test_sets.five_numbers(one_step).items()})
+            if not np.isfinite(one_step).all():
+                stopped.append(records[-1]["step"])
         metric_log.write(records)
+        if stopped:  # after the record that shows it; before the checkpoint queued behind it
+            check_predictions(one_step, records[-1]["step"], last_good)
         if writer is not None:
             for r in records:
                 for k, v in r.items():
@@ -270,6 +268,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
     # the loop runs on; a multi-process run does them in step instead (its saves are collectives).
     # The lane is inside the checkpointer: a run stopped by an error finishes its queued writes first.
     with checkpoint.Checkpointer(ckpt_dir) as ckpt, SideWork(background=jax.process_count() == 1) as side:
+        write_checkpoint = lambda at, snap: None if stopped else ckpt.write(at, snap)  # none of a diverged state
         while step < total:
             n = min(sync, total - step)
             t0 = time.perf_counter()
@@ -279,7 +278,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
             wall += time.perf_counter() - t0
             side.check()
             rejected += int(np.sum(metrics["rejected"]))
-            _check_sync(metrics, step, n, last_checkpoint, rejected, (step + n) * engine.clients_per_step)
+            last_good = last_good_checkpoint(ckpt_dir, last_checkpoint)
+            check_sync(metrics, step, n, last_good, rejected, (step + n) * engine.clients_per_step, losses)
             step += n
             if primary:  # the others run the same steps, gathers and checkpoint saves (collectives), no more
                 records = [{"step": step - n + i + 1, **_scalars(metrics, i)} for i in range(n)]
@@ -292,11 +292,11 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
                     evaluation = side.submit("evaluation", score, params, True, False)
                     if step == total:
                         final_eval = evaluation
-                side.submit("records", log_sync, records, evaluation, rejected)
+                side.submit("records", log_sync, records, evaluation, rejected, last_good)
             if step % config.online.checkpoint_every == 0 or step == total:
                 with times("checkpoint"):
                     snap = checkpoint.snapshot(state, config_hash=chash)
-                side.submit("checkpoint", ckpt.write, step, snap)
+                side.submit("checkpoint", write_checkpoint, step, snap)
                 last_checkpoint = step
 
         if not primary:
@@ -313,6 +313,8 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         with times("evaluation"):
             if final_eval is not None:
                 errs = {**final_eval.result(), **errs}  # one-step first, as before
+            else:  # a resumed run that had finished its steps: its evaluation was not checked by the lane
+                check_predictions(errs["one_step"], step, f"checkpoint {step} holds this state")
         with times("checkpoint"):
             side.drain()
     summary = {
@@ -348,8 +350,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         writer.close()
     summary["wall_split_s"] = times.split()
     summary["side_work_s"] = dict(side.busy_s)
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(os.path.join(workdir, "summary.json"), summary, indent=1)  # strict JSON: inf as "inf"
     log(f"score set ({scores.info['size']}), per-trajectory one-step nRMSE: "
         + "  ".join(f"{k} {v:.4g}" for k, v in summary["one_step_nrmse"].items()))
     if draw and plots_in_child:
