@@ -149,7 +149,7 @@ def _read_config(path: str) -> tuple[dict | None, str]:
     except UnicodeDecodeError:
         return None, "not text"
     except json.JSONDecodeError as e:
-        return None, f"not JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        return None, f"not JSON: {e.msg}, line {e.lineno} column {e.colno}"
     except OSError as e:
         return None, f"cannot be read: {e.strerror or e}"
     if not isinstance(previous, dict):
