@@ -46,6 +46,7 @@ def load_run(workdir: str) -> LoadedRun:
     state, step = restored
     summary = None
     if os.path.exists(os.path.join(workdir, "summary.json")):
-        with open(os.path.join(workdir, "summary.json")) as f:
-            summary = json.load(f)
+        from qsal_jax.experiments.workdir import read_json
+
+        summary = read_json(os.path.join(workdir, "summary.json"))
     return LoadedRun(config, engine.apply_fn, scored_params(engine, state), summary, sim, int(step))

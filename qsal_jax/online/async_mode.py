@@ -50,7 +50,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import logging
-import pickle
 import time
 from collections import Counter
 from typing import Any, Callable, NamedTuple
@@ -64,8 +63,10 @@ from qsal_jax.online.external import (
     ExecutableSolver,
     WorkerPool,
     call_solver,
+    check_picklable,
     check_trajectory,
     classify_exception,
+    format_lam,
 )
 from qsal_jax.online import async_checkpoint
 from qsal_jax.online.async_records import (
@@ -152,7 +153,7 @@ class AsyncTrainer:
         seed = int(jax.random.randint(key_buffer, (), 0, np.iinfo(np.int32).max))
         pool = WorkerPool(self.executor, self.config.num_workers)
         if pool.uses_processes:
-            _check_picklable(self.solver)
+            check_picklable(self.solver)
         run = _Run(self, pool, train_state, strategy_state, key_sample, np.random.default_rng(seed))
         if self.config.checkpoint_dir:
             run.resume(seed)
@@ -180,16 +181,6 @@ def run_async(
     trainer = AsyncTrainer(solver, strategy, train_step, config, executor=executor, conditioning=conditioning,
                            trajectory_shape=trajectory_shape)
     return trainer.run(train_state, key, strategy_state)
-
-
-def _check_picklable(solver: Any) -> None:
-    try:
-        pickle.dumps(solver)
-    except Exception as e:
-        raise TypeError(
-            f"the solver must pickle to run in worker processes ({e}); define it at module level, "
-            "or pass a thread executor"
-        ) from None
 
 
 class _Task(NamedTuple):
@@ -281,7 +272,7 @@ class _Run:
             if self.redraws_pending:
                 self.redraws_pending -= 1
                 self.redrawn += 1
-            logger.info("launch id=%d step=%d lam=%s", lam_id, launch.step, _fmt(launch.lam))
+            logger.info("launch id=%d step=%d lam=%s", lam_id, launch.step, format_lam(launch.lam))
             self.submit(launch)
 
     def submit(self, launch: Launch) -> None:
@@ -331,14 +322,14 @@ class _Run:
             if task.generation < self.pool.generation and not finished:
                 del self.tasks[fut]
                 self.requeued += 1
-                logger.info("requeue id=%d lam=%s", task.launch.lam_id, _fmt(task.launch.lam))
+                logger.info("requeue id=%d lam=%s", task.launch.lam_id, format_lam(task.launch.lam))
                 self.submit(task.launch)
         return True
 
     def fault(self, task: _Task, kind: str, reason: str) -> None:
         self.faults[kind] += 1
         launch = task.launch
-        logger.warning("fault %s id=%d step=%d lam=%s: %s", kind, launch.lam_id, self.step, _fmt(launch.lam), reason)
+        logger.warning("fault %s id=%d step=%d lam=%s: %s", kind, launch.lam_id, self.step, format_lam(launch.lam), reason)
         if sum(self.faults.values()) - self.fault_base > self.cfg.max_faults:
             kinds = ", ".join(f"{k} {v}" for k, v in self.faults.items() if v)
             self.stop(f"more than {self.cfg.max_faults} faults ({kinds})", failure=True)
@@ -427,6 +418,3 @@ class _Run:
             latencies=tuple(lat), wall_s=self.now(), stopped_early=self.stopped_early, failure=self.failure,
         )
 
-
-def _fmt(lam: np.ndarray) -> str:
-    return np.array2string(np.asarray(lam), precision=6, separator=", ", max_line_width=10_000)

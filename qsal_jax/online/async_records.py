@@ -5,9 +5,8 @@ record of each launch and its latency, and the summary of a run (`AsyncSummary`,
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -146,23 +145,3 @@ class AsyncFailed(RuntimeError):
     """The run did not do its work (``AsyncSummary.failure``); rerunning it resumes from its checkpoint."""
 
 
-SCALE_WINDOW = 50  # losses whose median is the running scale of `divergence`
-MIN_SCALE_STEPS = 5  # losses needed before a finite loss can count as an explosion
-LOSS_FLOOR = 1e-8  # a scale below it is read as it: a loss near zero makes no ratio meaningful
-
-
-def divergence(loss: float, finite: bool, recent: Sequence[float], factor: float) -> str | None:
-    """Why a training step diverged, or None.
-
-    ``finite``: the loss and every parameter after the step are finite. A finite ``loss`` diverges
-    when it exceeds ``factor`` times the running scale, the median of the last `SCALE_WINDOW`
-    ``recent`` losses (once there are `MIN_SCALE_STEPS` of them): a finite explosion trains on as
-    surely to garbage as a NaN does, only later.
-    """
-    if not finite or not math.isfinite(loss):
-        return f"loss {loss:.4g}; the loss or the parameters are not finite"
-    if len(recent) >= MIN_SCALE_STEPS:
-        scale = max(statistics.median(recent[-SCALE_WINDOW:]), LOSS_FLOOR)
-        if loss > factor * scale:
-            return f"loss {loss:.4g}, more than {factor:g} times its running median {scale:.4g}"
-    return None

@@ -355,3 +355,23 @@ class WorkerPool:
             discard_executor(self.executor)
         else:
             self.executor.shutdown(wait=True)
+
+
+def check_picklable(solver) -> None:
+    """A `TypeError` with the way out when ``solver`` cannot go to a worker process."""
+    import pickle
+
+    try:
+        pickle.dumps(solver)
+    except Exception as e:
+        raise TypeError(
+            f"the solver must pickle to run in worker processes ({e}); define it at module level, "
+            "or pass a thread executor"
+        ) from None
+
+
+def format_lam(lam) -> str:
+    """λ for a log line, at full float32 precision."""
+    import numpy as np
+
+    return np.array2string(np.asarray(lam), precision=6, separator=", ", max_line_width=10_000)
