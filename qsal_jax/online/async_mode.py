@@ -27,22 +27,20 @@ Rules, in the order the loop applies them (`AsyncConfig` holds the numbers):
 4. *Train* one step while the buffer is non-empty, once it has held ``watermark`` items.
    A step that diverges (a non-finite loss or parameter, or a loss ``divergence_factor`` times
    its running median) raises `AsyncDiverged` naming the last good checkpoint, before the
-   diverged state can be checkpointed. Otherwise wait for the first task to finish (``concurrent.futures.wait`` with a timeout
-   set by the nearest deadline, so the loop never blocks past one).
+   diverged state can be checkpointed. Otherwise wait for the first task to finish, at most
+   until the nearest deadline.
 5. *Stop* when the budget's simulations have completed, after a final drain: training goes
    on until every held item has been trained on at least once (watermark ignored). A run that
    ended on the fault limit, a refusing executor, or with no simulation completed reports why in
    ``summary.failure``, after a last checkpoint so that rerunning it resumes the work.
 
-Latency: each launch records the training step and wall time at which λ was drawn (the
-strategy state it came from reflects the losses of all earlier steps); the first training
-step that uses data from λ records the delay in steps and seconds.
+Latency: each launch records the training step and wall time at which λ was drawn; the first
+training step that uses data from λ records the delay in steps and seconds.
 
-Determinism: not promised. Which task finishes first, and so how many training steps run
-between two launches, depends on timing. What is reproducible is the record: λ of launch
-``id`` is ``strategy.sample(state, fold_in(sample_key, id), 1)`` with the state as of the
-logged step (the state each draw returns is kept, so a sequence strategy moves on), buffer draws come from a generator seeded by the run key, and every launch,
-result, fault and first use is logged with its id, λ and step.
+Determinism: not promised (arrival order is real time). The record is: λ of launch ``id`` is
+``strategy.sample(state, fold_in(sample_key, id), 1)`` with the state of the logged step, buffer
+draws come from a generator seeded by the run key, and every launch, result, fault and first use
+is logged with its id, λ and step.
 """
 
 from __future__ import annotations
@@ -160,20 +158,10 @@ class AsyncTrainer:
         return run.run()
 
 
-def run_async(
-    solver: Callable[[np.ndarray], Any],
-    strategy: Proposal,
-    train_step: Callable,
-    train_state: Any,
-    key: jax.Array,
-    config: AsyncConfig | Any = None,
-    *,
-    executor: Any = None,
-    conditioning: Conditioning | None = None,
-    trajectory_shape: tuple[int, ...] | None = None,
-    strategy_state: Any = None,
-    **overrides: Any,
-) -> AsyncResult:
+def run_async(solver: Callable[[np.ndarray], Any], strategy: Proposal, train_step: Callable, train_state: Any,
+              key: jax.Array, config: AsyncConfig | Any = None, *, executor: Any = None,
+              conditioning: Conditioning | None = None, trajectory_shape: tuple[int, ...] | None = None,
+              strategy_state: Any = None, **overrides: Any) -> AsyncResult:
     """``AsyncTrainer(...).run(train_state, key)``; ``config`` may be a dict/ConfigDict, ``overrides`` fields."""
     if not isinstance(config, AsyncConfig) or overrides:
         config = AsyncConfig.from_config(dataclasses.asdict(config) if isinstance(config, AsyncConfig) else config,
@@ -281,7 +269,7 @@ class _Run:
                 fut = self.pool.submit(call_solver, self.trainer.solver, launch.lam)
                 break
             except (RuntimeError, cf.BrokenExecutor) as e:  # shut down, or broken before the task left
-                if attempt or not self.restart_pool(self.pool.generation):
+                if attempt or not self.restart_pool(self.pool.generation, blamed=False):
                     self.stop(f"the executor refused a task: {e}", failure=True)
                     return
         self.tasks[fut] = _Task(launch, self.pool.generation, time.monotonic() + self.cfg.task_timeout_s)
@@ -311,16 +299,21 @@ class _Run:
                 if not self.restart_pool(task.generation):
                     logger.warning("id=%d abandoned; a borrowed executor may keep its worker busy", task.launch.lam_id)
 
-    def restart_pool(self, generation: int) -> bool:
-        """Rebuild an owned pool once per generation and requeue its unfinished tasks."""
+    def restart_pool(self, generation: int, *, blamed: bool = True) -> bool:
+        """Rebuild an owned pool once per generation and requeue its unfinished tasks; unless a fault
+        was counted for the break (``blamed``), the first task it failed counts as the crash."""
         if generation != self.pool.generation or not self.pool.restart():
             return False
         self.restarts += 1
         logger.warning("worker pool rebuilt (generation %d)", self.pool.generation)
         for fut, task in list(self.tasks.items()):
-            finished = fut.done() and not fut.cancelled() and fut.exception() is None
-            if task.generation < self.pool.generation and not finished:
+            ok = fut.done() and not fut.cancelled() and fut.exception() is None
+            if task.generation < self.pool.generation and not ok:
                 del self.tasks[fut]
+                if not blamed and fut.done() and not fut.cancelled() and isinstance(fut.exception(), cf.BrokenExecutor):
+                    blamed = True
+                    self.fault(task, "crash", f"worker lost: {fut.exception()!r}")
+                    continue
                 self.requeued += 1
                 logger.info("requeue id=%d lam=%s", task.launch.lam_id, format_lam(task.launch.lam))
                 self.submit(task.launch)
