@@ -46,6 +46,10 @@ STAGES = [
     ("harness", "harness", {}, 50, 150),
     ("roofline", "roofline", {}, 20, 60),
     ("proposals", "proposals", {"proposal_populations": (1_000, 100_000)}, 30, 0),
+    # Gradient query synthesis at the default K and window, and OGAS :paper's calls (their GPU figures).
+    ("query_synthesis", "query_synthesis", {"qs_entries": ["adversarial:ascent_steps=4,window=1", "residual:window=4"],
+                                            "online_min_rounds": 3}, 60, 0),
+    ("authors", "authors", {}, 40, 0),
 ]
 # --cpu: small sizes, so the whole check takes minutes on 2 cores.
 CPU_OVERRIDES = {
@@ -176,6 +180,7 @@ def main() -> int:
         if (wanted is not None and name not in wanted) or limit == 0:
             continue
         cfg = {"gpu": gpu, "exponax": True, "repeats": 3, "online_config": os.path.join(ROOT, "configs", "online_1d.py"),
+               "authors_config": os.path.join(ROOT, "configs", "authors_1d.py"),
                **overrides, **({} if gpu else CPU_OVERRIDES.get(name, {}))}
         path = os.path.join(out, f"bench_{name}.json")
         cmd = [py, me, "--run-suite", suite, json.dumps(cfg), path]
