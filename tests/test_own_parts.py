@@ -81,3 +81,22 @@ def test_a_bad_import_path_is_one_line_naming_the_field(user_file, tmp_path):
     lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
     assert lines[-1].startswith("error: strategy.name") and "no attribute 'no_such_factory'" in lines[-1]
     assert "Traceback" not in out.stderr and not os.path.exists(tmp_path / "bad")
+
+
+def test_heat_map_axes_default_to_the_problems_first_two_parameters(tmp_path):
+    """A problem with other λ names needs no eval.grid_axes: unset, the grid spans its first two."""
+    from qsal_jax.experiments.config_args import load_config
+    from qsal_jax.experiments.test_sets import heatmap_axes
+    from qsal_jax.experiments.validation import ConfigError, validate_config
+    from qsal_jax.simulation import get_problem
+
+    config = load_config(os.path.join(ROOT, "configs", "online_1d.py") + ":uniform,tiny")
+    with config.unlocked():
+        config.problem.name = "ks_conservative_bumps_1d"
+        config.problem.kwargs = {"num_bumps": 2, "num_points": 32, "num_steps": 4}
+        with pytest.raises(ConfigError, match="eval.grid_axes"):  # KdV's (A0, A1) are not its names
+            validate_config(config)
+        config.eval.grid_axes = None
+    validate_config(config)
+    space = get_problem("ks_conservative_bumps_1d", num_bumps=2, num_points=32, num_steps=4).space
+    assert heatmap_axes(config.eval, space) == ("A", "centre_0")

@@ -364,7 +364,8 @@ def _score_heatmap_grid(workdir, config, engine, params):
     e, sim = config.eval, engine.simulator
     if not e.get("grid_size", 0):
         return None
-    grid = test_sets.make_heatmap_grid(sim, dict(config.problem.get("kwargs", {})), tuple(e.grid_axes), e.grid_size)
+    grid = test_sets.make_heatmap_grid(sim, dict(config.problem.get("kwargs", {})), test_sets.heatmap_axes(e, sim.space),
+                                       e.grid_size)
     grid_errs = test_sets.score(engine.apply_fn, params, grid.u, grid.cond)
     np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
              one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),

@@ -325,7 +325,9 @@ def _online_cross_checks(config) -> None:
     except ValueError as e:
         fail("problem.kwargs", dict(kw), str(e))
     if config.eval.get("grid_size", 0):
-        axes = tuple(config.eval.get("grid_axes", ()))
+        from qsal_jax.experiments.test_sets import heatmap_axes
+
+        axes = heatmap_axes(config.eval, space)
         if len(axes) != 2 or not all(a in space.names for a in axes):
             fail("eval.grid_axes", axes, f"must name two parameters of the problem, from {list(space.names[:8])}")
     shard = config.online.get("shard", "auto")
