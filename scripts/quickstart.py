@@ -30,6 +30,16 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    try:
+        run()
+    except KeyboardInterrupt:  # finished runs keep their summaries; the one running resumes
+        from qsal_jax.experiments.cli import interrupted, latest_run
+
+        last = latest_run(FLAGS.workdir)
+        sys.exit(f"error: {os.path.basename(last) + ': ' if last else ''}{interrupted(last)}")
+
+
+def run():
     logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
     if FLAGS.compilation_cache != "off":
         from qsal_jax.experiments.cache import enable_compilation_cache

@@ -9,7 +9,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from qsal_jax.experiments.cli import one_line_flag_parser
+from qsal_jax.experiments.cli import interrupted, one_line_flag_parser
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:args]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, plots and summary.json go.")
@@ -26,6 +26,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    try:
+        run()
+    except KeyboardInterrupt:  # the lock is released and the queued checkpoint written on the way out
+        sys.exit(f"error: {interrupted(FLAGS.workdir)}")
+
+
+def run():
     logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
     from qsal_jax.training.sharding import maybe_initialize_distributed
 

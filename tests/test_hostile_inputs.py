@@ -271,3 +271,100 @@ def test_hostile_input_fails_in_one_line(outcomes, case_id):
     assert lines[-1].startswith("error: "), stderr[-2000:]
     assert words.lower() in lines[-1].lower(), f"{words!r} not in: {lines[-1]}"
     check()
+
+
+# ------------------------------------------------------------------ faults in the middle of a run
+# A script run in a subprocess with one library call replaced (``_PATCHED``): it makes the workdir
+# a run would have made by then, then meets the fault (a Ctrl-C sent to itself, a full disk).
+_PATCHED = r"""
+import json, os, runpy, signal, sys
+import qsal_jax.experiments, qsal_jax.experiments.compare
+
+def fake_run(workdir, steps, checkpoints):
+    os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write("{}")
+    for c in checkpoints:
+        os.makedirs(os.path.join(workdir, "checkpoints", str(c)))
+    os.makedirs(os.path.join(workdir, "checkpoints", "9.orbax-checkpoint-tmp-1"))  # a save in progress
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps({"step": s}) + "\n" for s in steps)
+        f.write('{"step": 9, "tra')  # cut short by the interrupt
+
+def interrupt(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    raise AssertionError("SIGINT did not interrupt")
+
+def train_run(config, workdir, **kwargs):
+    fake_run(workdir, range(1, 8), [3, 6])
+    interrupt()
+
+def compare_runs(config, strategies, seeds, root, **kwargs):
+    fake_run(os.path.join(root, "uniform_seed0"), range(1, 13), [12])
+    fake_run(os.path.join(root, "uniform_seed1"), range(1, 5), [3])
+    interrupt()
+
+qsal_jax.experiments.run_experiment = train_run
+qsal_jax.experiments.compare.compare = compare_runs
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def _run_patched(script, args, tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, "-c", _PATCHED, script, "--compilation_cache=off", *args], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def _one_line(out) -> str:
+    assert out.returncode != 0, out.stdout[-500:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), out.stderr[-2000:]
+    return lines[-1]
+
+
+def test_train_interrupted_names_step_and_checkpoint(tmp_path):
+    out = _run_patched(TRAIN, [f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'run'}"], tmp_path)
+    assert _one_line(out) == "error: interrupted at step 7; last checkpoint at step 6; run the same command to resume"
+
+
+def test_quickstart_interrupted_names_the_run(tmp_path):
+    quickstart = os.path.join(ROOT, "scripts", "quickstart.py")
+    out = _run_patched(quickstart, ["--config_args=tiny", "--strategies=uniform", f"--workdir={tmp_path / 'q'}"],
+                       tmp_path)
+    assert _one_line(out) == ("error: uniform_seed1: interrupted at step 4; last checkpoint at step 3; "
+                              "run the same command to resume")
+
+
+def test_interrupted_before_anything_is_written(tmp_path):
+    from qsal_jax.experiments.cli import interrupted
+
+    assert interrupted(str(tmp_path / "none")) == "interrupted; no checkpoint yet; run the same command to resume"
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_real_run_is_one_line(tmp_path):
+    """Ctrl-C as a terminal sends it (to the process group) once a checkpoint is on disk."""
+    import signal
+    import time
+
+    workdir = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, TRAIN, f"--config={CONFIG}:tiny", f"--workdir={workdir}",
+                             "--compilation_cache=off"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not any(
+            p.name.isdigit() for p in workdir.glob("checkpoints/*")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt")
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted at step ") and "; last checkpoint at step " in last, last
+    assert last.endswith("; run the same command to resume"), last

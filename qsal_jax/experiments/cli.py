@@ -2,12 +2,14 @@
 
 A bad flag, an override of a field the config lacks, a config file that is missing, does not
 parse or raises: each ends the script with ``error: …`` naming the flag or the file, never a
-traceback (``app.run(main, flags_parser=one_line_flag_parser(FLAGS))``).
+traceback (``app.run(main, flags_parser=one_line_flag_parser(FLAGS))``). `interrupted` is the
+line a Ctrl-C ends with.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import sys
@@ -67,3 +69,43 @@ def _one_line(e: Exception) -> str:
         head = lines[0].split(": Error whilst")[0]
         return f"{head}: {lines[-1]}"
     return " ".join(lines) or type(e).__name__
+
+
+def interrupted(workdir: str | None) -> str:
+    """The line a run ends with on Ctrl-C: the last step it logged and the last checkpoint on disk
+    (read from the workdir, so it holds wherever the interrupt landed), and how to resume."""
+    steps = []
+    ckpt_dir = os.path.join(workdir or "", "checkpoints")
+    if workdir and os.path.isdir(ckpt_dir):
+        steps = [int(n) for n in os.listdir(ckpt_dir) if n.isdigit() and os.path.isdir(os.path.join(ckpt_dir, n))]
+    where = f"last checkpoint at step {max(steps)}" if steps else "no checkpoint yet"
+    step = _last_logged_step(os.path.join(workdir, "metrics.jsonl")) if workdir else None
+    at = "interrupted" if step is None else f"interrupted at step {step}"
+    return f"{at}; {where}; run the same command to resume"
+
+
+def _last_logged_step(path: str) -> int | None:
+    """The step of the last complete record of ``metrics.jsonl`` (None without one)."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            step = json.loads(line).get("step")
+        except (ValueError, AttributeError):  # a partial last line, or not a record
+            continue
+        if isinstance(step, int):
+            return step
+    return None
+
+
+def latest_run(root: str) -> str | None:
+    """The run directory under ``root`` (a comparison's) whose files changed last: the one a
+    Ctrl-C interrupted."""
+    if not os.path.isdir(root):
+        return None
+    runs = [os.path.join(root, n) for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "config.json"))]
+    stamp = lambda run: max(os.path.getmtime(os.path.join(run, f)) for f in os.listdir(run))
+    return max(runs, key=stamp, default=None)
