@@ -35,6 +35,8 @@ setup(
             "ipykernel>=6",
             "dask[distributed]>=2024.1",
             "exponax>=0.1",
+            "h5py>=3.10",  # the HDF5 export (qsal_jax.experiments.export)
         ],
+        "export": ["h5py>=3.10"],
     },
 )
