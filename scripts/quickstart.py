@@ -46,14 +46,14 @@ def run():
 
         enable_compilation_cache(None if FLAGS.compilation_cache == "default" else FLAGS.compilation_cache)
     from qsal_jax.experiments.compare import compare
-    from qsal_jax.experiments.config_args import parse_override
+    from qsal_jax.experiments.config_args import join_overrides, parse_override
     from qsal_jax.experiments.online import RunStopped
     from qsal_jax.experiments.validation import ConfigError
     from qsal_jax.experiments.workdir import WorkdirError
     from qsal_jax.training.checkpoint import CheckpointError
 
     try:
-        overrides = dict(parse_override(o) for o in FLAGS.set)
+        overrides = dict(parse_override(o) for o in join_overrides(FLAGS.set))
         table = compare(FLAGS.config, FLAGS.strategies, range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds), FLAGS.workdir, config_args=FLAGS.config_args,
                         overrides=overrides, label=FLAGS.label, baseline_runs=FLAGS.baseline_runs)
     except (ConfigError, WorkdirError, CheckpointError, RunStopped, OSError, ValueError) as e:

@@ -109,6 +109,12 @@ OVERRIDES = [
     ("unknown_setting_listed_by_set", "tiny", ["strategy.settings.bandwidth=0.1"], "--set"),
     ("set_unknown_field", "tiny", ["@train.optimiser.lr=0.1"], "optimiser"),
     ("set_without_value", "tiny", ["@train.loss"], "key=value"),
+    # --set values of the wrong type, and lists (split at their commas by absl, joined again).
+    ("set_float_for_int", "tiny", ["@online.num_steps=6.0"], "online.num_steps"),
+    ("set_word_for_int", "tiny", ["@online.num_steps=six"], "online.num_steps"),
+    ("set_list_for_int", "tiny", ["@online.num_steps=[1,2]"], "online.num_steps"),
+    ("set_list_reaches_its_field", "tiny", ["@eval.grid_axes=['A0','B7']"], "grid_axes"),
+    ("set_tuple_unclosed", "tiny", ["@eval.grid_axes=('A0','A1'"], "eval.grid_axes"),
 ]
 
 # Cases with other arguments: (id, argv after the script, words)
@@ -337,6 +343,14 @@ def test_quickstart_interrupted_names_the_run(tmp_path):
                        tmp_path)
     assert _one_line(out) == ("error: uniform_seed1: interrupted at step 4; last checkpoint at step 3; "
                               "run the same command to resume")
+
+
+def test_set_values_with_commas_are_joined():
+    from qsal_jax.experiments.config_args import join_overrides
+
+    assert join_overrides(["a=(1", "2)", "b=[3", " [4", "5]]", "c='x,y'", "d={'k': 1", "'j': 2}", "e=6"]) == [
+        "a=(1,2)", "b=[3, [4,5]]", "c='x,y'", "d={'k': 1,'j': 2}", "e=6"]
+    assert join_overrides(["c='x", "y'"]) == ["c='x,y'"]
 
 
 def test_interrupted_before_anything_is_written(tmp_path):

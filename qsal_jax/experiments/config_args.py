@@ -65,9 +65,37 @@ def parse_override(text: str) -> tuple[str, object]:
         return key.strip(), value.strip()
 
 
+def join_overrides(pieces: list[str]) -> list[str]:
+    """Undo the comma split of a list flag inside brackets and quotes: ``--set=a=(1,2),b=3``
+    reaches the script as ``["a=(1", "2)", "b=3"]`` and means ``["a=(1,2)", "b=3"]``."""
+    out: list[str] = []
+    for piece in pieces:
+        if out and _open(out[-1]):
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _open(text: str) -> bool:
+    """Whether ``text`` leaves a bracket or a quote open."""
+    depth, quote = 0, None
+    for ch in text:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+    return depth > 0 or quote is not None
+
+
 def apply_overrides(config, overrides: dict) -> None:
     """Set ``{"a.b.c": value}`` in ``config`` in place; a key the config lacks is an error,
-    except the `ADDABLE` ones."""
+    except the `ADDABLE` ones, and so is a value the field's type does not take (a list for a
+    tuple field becomes a tuple)."""
     for key, value in overrides.items():
         node = config
         *parents, leaf = key.split(".")
@@ -77,5 +105,17 @@ def apply_overrides(config, overrides: dict) -> None:
             node = node[p]
         if leaf not in node and not key.startswith(ADDABLE):
             raise ValueError(f"override {key!r}: the config has no such field")
+        old = node[leaf] if leaf in node else None
+        if isinstance(old, tuple) and isinstance(value, list):
+            value = tuple(value)
         with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
-            node[leaf] = value
+            try:
+                node[leaf] = value
+            except TypeError:  # ml_collections keeps a field's type: 6.0 for an int field
+                hint = f"; give {int(value)}" if isinstance(value, float) and value.is_integer() else ""
+                raise ValueError(f"override {key!r}: {value!r} is {_a(type(value).__name__)} but the field "
+                                 f"holds {_a(type(old).__name__)} ({old!r}){hint}") from None
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
