@@ -45,6 +45,7 @@ def run():
         from qsal_jax.experiments.cache import enable_compilation_cache
 
         enable_compilation_cache(None if FLAGS.compilation_cache == "default" else FLAGS.compilation_cache)
+    from qsal_jax.experiments.cache import check_cache_dir
     from qsal_jax.experiments.compare import compare
     from qsal_jax.experiments.config_args import join_overrides, parse_override
     from qsal_jax.experiments.online import RunStopped
@@ -53,6 +54,7 @@ def run():
     from qsal_jax.training.checkpoint import CheckpointError
 
     try:
+        check_cache_dir()  # the score set is kept there: a bad $QSAL_CACHE is one line, before any work
         overrides = dict(parse_override(o) for o in join_overrides(FLAGS.set))
         table = compare(FLAGS.config, FLAGS.strategies, range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds), FLAGS.workdir, config_args=FLAGS.config_args,
                         overrides=overrides, label=FLAGS.label, baseline_runs=FLAGS.baseline_runs)

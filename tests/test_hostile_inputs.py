@@ -353,6 +353,50 @@ def test_set_values_with_commas_are_joined():
     assert join_overrides(["c='x", "y'"]) == ["c='x,y'"]
 
 
+def _unusable_dir(tmp_path, how):
+    """A path that cannot be a cache directory: a file, a path under a file, a read-only directory
+    (None where permissions do not bind)."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    if how == "file":
+        return str(afile)
+    if how == "under_a_file":
+        return str(afile / "cache")
+    ro = tmp_path / "read_only"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    return None if os.access(ro, os.W_OK) else str(ro)
+
+
+@pytest.mark.parametrize("how", ["file", "under_a_file", "read_only"])
+def test_unusable_cache_dirs(tmp_path, monkeypatch, how):
+    """$QSAL_CACHE holds the score sets: an error naming it. The compilation cache is only a
+    speed-up: one warning line and the run goes on without it."""
+    from qsal_jax.experiments.cache import CacheDirError, check_cache_dir, enable_compilation_cache
+
+    path = _unusable_dir(tmp_path, how)
+    if path is None:
+        pytest.skip("permissions do not bind for this user")
+    monkeypatch.setenv("QSAL_CACHE", path)
+    with pytest.raises(CacheDirError, match=f"QSAL_CACHE={path} .*; set QSAL_CACHE to a writable directory"):
+        check_cache_dir()
+    lines = []
+    assert enable_compilation_cache(os.path.join(path, "xla") if how == "read_only" else path, log=lines.append) is None
+    assert len(lines) == 1 and lines[0].startswith("warning: compilation cache ") and "running without it" in lines[0]
+
+
+def test_train_with_qsal_cache_a_file_is_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu", QSAL_CACHE=str(afile))
+    out = subprocess.run([sys.executable, TRAIN, f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'run'}",
+                          f"--compilation_cache={afile}"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert _one_line(out) == f"error: QSAL_CACHE={afile} is a file, not a directory; set QSAL_CACHE to a writable directory"
+    assert f"warning: compilation cache {afile} is a file" in out.stderr
+    _assert_untouched(str(tmp_path / "run"))
+
+
 def test_interrupted_before_anything_is_written(tmp_path):
     from qsal_jax.experiments.cli import interrupted
 
