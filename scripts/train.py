@@ -45,6 +45,7 @@ def run():
         enable_compilation_cache(None if FLAGS.compilation_cache == "default" else FLAGS.compilation_cache)
     from qsal_jax.experiments import run_experiment
     from qsal_jax.experiments.cache import check_cache_dir
+    from qsal_jax.experiments.preflight import check_buildable
     from qsal_jax.experiments.online import RunStopped
     from qsal_jax.experiments.validation import ConfigError
     from qsal_jax.experiments.workdir import WorkdirError
@@ -61,6 +62,7 @@ def run():
         online = config.get("kind", "online") == "online"
         if online:
             check_cache_dir()  # the score set is kept there: a bad $QSAL_CACHE is one line, before any work
+            check_buildable(config)  # settings only the engine checks, refused before the workdir is touched
         run_experiment(config, FLAGS.workdir, overwrite=FLAGS.overwrite,
                        **({"plots_in_child": FLAGS.plots_in_child} if online else {}))
     except (ConfigError, WorkdirError, CheckpointError, RunStopped, OSError) as e:

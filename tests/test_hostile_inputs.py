@@ -65,6 +65,9 @@ OVERRIDES = [
     ("importance_clip_below_one", "tiny", ["@train.importance_clip=0.5"], "importance_clip"),
     ("importance_clip_uniform", "tiny,uniform", ["@train.importance_clip=10.0"], "importance_clip"),
     ("online_steps_zero", "tiny", ["online.num_steps=0"], "online.num_steps"),
+    # Settings only the engine checks (against each other): refused before the workdir is touched.
+    ("clients_above_capacity", "tiny", ["online.clients_per_step=100"], "online.clients_per_step"),
+    ("clients_above_capacity_by_set", "tiny", ["@online.clients_per_step=100"], "online.clients_per_step"),
     ("clients_zero", "tiny", ["online.clients_per_step=0"], "clients_per_step"),
     ("train_steps_negative", "tiny", ["online.train_steps_per_step=-1"], "train_steps_per_step"),
     ("sync_zero", "tiny", ["online.steps_per_sync=0"], "steps_per_sync"),
