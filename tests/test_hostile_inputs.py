@@ -400,6 +400,46 @@ def test_train_with_qsal_cache_a_file_is_one_line(tmp_path):
     _assert_untouched(str(tmp_path / "run"))
 
 
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_full_disk_during_a_checkpoint_is_one_line(tmp_path, monkeypatch, wrapped):
+    """ENOSPC in the middle of orbax's save (bare, or wrapped as orbax wraps TensorStore's errors):
+    one line naming the step and the intact one before it; the half-written step is removed."""
+    import errno
+
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    from qsal_jax.training.checkpoint import CheckpointError, Checkpointer
+
+    state = {"w": np.arange(4.0, dtype=np.float32)}
+    directory = tmp_path / "checkpoints"
+    with Checkpointer(directory) as ckpt:
+        ckpt.save(3, state)
+
+        def full(self, step, *args, **kwargs):
+            (directory / f"{step}.orbax-checkpoint-tmp-123").mkdir()  # what a save had written so far
+            e = OSError(errno.ENOSPC, "No space left on device")
+            if wrapped:
+                try:
+                    raise e
+                except OSError as cause:
+                    raise ValueError("Error writing local file: ...") from cause
+            raise e
+
+        monkeypatch.setattr(ocp.CheckpointManager, "save", full)
+        with pytest.raises(CheckpointError) as info:
+            ckpt.save(6, state)
+        monkeypatch.undo()
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith("no space left on device while writing checkpoint 6; checkpoint 3 is intact; ")
+        assert message.endswith("run the same command to resume")
+        assert sorted(p.name for p in directory.iterdir()) == ["3"]
+        restored, step = ckpt.restore_latest(state)
+        assert step == 3
+        np.testing.assert_array_equal(restored["w"], state["w"])
+
+
 def test_interrupted_before_anything_is_written(tmp_path):
     from qsal_jax.experiments.cli import interrupted
 

@@ -24,6 +24,7 @@ only process 0 removes stale temporary directories and moves damaged steps aside
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -111,6 +112,17 @@ def _reason(e: BaseException) -> str:
     text = str(best).split("See full TensorStore details")[0].strip().splitlines()
     text = text[0].strip() if text else type(best).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _no_space(e: BaseException) -> bool:
+    """Whether an exception chain (orbax wraps TensorStore's errors) says the disk is full."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def remove_stale_tmp(directory: str | os.PathLike) -> list[str]:
@@ -204,10 +216,22 @@ class Checkpointer:
         took it, once the state it was taken from has been donated or overwritten."""
         step = int(step)
         meta = dict(snap.meta, step=step)  # the step's identity, checked against its directory on restore
-        saved = self._manager.save(
-            step, args=ocp.args.Composite(state=ocp.args.StandardSave(snap.arrays), meta=ocp.args.JsonSave(meta))
-        )
-        self._manager.wait_until_finished()
+        try:
+            saved = self._manager.save(
+                step, args=ocp.args.Composite(state=ocp.args.StandardSave(snap.arrays), meta=ocp.args.JsonSave(meta))
+            )
+            self._manager.wait_until_finished()
+        except Exception as e:
+            if not _no_space(e):
+                raise
+            # The half-written step is a temporary directory orbax never lists: removing it frees
+            # what it took, and the steps before it are untouched.
+            remove_stale_tmp(self.directory)
+            self._manager.reload()
+            before = [s for s in self.all_steps() if s < step]
+            intact = f"checkpoint {before[-1]} is intact" if before else "no earlier checkpoint"
+            raise CheckpointError(f"no space left on device while writing checkpoint {step}; {intact}; free space "
+                                  f"in {self.directory} and run the same command to resume") from None
         if not saved:
             raise CheckpointError(
                 f"checkpoint step {step} was not written to {self.directory}: orbax skipped it "
