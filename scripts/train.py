@@ -45,7 +45,7 @@ def run():
         enable_compilation_cache(None if FLAGS.compilation_cache == "default" else FLAGS.compilation_cache)
     from qsal_jax.experiments import run_experiment
     from qsal_jax.experiments.cache import check_cache_dir
-    from qsal_jax.experiments.preflight import check_buildable
+    from qsal_jax.experiments.buildable import check_buildable
     from qsal_jax.experiments.online import RunStopped
     from qsal_jax.experiments.validation import ConfigError
     from qsal_jax.experiments.workdir import WorkdirError

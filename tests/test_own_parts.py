@@ -86,7 +86,7 @@ def test_a_bad_import_path_is_one_line_naming_the_field(user_file, tmp_path):
 def test_heat_map_axes_default_to_the_problems_first_two_parameters(tmp_path):
     """A problem with other λ names needs no eval.grid_axes: unset, the grid spans its first two."""
     from qsal_jax.experiments.config_args import load_config
-    from qsal_jax.experiments.test_sets import heatmap_axes
+    from qsal_jax.experiments.validation import heatmap_axes
     from qsal_jax.experiments.validation import ConfigError, validate_config
     from qsal_jax.simulation import get_problem
 

@@ -37,7 +37,7 @@ from qsal_jax import models, proposals
 from qsal_jax.experiments import preflight, test_sets
 from qsal_jax.experiments.guards import RunStopped, check_predictions, check_sync, last_good_checkpoint, resumed_records
 from qsal_jax.experiments.side_work import SideWork
-from qsal_jax.experiments.validation import ConfigError, first_line, validate_config
+from qsal_jax.experiments.validation import ConfigError, first_line, heatmap_axes, validate_config
 from qsal_jax.experiments.workdir import (MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir,
                                          write_json)
 from qsal_jax.online.engine import OnlineEngine
@@ -364,7 +364,7 @@ def _score_heatmap_grid(workdir, config, engine, params):
     e, sim = config.eval, engine.simulator
     if not e.get("grid_size", 0):
         return None
-    grid = test_sets.make_heatmap_grid(sim, dict(config.problem.get("kwargs", {})), test_sets.heatmap_axes(e, sim.space),
+    grid = test_sets.make_heatmap_grid(sim, dict(config.problem.get("kwargs", {})), heatmap_axes(e, sim.space),
                                        e.grid_size)
     grid_errs = test_sets.score(engine.apply_fn, params, grid.u, grid.cond)
     np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,

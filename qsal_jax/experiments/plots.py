@@ -228,7 +228,7 @@ def plot_comparison(workdirs, out_path: str) -> str | None:
     with open(os.path.join(next(iter(first.values()))[1], "config.json")) as f:
         config = json.load(f)
     space = get_problem(config["problem"]["name"], **config["problem"].get("kwargs", {})).space
-    from qsal_jax.experiments.test_sets import heatmap_axes
+    from qsal_jax.experiments.validation import heatmap_axes
 
     xname, yname = heatmap_axes(config["eval"], space)
     ix, iy = space.index(xname), space.index(yname)

@@ -1,6 +1,6 @@
 """Checks before a run touches its workdir: can it be built, and does it fit in memory?
 
-`check_buildable` validates the config and builds the engine, turning the engine's own checks
+`experiments.buildable.check_buildable` validates the config and builds the engine, turning the engine's own checks
 (fields that must agree with each other) into one-line `ConfigError`s that name the field.
 
 `dry_run` builds the engine and takes `jax.eval_shape` of the whole run state, so nothing is
@@ -15,24 +15,6 @@ import jax
 import numpy as np
 
 from qsal_jax.experiments.validation import ConfigError, first_line, get_field
-
-
-def check_buildable(config) -> None:
-    """Validate an online ``config`` and build its engine (no arrays: cheap), so that a setting only
-    the engine refuses (``online.clients_per_step`` beyond ``buffer.capacity``) is a one-line
-    `ConfigError` naming the field, before the workdir or anything else is touched."""
-    from qsal_jax.experiments.online import build_engine, check_config
-
-    check_config(config)
-    try:
-        build_engine(config)
-    except ConfigError:
-        raise
-    except ValueError as e:  # the engine's __post_init__ checks name the fields they compare
-        why = first_line(e)
-        if "clients" in why and "clients_per_step" not in why:
-            why = f"online.clients_per_step = {config.online.clients_per_step}: {why}"
-        raise ConfigError(why) from None
 
 
 def dry_run(config, built, make_state, log=print) -> dict[str, int]:

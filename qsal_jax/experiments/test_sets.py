@@ -247,9 +247,3 @@ def unevenness(errors) -> float:
         return float("nan")
     return float(e[-max(1, e.size // 10):].mean() / np.median(e))
 
-
-def heatmap_axes(eval_config, space) -> tuple[str, str]:
-    """The two λ names the heat-map grid spans: ``eval.grid_axes``, or, when it is unset (None),
-    the problem's first two parameters, so a problem of the user's own needs no setting."""
-    axes = eval_config.get("grid_axes") if hasattr(eval_config, "get") else None
-    return tuple(axes) if axes else tuple(space.names[:2])

@@ -232,6 +232,13 @@ def first_line(e: Exception) -> str:
     return text[0] if text else type(e).__name__
 
 
+def heatmap_axes(eval_config, space) -> tuple[str, str]:
+    """The two λ names the heat-map grid spans: ``eval.grid_axes``, or, when it is unset (None),
+    the problem's first two parameters, so a problem of the user's own needs no setting."""
+    axes = eval_config.get("grid_axes") if hasattr(eval_config, "get") else None
+    return tuple(axes) if axes else tuple(space.names[:2])
+
+
 def fail(path: str, value, why: str):
     raise ConfigError(f"{path} = {value!r}: {why}")
 
@@ -325,8 +332,6 @@ def _online_cross_checks(config) -> None:
     except ValueError as e:
         fail("problem.kwargs", dict(kw), str(e))
     if config.eval.get("grid_size", 0):
-        from qsal_jax.experiments.test_sets import heatmap_axes
-
         axes = heatmap_axes(config.eval, space)
         if len(axes) != 2 or not all(a in space.names for a in axes):
             fail("eval.grid_axes", axes, f"must name two parameters of the problem, from {list(space.names[:8])}")
