@@ -158,7 +158,7 @@ def study_report(name: str, *, records_root: str = RECORDS_ROOT, out_dir: str | 
         strategy = os.path.basename(r).rsplit("_s", 1)[0]
         counts[strategy] = counts.get(strategy, 0) + 1
     header = (f"Study `{name}`: {study.description}. Records: "
-              + ", ".join(f"{s} {counts.get(s, 0)}/{len(study.seeds)}" for s in study.strategies) + " seeds.")
+              + ", ".join(f"{s} {counts.get(s, 0)}/{len(study.seeds)}" for s in study.strategies) + " seeds.\n\n")
     summaries = report.load_summaries(found)
     scalars = [k for k in DIAGNOSTICS if any(k in s for s in summaries)]
     text = report.write_report(found, out_dir or os.path.join(records_root, name), scalars=scalars, header=header)
