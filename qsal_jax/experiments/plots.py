@@ -303,7 +303,7 @@ def launched_lam(workdir: str) -> np.ndarray | None:
     files = sorted(glob.glob(os.path.join(workdir, "samples", "lam_*.npy")))
     if not files:
         return None
-    return np.concatenate([np.load(f).reshape(-1, np.load(f).shape[-1]) for f in files]).astype(np.float32)
+    return np.concatenate([x.reshape(-1, x.shape[-1]) for x in map(np.load, files)]).astype(np.float32)
 
 
 def plot_draws(workdirs, out_path: str, axes=(0, 1), bins: int = 24) -> str | None:

@@ -96,7 +96,7 @@ def write_record(workdir: str, record: str) -> None:
                             **{k: np.asarray(errs[k], np.float32) for k in errs.files if k != "lam"})
     draws = sorted(glob.glob(os.path.join(workdir, "samples", "lam_*.npy")))
     if draws:
-        lam = np.concatenate([np.load(f).reshape(-1, np.load(f).shape[-1]) for f in draws])
+        lam = np.concatenate([x.reshape(-1, x.shape[-1]) for x in map(np.load, draws)])
         np.savez_compressed(os.path.join(record, "draws.npz"), lam=lam[:, :DRAW_COORDINATES].astype(np.float16),
                             dim=np.int32(lam.shape[-1]))
     with open(os.path.join(workdir, "metrics.jsonl")) as f:  # the evaluations only: the error over training

@@ -165,6 +165,13 @@ def alpha_schedule(i: jax.Array, alpha0: float, alpha1: float, alpha_max: float,
     return jnp.clip(jnp.minimum(a, jnp.asarray(alpha_max, dtype)), 0.0, 1.0)
 
 
+def with_handback(alpha: jax.Array, step: jax.Array, handback_step: int, handback_alpha: float) -> jax.Array:
+    """``alpha``, or ``handback_alpha`` from training step ``handback_step`` on (0: never)."""
+    if not handback_step:
+        return alpha
+    return jnp.where(step >= handback_step, jnp.asarray(handback_alpha, alpha.dtype), alpha)
+
+
 def check_alpha(alpha0: float, alpha1: float, alpha_max: float) -> None:
     for name, v in (("alpha0", alpha0), ("alpha_max", alpha_max)):
         if not 0.0 <= float(v) <= 1.0:

@@ -137,10 +137,8 @@ def adversarial(
                                 jnp.zeros((), jnp.float32))
 
     def alpha(state: AdversarialState) -> jax.Array:
-        a = C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype)
-        if handback_step:
-            a = jnp.where(state.step >= handback_step, jnp.asarray(handback_alpha, dtype), a)
-        return a
+        return C.with_handback(C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype), state.step,
+                               handback_step, handback_alpha)
 
     def run_round(state: AdversarialState, surrogate) -> AdversarialState:
         key, k_base, k_noise = jax.random.split(state.key, 3)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
 from qsal_jax.proposals.base import Feedback, Proposal
-from qsal_jax.proposals.breed_online import BreedOnlineState, breed_online
+from qsal_jax.proposals.breed_online import BreedOnlineState, breed_online, slot_weights
 from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.simulation.param_space import ParamSpace
 
@@ -99,16 +99,11 @@ def breed_generations(
             to_parent=i32(0),
         )  # fmt: skip
 
-    def fitness(window: BreedOnlineState):
-        score = window.dl_sum / jnp.maximum(window.dl_count, 1).astype(dtype)
-        eligible = (window.ids >= 0) & (window.dl_count > 0) & (window.dl_count >= max(min_rows, 1))
-        return C.safe_weights(score, eligible, dtype)
-
     def update(state: BreedGenerationsState, feedback: Feedback) -> BreedGenerationsState:
         window = tracker.update(state.window, feedback)
         updates = state.updates + 1
         due = (state.launched >= min_simulations) & (updates - state.last_generation >= generation_every)
-        w, has_mass = fitness(window)
+        w, has_mass = slot_weights(window, min_rows, dtype)
 
         def new_generation(s: BreedGenerationsState) -> BreedGenerationsState:
             return s._replace(parents=window.lam, parent_cdf=C.categorical_cdf(w), has_parents=has_mass,

@@ -74,6 +74,14 @@ def batch_excess(loss: jax.Array, valid: jax.Array, dtype=C.DEFAULT_DTYPE):
     return dl.astype(dtype), ok
 
 
+def slot_weights(state: BreedOnlineState, min_rows: int = 0, dtype=C.DEFAULT_DTYPE):
+    """GM weights ``[M]`` (mean ∂l of the slots with at least ``min_rows`` counted rows) and
+    whether any is positive: online Breed's centres, and the fitness of Breed's generations."""
+    score = state.dl_sum / jnp.maximum(state.dl_count, 1).astype(dtype)
+    eligible = (state.ids >= 0) & (state.dl_count > 0) & (state.dl_count >= min_rows)
+    return C.safe_weights(score, eligible, dtype)
+
+
 def breed_online(
     space: ParamSpace,
     *,
@@ -121,17 +129,13 @@ def breed_online(
         )
 
     def weights(state: BreedOnlineState):
-        """GM weights ``[M]`` (mean ∂l of eligible slots) and whether any is positive."""
-        score = state.dl_sum / jnp.maximum(state.dl_count, 1).astype(dtype)
-        eligible = (state.ids >= 0) & (state.dl_count > 0) & (state.dl_count >= min_rows)
-        return C.safe_weights(score, eligible, dtype)
+        return slot_weights(state, min_rows, dtype)
 
     def alpha(state: BreedOnlineState) -> jax.Array:
         """Probability that a draw comes from GM (0 while no slot has positive weight)."""
         _, has_mass = weights(state)
-        a = C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype)
-        if handback_step:  # hand the share back to Uniform late in the run
-            a = jnp.where(state.step >= handback_step, jnp.asarray(handback_alpha, dtype), a)
+        a = C.with_handback(C.alpha_schedule(state.step, alpha0, alpha1, alpha_max, dtype), state.step,
+                            handback_step, handback_alpha)
         return jnp.where(has_mass, a, jnp.zeros((), dtype))
 
     def density_gm(state: BreedOnlineState, lam: jax.Array) -> jax.Array:
