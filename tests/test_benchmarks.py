@@ -190,3 +190,15 @@ def test_interleaved_rounds_run_every_call_once_per_round_in_rotating_order():
     assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4, "c": 4}
     ratio, interval = timing.paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 3.0])
     assert ratio == pytest.approx(2.0) and interval == pytest.approx([2.0, 2.0])
+
+
+def test_query_synthesis_suite_reports_overhead_and_round_memory():
+    from qsal_jax.benchmarks import query_synthesis
+
+    recs = query_synthesis.run({"repeats": 1, "online_min_rounds": 2, "online_sizes": TINY_ONLINE,
+                                "online_config": ONLINE_CONFIG, "qs_entries": ["adversarial:ascent_steps=1,window=1"]})
+    (r,) = recs
+    assert r["suite"] == "query_synthesis" and r["ascent_steps"] == 1 and r["window"] == 1
+    assert r["wall_s"] > 0 and r["baseline_wall_s"] > 0 and math.isfinite(r["overhead_pct"])
+    assert r["round_temp_bytes"] is None or r["round_temp_bytes"] > 0
+    assert r["rounds"] >= 1  # the timed loop ran rounds of the strategy
