@@ -4,8 +4,13 @@ It stands in for a solver written outside JAX (a Fortran or C++ code, a commerci
 it imports nothing from ``qsal_jax``, reads λ from a file, writes a trajectory ``.npy`` and
 exits. `qsal_jax.online.external.ExecutableSolver` runs it as a subprocess::
 
+    python scripts/external_solver.py --lam '[0.5, 0.3, 1.0, 2.0]' --out out.npy
     python scripts/external_solver.py --lam-file in.json --out out.npy
     echo '[0.5, 0.3, 1.0, 2.0]' | python scripts/external_solver.py --lam-file - --out out.npy
+
+In an async config it is one ``solver.command`` (configs/async_burgers.py)::
+
+    ["{python}", "scripts/external_solver.py", "--lam", "{lam}", "--out", "{out}", ...]
 
 Equation and scheme: ``u_t + (u²/2)_x = ν u_xx`` on the periodic interval ``[0, L)``,
 Fourier pseudo-spectral in space (2/3-rule dealiasing of the quadratic term) and ETDRK2
@@ -162,7 +167,10 @@ class Solver:
 
 
 def read_lam(path: str) -> np.ndarray:
-    """λ from a ``.npy`` file, a JSON file (a list, or ``{"lam": [...]}``), or JSON on stdin (``-``)."""
+    """λ from a JSON list given inline (``[0.5, ...]``), a ``.npy`` file, a JSON file (a list, or
+    ``{"lam": [...]}``), or JSON on stdin (``-``)."""
+    if path.lstrip().startswith("["):
+        return np.asarray(json.loads(path), dtype=np.float64)
     if path.endswith(".npy"):
         return np.load(path, allow_pickle=False).astype(np.float64)
     data = json.load(sys.stdin) if path == "-" else json.load(open(path, encoding="utf-8"))
@@ -173,7 +181,9 @@ def read_lam(path: str) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lam-file", required=True, help="λ as .npy or JSON; '-' reads JSON from stdin")
+    lam = p.add_mutually_exclusive_group(required=True)
+    lam.add_argument("--lam", dest="lam_file", help="λ as a JSON list")
+    lam.add_argument("--lam-file", help="λ as .npy or JSON; '-' reads JSON from stdin")
     p.add_argument("--out", required=True, help="trajectory .npy to write, float32 [T, 1, N]")
     p.add_argument("--num-points", type=int, default=64)
     p.add_argument("--num-frames", type=int, default=11)

@@ -189,7 +189,7 @@ def executable(tmp_path=None, fault=None, once=None, lam_format="json", timeout_
     env = {"QSAL_SOLVER_FAULT": fault or ""}
     if once:
         env["QSAL_SOLVER_FAULT_ONCE"] = str(once)
-    argv = (sys.executable, str(SCRIPT), "--lam-file", "{lam}", "--out", "{out}", "--num-points", str(N),
+    argv = (sys.executable, str(SCRIPT), "--lam-file", "{lam_file}", "--out", "{out}", "--num-points", str(N),
             "--num-frames", str(T), "--substeps", "2")
     return external.ExecutableSolver(argv, timeout_s=timeout_s, lam_format=lam_format, env=env)
 

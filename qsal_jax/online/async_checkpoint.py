@@ -1,5 +1,5 @@
-"""Checkpoints of an asynchronous run: what `async_mode` saves every ``checkpoint_every`` training
-steps and resumes from.
+"""Checkpoints of an asynchronous run: what `async_mode` saves at the first arrival, then every
+``checkpoint_every`` training steps or ``checkpoint_every_s`` seconds, and resumes from.
 
 A checkpoint holds the train state, the strategy state, the host buffer (every slot, seen count
 and stamp) and the run's counters, written with `qsal_jax.training.checkpoint` (per-leaf digests,
@@ -26,14 +26,15 @@ from qsal_jax.training import checkpoint
 
 logger = logging.getLogger("qsal_jax.online.async_mode")
 
-COUNTERS = ("step", "completed", "trained", "next_id", "redrawn", "requeued", "restarts")
+COUNTERS = ("step", "completed", "trained", "next_id", "redrawn", "requeued", "restarts", "retried")
 
 
 def _tree(run: Any) -> dict:
     _allocate_buffer(run)
     return {"train": run.train_state, "strategy": run.strategy_state, "buffer": run.buffer.state_arrays(),
             "counters": np.asarray([getattr(run, k) for k in COUNTERS], np.int64),
-            "faults": np.asarray([run.faults[k] for k in FAULT_KINDS], np.int64)}
+            "faults": np.asarray([run.faults[k] for k in FAULT_KINDS], np.int64),
+            "owed": np.asarray(run.owed, np.float64)}  # training steps owed by pacing
 
 
 def _allocate_buffer(run: Any) -> None:
@@ -85,6 +86,7 @@ def resume(run: Any, seed: int) -> None:
         setattr(run, name, int(value))
     run.faults = Counter(dict(zip(FAULT_KINDS, (int(x) for x in np.asarray(tree["faults"])))))
     run.fault_base = sum(run.faults.values())
+    run.owed = float(np.asarray(tree["owed"]))
     run.buffer.reseed(np.random.default_rng([seed, run.step]))
     run.started = run.buffer.num_pushed >= run.cfg.watermark
     run.resumed_from = run.last_checkpoint = step

@@ -15,22 +15,25 @@ any picklable ``solve(lam [D]) -> [T, C, *grid]`` or an external program
 Rules, in the order the loop applies them (`AsyncConfig` holds the numbers):
 
 1. *Harvest* finished tasks. A valid trajectory (finite once cast to the buffer's float32) is
-   pushed; a fault (see `external`: error, crash, timeout, garbage, nonfinite) is logged and
-   counted, never buffered, and its worker slot goes back to the pool of free slots, so the next
-   launch re-draws λ from the strategy. More than ``max_faults`` faults in one session (a resumed
-   run starts a new one) stop launching, and the run ends as a failure.
+   pushed, and earns ``updates_per_simulation`` training steps (pacing); a fault (see
+   `external`: error, crash, timeout, garbage, nonfinite) is logged and counted, never buffered:
+   its λ is launched again unchanged up to ``crashes_before_redraw`` times, then the next launch
+   re-draws λ from the strategy. More than ``max_faults`` faults in one session (a resumed run
+   starts a new one) stop launching, and the run ends as a failure.
 2. *Expire* tasks past ``task_timeout_s``. An owned pool is killed and rebuilt (a hung
    process cannot be cancelled); the other tasks it was running are resubmitted with the same
    λ and id ("requeued", not faults). A borrowed executor's task is only abandoned.
 3. *Launch* while a slot is free, completed + in-flight < ``simulation_budget``, and the
    buffer has room (below capacity, or holding items seen ``seen_threshold`` times).
-4. *Train* one step while the buffer is non-empty, once it has held ``watermark`` items.
+4. *Train* one step while the buffer is non-empty, once it has held ``watermark`` items (with
+   pacing: while a step is owed).
    A step that diverges (a non-finite loss or parameter, or a loss ``divergence_factor`` times
    its running median) raises `AsyncDiverged` naming the last good checkpoint, before the
    diverged state can be checkpointed. Otherwise wait for the first task to finish, at most
    until the nearest deadline.
 5. *Stop* when the budget's simulations have completed, after a final drain: training goes
-   on until every held item has been trained on at least once (watermark ignored). A run that
+   on until every held item has been trained on at least once (watermark ignored; with pacing,
+   until the steps owed are taken). A run that
    ended on the fault limit, a refusing executor, or with no simulation completed reports why in
    ``summary.failure``, after a last checkpoint so that rerunning it resumes the work.
 
@@ -58,7 +61,6 @@ import numpy as np
 
 from qsal_jax.online.external import (
     FAULT_KINDS,
-    ExecutableSolver,
     WorkerPool,
     call_solver,
     check_picklable,
@@ -67,17 +69,10 @@ from qsal_jax.online.external import (
     format_lam,
 )
 from qsal_jax.online import async_checkpoint
-from qsal_jax.online.async_records import (
-    AsyncConfig,
-    AsyncDiverged,
-    AsyncResult,
-    AsyncSummary,
-    Latency,
-    Launch,
-    describe,
-)
+from qsal_jax.online.async_records import (AsyncConfig, AsyncDiverged, AsyncHooks, AsyncResult, AsyncSummary, Latency,
+                                           Launch, check_trainer_args, summarize)
 from qsal_jax.online.host_buffer import ITEM_DTYPE, HostBuffer, trajectory_items
-from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
+from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.training.divergence import divergence
 from qsal_jax.training.step import Batch, tree_all_finite
 
@@ -100,6 +95,7 @@ class AsyncTrainer:
       conditioning: ``lam [D] -> cond [P]`` fed to the model with each item (None: P = 0).
       trajectory_shape: the ``[T, C, *grid]`` every result must have (required: were the first
         result to fix it, one wrong first result would turn every later good one into garbage).
+      hooks: `AsyncHooks`, what a driver (metrics, evaluation, λ records) is told as the run goes.
     """
 
     def __init__(
@@ -112,24 +108,9 @@ class AsyncTrainer:
         executor: Any = None,
         conditioning: Conditioning | None = None,
         trajectory_shape: tuple[int, ...] | None = None,
+        hooks: AsyncHooks = AsyncHooks(),
     ):
-        if isinstance(strategy, ScoredProposal):
-            raise ValueError("async mode: strategies scoring a candidate pool (SBAL, RAD) need a surrogate in the "
-                             "feedback; not supported")
-        if isinstance(solver, ExecutableSolver) and solver.timeout_s >= config.task_timeout_s:
-            # Otherwise the worker is killed first and its program, in a session of its own, outlives it.
-            raise ValueError(
-                f"ExecutableSolver.timeout_s ({solver.timeout_s:g}) must be below "
-                f"task_timeout_s ({config.task_timeout_s:g})"
-            )
-        if trajectory_shape is None:
-            raise ValueError("async mode: trajectory_shape is required, the [T, C, *grid] every solver result must have")
-        if len(trajectory_shape) < 3 or trajectory_shape[0] < 2:
-            raise ValueError(f"async mode: trajectory_shape {tuple(trajectory_shape)} must be [T >= 2, C, *grid]: "
-                             "a trajectory of one frame holds no training pair")
-        if trajectory_shape[0] - 1 > config.buffer_capacity:
-            raise ValueError(f"async mode: a trajectory of {trajectory_shape[0]} frames gives {trajectory_shape[0] - 1} "
-                             f"items, more than buffer_capacity = {config.buffer_capacity}; raise buffer_capacity")
+        check_trainer_args(solver, strategy, config, trajectory_shape)
         self.solver = solver
         self.strategy = strategy
         self.train_step = train_step
@@ -137,6 +118,7 @@ class AsyncTrainer:
         self.executor = executor
         self.conditioning = conditioning
         self.trajectory_shape = tuple(trajectory_shape)
+        self.hooks = hooks
         self.sample = jax.jit(strategy.sample, static_argnums=2)
         self.update = jax.jit(strategy.update)
 
@@ -155,19 +137,21 @@ class AsyncTrainer:
         run = _Run(self, pool, train_state, strategy_state, key_sample, np.random.default_rng(seed))
         if self.config.checkpoint_dir:
             run.resume(seed)
+        if self.hooks.started is not None:
+            self.hooks.started(run.resumed_from, run.next_id)
         return run.run()
 
 
 def run_async(solver: Callable[[np.ndarray], Any], strategy: Proposal, train_step: Callable, train_state: Any,
               key: jax.Array, config: AsyncConfig | Any = None, *, executor: Any = None,
               conditioning: Conditioning | None = None, trajectory_shape: tuple[int, ...] | None = None,
-              strategy_state: Any = None, **overrides: Any) -> AsyncResult:
+              strategy_state: Any = None, hooks: AsyncHooks = AsyncHooks(), **overrides: Any) -> AsyncResult:
     """``AsyncTrainer(...).run(train_state, key)``; ``config`` may be a dict/ConfigDict, ``overrides`` fields."""
     if not isinstance(config, AsyncConfig) or overrides:
         config = AsyncConfig.from_config(dataclasses.asdict(config) if isinstance(config, AsyncConfig) else config,
                                          **overrides)
     trainer = AsyncTrainer(solver, strategy, train_step, config, executor=executor, conditioning=conditioning,
-                           trajectory_shape=trajectory_shape)
+                           trajectory_shape=trajectory_shape, hooks=hooks)
     return trainer.run(train_state, key, strategy_state)
 
 
@@ -175,6 +159,7 @@ class _Task(NamedTuple):
     launch: Launch
     generation: int  # pool generation the task was submitted to
     deadline: float  # time.monotonic() after which it is a timeout
+    attempt: int = 0  # launches of this λ before this one that faulted (crashes_before_redraw)
 
 
 class _Run:
@@ -193,7 +178,10 @@ class _Run:
         self.losses: list[float] = []
         self.step = self.completed = self.trained = self.next_id = 0
         self.resumed_from: int | None = None
-        self.redraws_pending = self.redrawn = self.requeued = self.restarts = 0
+        self.redraws_pending = self.redrawn = self.requeued = self.restarts = self.retried = 0
+        self.retries: list[tuple[Launch, int]] = []  # faulty λ to launch again unchanged, with their attempt
+        self.owed = 0.0  # training steps owed by pacing (updates_per_simulation per arrival)
+        self.saved_s = time.monotonic()  # when the newest checkpoint was written (checkpoint_every_s)
         self.started = False
         self.stopped_early: str | None = None
         self.failure: str | None = None  # why the run did not do its work
@@ -212,7 +200,7 @@ class _Run:
         if self.completed == 0 and self.failure is None:
             self.failure = "no simulation completed"
         unsaved = self.step != self.last_checkpoint and (self.step or self.completed)
-        if self.failure is not None and self.cfg.checkpoint_every and unsaved:
+        if self.failure is not None and self.cfg.checkpoints and unsaved:
             self.save_checkpoint()  # what was trained since the last checkpoint survives the rerun
         return AsyncResult(self.train_state, self.strategy_state, self.summary())
 
@@ -236,6 +224,8 @@ class _Run:
     def can_train(self) -> bool:
         if self.buffer.size == 0 or (self.cfg.max_train_steps is not None and self.step >= self.cfg.max_train_steps):
             return False
+        if self.cfg.updates_per_simulation is not None:
+            return self.owed >= 1 and (self.started or self.simulations_done())
         if self.simulations_done():
             return self.cfg.drain and self.buffer.num_unseen > 0
         return self.started
@@ -252,6 +242,10 @@ class _Run:
         c = self.cfg
         while (len(self.tasks) < c.num_workers and self.stopped_early is None
                and self.completed + len(self.tasks) < c.simulation_budget and self.buffer.has_room()):
+            if self.retries:  # a faulty λ first, unchanged (crashes_before_redraw)
+                self.retried += 1
+                self.submit(*self.retries.pop(0))
+                continue
             lam_id = self.next_id
             self.next_id += 1
             lam, self.strategy_state = self.trainer.sample(self.strategy_state, jax.random.fold_in(self.key, lam_id), 1)
@@ -261,9 +255,11 @@ class _Run:
                 self.redraws_pending -= 1
                 self.redrawn += 1
             logger.info("launch id=%d step=%d lam=%s", lam_id, launch.step, format_lam(launch.lam))
+            if self.trainer.hooks.launched is not None:
+                self.trainer.hooks.launched(launch)
             self.submit(launch)
 
-    def submit(self, launch: Launch) -> None:
+    def submit(self, launch: Launch, attempt: int = 0) -> None:
         for attempt in range(2):
             try:
                 fut = self.pool.submit(call_solver, self.trainer.solver, launch.lam)
@@ -272,7 +268,7 @@ class _Run:
                 if attempt or not self.restart_pool(self.pool.generation, blamed=False):
                     self.stop(f"the executor refused a task: {e}", failure=True)
                     return
-        self.tasks[fut] = _Task(launch, self.pool.generation, time.monotonic() + self.cfg.task_timeout_s)
+        self.tasks[fut] = _Task(launch, self.pool.generation, time.monotonic() + self.cfg.task_timeout_s, attempt)
 
     def harvest(self, done: list[cf.Future]) -> None:
         for fut in done:
@@ -316,7 +312,7 @@ class _Run:
                     continue
                 self.requeued += 1
                 logger.info("requeue id=%d lam=%s", task.launch.lam_id, format_lam(task.launch.lam))
-                self.submit(task.launch)
+                self.submit(task.launch, task.attempt)
         return True
 
     def fault(self, task: _Task, kind: str, reason: str) -> None:
@@ -326,6 +322,9 @@ class _Run:
         if sum(self.faults.values()) - self.fault_base > self.cfg.max_faults:
             kinds = ", ".join(f"{k} {v}" for k, v in self.faults.items() if v)
             self.stop(f"more than {self.cfg.max_faults} faults ({kinds})", failure=True)
+        elif task.attempt < self.cfg.crashes_before_redraw:
+            logger.info("retry id=%d attempt=%d lam=%s", launch.lam_id, task.attempt + 1, format_lam(launch.lam))
+            self.retries.append((launch, task.attempt + 1))
         else:
             self.redraws_pending += 1
 
@@ -346,9 +345,12 @@ class _Run:
         cond = np.zeros((0,), np.float32) if conditioning is None else conditioning(launch.lam)
         lost = self.buffer.push(trajectory_items(u, launch.lam, launch.lam_id, cond))
         self.completed += 1
+        self.owed += self.cfg.updates_per_simulation or 0.0
         self.started |= self.buffer.size >= self.cfg.watermark
         logger.info("result id=%d step=%d frames=%d buffer=%d lost=%d", launch.lam_id, self.step, u.shape[0],
                     self.buffer.size, lost)
+        if self.last_checkpoint is None and self.cfg.checkpoints:  # the first arrival is never lost
+            self.save_checkpoint()
 
     # --------------------------------------------------------------- training
     def train_once(self) -> None:
@@ -365,6 +367,7 @@ class _Run:
         self.losses.append(float(metrics["loss"]))
         step, now = self.step, self.now()
         self.step += 1
+        self.owed = max(self.owed - 1.0, 0.0)
         if self.cfg.max_train_steps is not None and self.step >= self.cfg.max_train_steps:
             self.stop(f"max_train_steps ({self.cfg.max_train_steps}) reached")
         self.trained += int(valid.sum())
@@ -375,8 +378,10 @@ class _Run:
                 logger.info("first use id=%d step=%d latency=%d steps %.3f s", lam_id, step,
                             step - launch.step, now - launch.time_s)
 
-        every = self.cfg.checkpoint_every
-        if every and self.step % every == 0:
+        if self.trainer.hooks.trained is not None:
+            self.trainer.hooks.trained(self.step, self.train_state, self.record(int(valid.sum())))
+        every, every_s = self.cfg.checkpoint_every, self.cfg.checkpoint_every_s
+        if (every and self.step % every == 0) or (every_s and time.monotonic() - self.saved_s >= every_s):
             self.save_checkpoint()
 
     def check_divergence(self, metrics: dict) -> None:
@@ -393,21 +398,20 @@ class _Run:
 
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
+        if self.trainer.hooks.saving is not None:
+            self.trainer.hooks.saving(self.step)
         async_checkpoint.save(self)
+        self.saved_s = time.monotonic()
 
     def resume(self, seed: int) -> None:
         """Continue from the newest intact checkpoint in ``checkpoint_dir``, if there is one."""
         async_checkpoint.resume(self, seed)
 
-    def summary(self) -> AsyncSummary:
-        lat = [self.latencies[i] for i in sorted(self.latencies)]
-        return AsyncSummary(
-            num_launched=len(self.launches), num_completed=self.completed, num_train_steps=self.step,
-            num_trained_samples=self.trained, num_items_pushed=self.buffer.num_pushed,
-            num_evicted_unseen=self.buffer.num_evicted_unseen, faults=dict(self.faults), num_redrawn=self.redrawn,
-            num_requeued=self.requeued, num_pool_restarts=self.restarts,
-            latency_steps=describe([float(x.steps) for x in lat]), latency_s=describe([x.seconds for x in lat]),
-            losses=tuple(self.losses), launches=tuple(self.launches[i] for i in sorted(self.launches)),
-            latencies=tuple(lat), wall_s=self.now(), stopped_early=self.stopped_early, failure=self.failure,
-        )
+    def record(self, batch_items: int) -> dict:
+        """The numbers of the step just taken, for `AsyncHooks.trained`."""
+        return {"train_loss": self.losses[-1], "buffer_size": self.buffer.size, "simulations": self.completed,
+                "trained_samples": self.trained, "batch_items": batch_items, "owed_updates": self.owed,
+                "faults": sum(self.faults.values()), "wall_s": self.now()}
 
+    def summary(self) -> AsyncSummary:
+        return summarize(self)

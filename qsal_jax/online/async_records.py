@@ -25,11 +25,18 @@ class AsyncConfig:
       max_faults: stop launching after this many faults, so a broken solver ends the run.
       drain: train on the items left when the budget is reached.
       max_train_steps: optional cap on training steps (None: no cap).
+      updates_per_simulation: pacing, the training steps owed per valid trajectory that arrives
+        (fractions accumulate; the authors' 1.8 batches per simulation). A step is taken while
+        one is owed and the buffer holds items; after the budget, the steps still owed are taken
+        (``drain`` is then unused). None: train whenever the buffer holds items (no pacing).
+      crashes_before_redraw: a λ whose simulation faults is launched again, unchanged, up to this
+        many times, then a fresh λ is drawn (Melissa's setting of that name; 0: redraw at once).
       divergence_factor: a training loss above this many times the median of the last
         ``SCALE_WINDOW`` losses is divergence, as a non-finite loss or parameter is (inf: only the
         latter); the run then stops with `AsyncDiverged` and writes no checkpoint of that state.
       checkpoint_dir, checkpoint_every: save the train state, the strategy state, the host buffer
-        and the counters every ``checkpoint_every`` training steps (0: never); a run given a
+        and the counters at the first arrival, then every ``checkpoint_every`` training steps and
+        every ``checkpoint_every_s`` seconds (0: never; both 0: no checkpoint); a run given a
         directory that holds a checkpoint resumes from it (simulations in flight when it stopped
         are launched again, so the budget counts completed trajectories exactly).
       config_hash: stored in each checkpoint; a resume under another hash is refused.
@@ -48,6 +55,9 @@ class AsyncConfig:
     max_train_steps: int | None = None
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
+    checkpoint_every_s: float = 0.0
+    updates_per_simulation: float | None = None
+    crashes_before_redraw: int = 0
     divergence_factor: float = 1e4
     config_hash: str | None = None
 
@@ -62,6 +72,13 @@ class AsyncConfig:
             raise ValueError(f"task_timeout_s must be > 0, got {self.task_timeout_s}")
         if self.checkpoint_every < 0 or (self.checkpoint_every and not self.checkpoint_dir):
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be >= 0 and needs a checkpoint_dir")
+        if not self.checkpoint_every_s >= 0 or (self.checkpoint_every_s and not self.checkpoint_dir):
+            raise ValueError(f"checkpoint_every_s ({self.checkpoint_every_s}) must be >= 0 and needs a checkpoint_dir")
+        if self.updates_per_simulation is not None and not 0 < self.updates_per_simulation < float("inf"):
+            raise ValueError(f"updates_per_simulation must be > 0 and finite (None: no pacing), "
+                             f"got {self.updates_per_simulation}")
+        if not isinstance(self.crashes_before_redraw, int) or self.crashes_before_redraw < 0:
+            raise ValueError(f"crashes_before_redraw must be an integer >= 0, got {self.crashes_before_redraw!r}")
         if not self.divergence_factor > 1:
             raise ValueError(f"divergence_factor must be > 1 (inf: off), got {self.divergence_factor}")
 
@@ -73,6 +90,20 @@ class AsyncConfig:
         if unknown:
             raise ValueError(f"unknown async field(s) {sorted(unknown)}")
         return cls(**fields)
+
+
+    @property
+    def checkpoints(self) -> bool:
+        return bool(self.checkpoint_dir) and bool(self.checkpoint_every or self.checkpoint_every_s)
+
+
+class AsyncHooks(NamedTuple):
+    """What a driver is told while a run goes on (each None: not told). Called in the trainer loop."""
+
+    started: Any = None  # (resumed step or None, next launch id): before the first launch
+    launched: Any = None  # (Launch): a fresh λ was submitted
+    trained: Any = None  # (step, train_state, {"train_loss", "buffer_size", ...}): a step was taken
+    saving: Any = None  # (step): a checkpoint of ``step`` is about to be written (flush records first)
 
 
 class Launch(NamedTuple):
@@ -110,6 +141,7 @@ class AsyncSummary:
     wall_s: float
     stopped_early: str | None  # why launching stopped before the budget, or None
     failure: str | None = None  # why the run did not do its work (fault limit, no simulation), or None
+    num_retried: int = 0  # faulty simulations launched again with the same λ (crashes_before_redraw)
 
     def metrics(self) -> dict[str, float]:
         """Flat scalars for a metrics writer."""
@@ -117,7 +149,7 @@ class AsyncSummary:
         out.update({f"latency_steps/{k}": float(v) for k, v in self.latency_steps.items()})
         out.update({f"latency_s/{k}": float(v) for k, v in self.latency_s.items()})
         for name in ("num_launched", "num_completed", "num_train_steps", "num_trained_samples", "num_items_pushed",
-                     "num_evicted_unseen", "num_redrawn", "num_requeued", "num_pool_restarts", "wall_s"):
+                     "num_evicted_unseen", "num_redrawn", "num_requeued", "num_retried", "num_pool_restarts", "wall_s"):
             out[name] = float(getattr(self, name))
         out["final_loss"] = self.losses[-1] if self.losses else float("nan")
         return out
@@ -144,4 +176,39 @@ class AsyncDiverged(RuntimeError):
 class AsyncFailed(RuntimeError):
     """The run did not do its work (``AsyncSummary.failure``); rerunning it resumes from its checkpoint."""
 
+
+def check_trainer_args(solver: Any, strategy: Any, config: AsyncConfig, trajectory_shape: Any) -> None:
+    """`AsyncTrainer`'s checks of its arguments against each other; ValueError naming the setting."""
+    from qsal_jax.online.external import ExecutableSolver
+    from qsal_jax.proposals.base import ScoredProposal
+
+    if isinstance(strategy, ScoredProposal):
+        raise ValueError("async mode: strategies scoring a candidate pool (SBAL, RAD) need a surrogate in the "
+                         "feedback; not supported")
+    if isinstance(solver, ExecutableSolver) and solver.timeout_s >= config.task_timeout_s:
+        # Otherwise the worker is killed first and its program, in a session of its own, outlives it.
+        raise ValueError(f"ExecutableSolver.timeout_s ({solver.timeout_s:g}) must be below "
+                         f"task_timeout_s ({config.task_timeout_s:g})")
+    if trajectory_shape is None:
+        raise ValueError("async mode: trajectory_shape is required, the [T, C, *grid] every solver result must have")
+    if len(trajectory_shape) < 3 or trajectory_shape[0] < 2:
+        raise ValueError(f"async mode: trajectory_shape {tuple(trajectory_shape)} must be [T >= 2, C, *grid]: "
+                         "a trajectory of one frame holds no training pair")
+    if trajectory_shape[0] - 1 > config.buffer_capacity:
+        raise ValueError(f"async mode: a trajectory of {trajectory_shape[0]} frames gives {trajectory_shape[0] - 1} "
+                         f"items, more than buffer_capacity = {config.buffer_capacity}; raise buffer_capacity")
+
+
+def summarize(run: Any) -> AsyncSummary:
+    """The `AsyncSummary` of an `async_mode` run so far."""
+    lat = [run.latencies[i] for i in sorted(run.latencies)]
+    return AsyncSummary(
+        num_launched=len(run.launches), num_completed=run.completed, num_train_steps=run.step,
+        num_trained_samples=run.trained, num_items_pushed=run.buffer.num_pushed,
+        num_evicted_unseen=run.buffer.num_evicted_unseen, faults=dict(run.faults), num_redrawn=run.redrawn,
+        num_requeued=run.requeued, num_pool_restarts=run.restarts, num_retried=run.retried,
+        latency_steps=describe([float(x.steps) for x in lat]), latency_s=describe([x.seconds for x in lat]),
+        losses=tuple(run.losses), launches=tuple(run.launches[i] for i in sorted(run.launches)),
+        latencies=tuple(lat), wall_s=run.now(), stopped_early=run.stopped_early, failure=run.failure,
+    )
 

@@ -46,6 +46,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from qsal_jax.online.solver_command import check_command, fill_command
+
 FAULT_KINDS = ("error", "crash", "timeout", "garbage", "nonfinite")
 
 Solve = Callable[[np.ndarray], Any]  # lam float64 [D] -> float [T, C, *grid]
@@ -115,22 +117,25 @@ def check_trajectory(
 
 @dataclasses.dataclass(frozen=True)
 class ExecutableSolver:
-    """An external program as a solver: λ in a file (or on stdin), trajectory ``.npy`` out.
+    """An external program as a solver: λ on its command line or in a file, trajectory ``.npy`` out.
 
-    ``argv`` is the command line with the placeholders ``{lam}`` (path of the λ file) and
-    ``{out}`` (path of the ``.npy`` the program must write, ``[T, C, *grid]``), e.g.::
+    ``argv`` is the command line with the placeholders ``{out}`` (path of the ``.npy`` the program
+    must write, ``[T, C, *grid]``), ``{lam}`` (λ as a JSON list, e.g. ``[0.5, 0.3, 1.0, 2.0]``),
+    ``{lam_file}`` (path of λ written as ``lam_format`` says) and ``{<name>}`` (one component of λ
+    by its name in ``names``, a float: ``{A0:.6g}`` takes a format spec), e.g.::
 
         ExecutableSolver((sys.executable, "scripts/external_solver.py",
-                          "--lam-file", "{lam}", "--out", "{out}"), timeout_s=30)
+                          "--lam", "{lam}", "--out", "{out}"), timeout_s=30)
 
     Attributes:
-      argv: program and arguments; ``{lam}``/``{out}`` are replaced by plain string substitution.
+      argv: program and arguments, a list (a string is refused: no shell splits it).
       timeout_s: wall-clock limit of one run; past it the program's whole process group is
         killed and `SolverTimeout` raised, so a hung program never holds a worker.
       lam_format: ``json`` (a list of D floats), ``npy`` (float64 ``[D]``), or ``stdin`` (the
-        JSON list on standard input; ``{lam}`` then reads ``-``).
+        JSON list on standard input; ``{lam_file}`` then reads ``-``).
       env: variables added to the inherited environment.
       cwd: working directory of the program (default: the worker's).
+      names: λ's component names, for the ``{<name>}`` placeholders.
     """
 
     argv: tuple[str, ...]
@@ -138,20 +143,22 @@ class ExecutableSolver:
     lam_format: str = "json"
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
+    names: tuple[str, ...] = ()
 
     def __post_init__(self):
         # Accept lists and mappings but store tuples, so the solver stays hashable and picklable.
-        object.__setattr__(self, "argv", tuple(str(a) for a in self.argv))
+        try:
+            argv = check_command(self.argv, tuple(self.names))
+        except ValueError as e:
+            raise ValueError(f"ExecutableSolver: argv: {e}") from None
+        object.__setattr__(self, "argv", argv)
+        object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         env = self.env.items() if isinstance(self.env, Mapping) else self.env
         object.__setattr__(self, "env", tuple((str(k), str(v)) for k, v in env))
-        if not self.argv:
-            raise ValueError("ExecutableSolver: argv is empty")
         if self.lam_format not in ("json", "npy", "stdin"):
             raise ValueError(f"ExecutableSolver: lam_format must be json, npy or stdin, got {self.lam_format!r}")
         if not self.timeout_s > 0:
             raise ValueError(f"ExecutableSolver: timeout_s must be > 0, got {self.timeout_s}")
-        if not any("{out}" in a for a in self.argv):
-            raise ValueError("ExecutableSolver: argv must contain the {out} placeholder")
 
     def __call__(self, lam: np.ndarray) -> np.ndarray:
         """Run the program on ``lam [D]``; returns the array it wrote (unchecked, see `check_trajectory`)."""
@@ -159,7 +166,7 @@ class ExecutableSolver:
         with tempfile.TemporaryDirectory(prefix="qsal_solver_") as tmp:
             out = os.path.join(tmp, "out.npy")
             lam_path, stdin = _write_lam(lam, tmp, self.lam_format)
-            argv = [a.replace("{lam}", lam_path).replace("{out}", out) for a in self.argv]
+            argv = fill_command(self.argv, lam, self.names, out, lam_path)
             code, stderr = _run(argv, stdin, self.timeout_s, dict(os.environ, **dict(self.env)), self.cwd, tmp)
             if code != 0:
                 raise SolverError(f"{os.path.basename(argv[0])} exited with status {code}: {stderr[-500:].strip()}")
