@@ -46,6 +46,7 @@ from qsal_jax.training import checkpoint
 from qsal_jax.training.sharding import is_primary, local_replica, place, sync_processes, to_host
 from qsal_jax.training.state import create_train_state, make_optimizer
 from qsal_jax.training.step import bind_train_step
+from qsal_jax.training.surrogate import surrogate_apply
 
 
 def build_engine(config):
@@ -61,8 +62,7 @@ def build_engine(config):
         model = models.get_model(model_cfg)
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"model = {dict(config.model)}: {first_line(e)}") from None
-    # Residual form u_{t+1} = u_t + f_θ(u_t): the usual choice for one-step PDE emulators.
-    apply_fn = (lambda params, x, cond: x + model.apply(params, x, cond)) if residual else model.apply
+    apply_fn = surrogate_apply(model, residual)  # u_{t+1} = u_t + f_θ(u_t), as the async mode trains
     optimizer = make_optimizer(dict(config.train.optimizer))
     compute_dtype = jnp.bfloat16 if config.train.get("bf16", False) else None
     step = bind_train_step(apply_fn, optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype,
