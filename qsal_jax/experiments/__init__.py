@@ -15,6 +15,7 @@ KINDS = {
     "online": "qsal_jax.experiments.online",  # the fused simulate → buffer → train → propose loop
     "toy": "qsal_jax.experiments.toy",  # rolling-ball oracle, offline strategies
     "pinn": "qsal_jax.experiments.pinn",  # collocation-point sampling for a PINN
+    "async": "qsal_jax.experiments.async_run",  # external solver programs in a worker pool (solver.command)
 }
 
 
