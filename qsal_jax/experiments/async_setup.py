@@ -8,7 +8,7 @@ The config (``configs/async_burgers.py`` is the example to copy):
 
   solver.command      the program, a list of argument strings with the placeholders of
                       `qsal_jax.online.solver_command` ({out}, {lam}, {lam_file}, {<λ name>}),
-                      ``{python}`` (the interpreter running the trainer) and ``{<field>}`` for
+                      ``{python}`` (``solver.python``, by default the interpreter running the trainer) and ``{<field>}`` for
                       any other scalar field of ``solver`` (its grid size, say), filled up front
   solver.num_frames, solver.num_points, solver.channels, solver.spatial_dims
                       the ``[T, C, *grid]`` every result must have
@@ -60,7 +60,7 @@ class Parts(NamedTuple):
 def solver_constants(solver_config) -> dict:
     """What ``{python}`` and ``{<field>}`` stand for in ``solver.command``: every scalar solver field."""
     out = {k: v for k, v in solver_config.items() if k != "command" and isinstance(v, (int, float, str, bool))}
-    return {**out, "python": sys.executable}
+    return {**out, "python": solver_config.get("python", "") or sys.executable}
 
 
 def make_solver(c, names: tuple[str, ...]):
