@@ -376,3 +376,123 @@ def test_sigkill_mid_run_then_resume_spends_the_budget_exactly(tmp_path):
     assert r["train_steps"] > killed_at and r["final_step"] == r["train_steps"]
     # The resumed run launched only what was missing: the work before the checkpoint was kept.
     assert 0 < r["launched"] < 24
+
+
+# ------------------------------------------------------------- solver commands
+def test_command_placeholders_are_filled():
+    from qsal_jax.online.solver_command import check_command, fill_command
+
+    argv = check_command(["{python}", "s.py", "--lam", "{lam}", "--a", "{A0:.3f}", "-n", "{n}", "{{x}}", "{out}",
+                          "{lam_file}"], names=("A0", "A1"), constants={"python": "py", "n": 64})
+    assert argv[0] == "py" and argv[7] == "64" and argv[8] == "{{x}}"  # constants now; λ, paths per run
+    filled = fill_command(argv, [0.25, 0.5], ("A0", "A1"), "o.npy", "l.json")
+    assert filled == ["py", "s.py", "--lam", "[0.25, 0.5]", "--a", "0.250", "-n", "64", "{x}", "o.npy", "l.json"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["prog", "{out}", "{A2}"], "unknown placeholder {A2}; known: {A0}, {A1}, {lam}, {lam_file}, {out}"),
+    (["prog", "{lam}"], "must contain the {out} placeholder"),
+    ("prog --out {out}", "must be a list of argument strings, not the string"),
+    ([], "non-empty list"),
+    (["prog", "{out", "x"], "argument 1 '{out'"),
+    (["prog", "{out}", "{A0:d}"], "format spec 'd' of {A0}"),
+])
+def test_bad_commands_are_one_line_errors(argv, message):
+    from qsal_jax.online.solver_command import check_command
+
+    with pytest.raises(ValueError) as e:
+        check_command(argv, names=("A0", "A1"))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_executable_solver_given_a_string_is_one_clear_error():
+    with pytest.raises(ValueError, match=r"^ExecutableSolver: argv: must be a list of argument strings, not the string"):
+        external.ExecutableSolver(f"{sys.executable} {SCRIPT} --out {{out}}")
+
+
+def test_lam_inline_and_by_name_match_the_in_process_solver(solver):
+    """λ as a JSON list ({lam}) and component by component ({A0} ...) give the same trajectory."""
+    lam = np.array([0.7, 0.4, 1.0, 2.0])
+    common = ("--out", "{out}", "--num-points", str(N), "--num-frames", str(T), "--substeps", "2")
+    inline = external.ExecutableSolver((sys.executable, str(SCRIPT), "--lam", "{lam}", *common), timeout_s=30)
+    by_name = external.ExecutableSolver((sys.executable, str(SCRIPT), "--lam", "[{A0!r}, {A1!r}, {phi0!r}, {phi1!r}]",
+                                         *common), timeout_s=30, names=tuple(SPACE.names))
+    np.testing.assert_allclose(inline(lam), solver(lam), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(by_name(lam), inline(lam))
+
+
+# A program for each way an external solver goes wrong, and the fault kind it must be counted as
+# (a worker that dies, the twelfth way, is `test_hung_or_dead_worker_rebuilds_the_pool`'s "exit").
+_PY = sys.executable
+FAULTY_PROGRAMS = {
+    "crash": ([_PY, "-c", "import sys; sys.exit(3)", "{out}"], "error"),
+    "segfault": ([_PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "{out}"], "error"),
+    "hang": ([_PY, "-c", "import time; time.sleep(600)", "{out}"], "timeout"),
+    "slow": ([_PY, "-c", "import time, sys, numpy; time.sleep(5); numpy.save(sys.argv[1], numpy.zeros((6, 1, 32)))",
+              "{out}"], "timeout"),
+    "garbage": ([_PY, "-c", "import sys; open(sys.argv[1], 'w').write('not an array')", "{out}"], "garbage"),
+    "wrong shape": ([_PY, "-c", "import sys, numpy; numpy.save(sys.argv[1], numpy.zeros((6, 1, 31)))", "{out}"],
+                    "garbage"),
+    "nan": ([_PY, "-c", "import sys, numpy; numpy.save(sys.argv[1], numpy.full((6, 1, 32), numpy.nan))", "{out}"],
+            "nonfinite"),
+    "empty file": ([_PY, "-c", "import sys; open(sys.argv[1], 'w').close()", "{out}"], "garbage"),
+    "exit 0 without output": ([_PY, "-c", "pass", "{out}"], "garbage"),
+    "missing program": (["/nonexistent/solver", "{out}"], "error"),
+}
+
+
+@pytest.mark.parametrize("name", [*FAULTY_PROGRAMS, "not executable"])
+def test_every_kind_of_faulty_program_is_classified(tmp_path, name):
+    if name == "not executable":
+        program = tmp_path / "solver.sh"
+        program.write_text("#!/bin/sh\nexit 0\n")  # no x bit
+        argv, kind = [str(program), "{out}"], "error"
+    else:
+        argv, kind = FAULTY_PROGRAMS[name]
+    solve = external.ExecutableSolver(argv, timeout_s=2.0)
+    try:
+        u = solve(np.zeros(4))
+    except Exception as e:  # what a worker hands back; the trainer classifies it
+        assert external.classify_exception(e) == kind
+    else:
+        problem = external.check_trajectory(u, SHAPE, np.float32)
+        assert problem is not None and problem[0] == kind
+
+
+# ------------------------------------------------------- pacing and fault policy
+@pytest.mark.parametrize("policy", ["reservoir", "firo", "fifo"])
+def test_pacing_takes_the_owed_updates_per_simulation(setup, solver, policy):
+    with cf.ThreadPoolExecutor(2) as threads:
+        s = run(setup, solver, executor=threads, buffer_policy=policy, updates_per_simulation=1.5, watermark=5,
+                batch_size=4).summary
+    assert s.num_completed == 4 and np.all(np.isfinite(s.losses))
+    if policy == "reservoir":  # never short of items: exactly floor(1.5 × 4) steps
+        assert s.num_train_steps == 6
+    else:  # FIFO and FIRO hand each item out once: a step is owed but the buffer may be empty
+        assert 1 <= s.num_train_steps <= 6 and s.num_trained_samples <= s.num_items_pushed
+
+
+def test_a_faulty_lambda_is_launched_again_before_a_redraw(setup, ext, tmp_path, caplog):
+    caplog.set_level(logging.INFO, LOGGER)
+    flaky = ext.Solver(num_points=N, num_frames=T, substeps=2, fault="crash", fault_once=str(tmp_path / "flag"))
+    with cf.ThreadPoolExecutor(2) as threads:
+        s = run(setup, flaky, executor=threads, crashes_before_redraw=1).summary
+    check_completed(s, 4, {"error": 1})
+    assert s.num_retried == 1 and s.num_redrawn == 0 and s.num_launched == 4  # the same λ, not a fresh one
+    assert caplog.text.count("retry id=") == 1
+
+
+def test_hooks_and_a_checkpoint_at_the_first_arrival(setup, solver, tmp_path):
+    from qsal_jax.online.async_records import AsyncHooks
+
+    seen = {"started": [], "launched": [], "trained": [], "saving": []}
+    hooks = AsyncHooks(*(lambda *a, k=k: seen[k].append(a) for k in ("started", "launched", "trained", "saving")))
+    with cf.ThreadPoolExecutor(2) as threads:
+        s = run(setup, solver, executor=threads, hooks=hooks, checkpoint_dir=str(tmp_path / "ckpt"),
+                checkpoint_every=1000).summary
+    assert seen["started"] == [(None, 0)]
+    assert [x[0].lam_id for x in seen["launched"]] == list(range(s.num_launched))
+    assert [x[0] for x in seen["trained"]] == list(range(1, s.num_train_steps + 1))
+    assert {"train_loss", "buffer_size", "simulations", "owed_updates", "faults"} <= set(seen["trained"][-1][2])
+    # The first arrival (before any training: watermark 8 > one trajectory's 5 items), then the end.
+    assert seen["saving"] == [(0,), (s.num_train_steps,)]

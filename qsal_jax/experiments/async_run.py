@@ -71,8 +71,9 @@ class Records:
         self.last_saved = resumed
         self.metric_log.truncate(step)
         path = os.path.join(self.samples, "launches.jsonl")
-        if os.path.exists(path):
-            keep = [line for line in open(path) if line.strip() and json.loads(line)["id"] < (next_id if resumed is not None else 0)]
+        if os.path.exists(path):  # keep the launches the checkpoint knows (a line cut by a kill is dropped)
+            with open(path) as f:
+                keep = [line for line in f if _launch_id(line) < (next_id if resumed is not None else 0)]
             with open(path, "w") as f:
                 f.writelines(keep)
         for f in glob.glob(os.path.join(self.samples, "lam_*.npy")):
@@ -148,6 +149,13 @@ class Records:
             lam = np.stack([x.lam for x in self.launches]).astype(np.float32)
             np.save(path, np.concatenate([np.load(path), lam]) if os.path.exists(path) else lam)
             self.launches = []
+
+
+def _launch_id(line: str) -> float:
+    try:
+        return json.loads(line)["id"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 def _tensorboard(workdir: str, start: int):
