@@ -77,11 +77,9 @@ def export_run(workdir: str, out_path: str, *, what: str = "launched", log=print
     log(f"simulating {len(lam)} trajectories of {sim.name} again for the export")
     u, finite = _simulate(sim, np.asarray(lam, np.float32))
     u, lam, ids = u[finite], lam[finite], ids[finite]
-    pde = sim.reference_pde()
-    n_dims = pde.num_spatial_dims
+    n_dims, extent, dt = sim.grid_facts()
     n = sim.state_shape[-1]
     axes = ("x", "y", "z")[:n_dims]
-    dt = float(np.asarray(pde.dt)) * sim.save_every
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with h5py.File(out_path, "w") as f:
         f.attrs.update(dataset_name=sim.name, grid_type="cartesian", n_spatial_dims=n_dims, n_trajectories=len(u),
@@ -91,7 +89,6 @@ def export_run(workdir: str, out_path: str, *, what: str = "launched", log=print
         dims.attrs["spatial_dims"] = list(axes)
         time = dims.create_dataset("time", data=np.arange(u.shape[1], dtype=np.float32) * dt)
         time.attrs["sample_varying"] = False
-        extent = float(np.asarray(pde.domain_extent))
         for a in axes:
             coord = dims.create_dataset(a, data=np.arange(n, dtype=np.float32) * extent / n)
             coord.attrs.update(sample_varying=False, time_varying=False)

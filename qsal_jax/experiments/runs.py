@@ -1,7 +1,9 @@
 """A finished (or interrupted) online run, back in a notebook: ``load_run(workdir)``.
 
     run = load_run("runs/kdv_breed")
-    u_next = run.apply_fn(run.params, u, run.simulator.conditioning(lam))   # u: [B, C, *grid]
+    u = run.predict(lam)                 # λ [B, D] -> the surrogate's trajectories [B, T, C, *grid]
+    u = run.rollout(u0, 10, lam=lam)     # any start u0 [B, C, *grid] -> [B, 11, C, *grid]
+    u_next = run.apply_fn(run.params, u0, run.simulator.conditioning(lam))   # one step
 
 The config comes from the workdir's ``config.json`` and the parameters from its newest intact
 checkpoint (digests checked), so what is loaded is what the run trained, not a re-run.
@@ -13,6 +15,8 @@ import json
 import os
 from typing import Any, Callable, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 
@@ -23,6 +27,44 @@ class LoadedRun(NamedTuple):
     summary: dict | None  # summary.json, or None for a run that has not finished
     simulator: Any  # the run's `Simulator` (its space, conditioning and solver)
     step: int  # the online step of the checkpoint
+
+    def rollout(self, u0, num_steps: int, *, lam=None):
+        """The surrogate's autoregressive rollout from ``u0 [B, C, *grid]`` (or one ``[C, *grid]``):
+        ``[B, num_steps + 1, C, *grid]``, u0 first. ``lam [B, D]`` (or ``[D]``) is required when the
+        surrogate is conditioned on λ (the run's ``simulator.cond_names``)."""
+        from qsal_jax.training.evaluate import surrogate_rollout
+
+        u0 = jnp.asarray(u0, jnp.float32)
+        state_shape = tuple(self.simulator.state_shape)
+        single = u0.shape == state_shape
+        u0 = u0[None] if single else u0
+        if u0.shape[1:] != state_shape:
+            raise ValueError(f"rollout: u0 must be [B, *{state_shape}] or {state_shape}, got {tuple(u0.shape)}")
+        if int(num_steps) < 0:
+            raise ValueError(f"rollout: num_steps must be >= 0, got {num_steps}")
+        cond = None
+        if self.simulator.cond_names:
+            if lam is None:
+                raise ValueError(f"rollout: this surrogate is conditioned on {list(self.simulator.cond_names)}; pass lam")
+            lam = jnp.atleast_2d(jnp.asarray(lam, self.simulator.dtype))
+            if lam.shape != (u0.shape[0], self.simulator.space.dim):
+                raise ValueError(f"rollout: lam must be [{u0.shape[0]}, {self.simulator.space.dim}], got {tuple(lam.shape)}")
+            cond = self.simulator.conditioning(lam)
+        run = jax.jit(surrogate_rollout, static_argnums=(0, 3))
+        us = jnp.concatenate([u0[:, None], run(self.apply_fn, self.params, u0, int(num_steps), cond)], axis=1)
+        return us[0] if single else us
+
+    def predict(self, lam):
+        """What the surrogate says the simulator returns for ``lam [B, D]`` (or ``[D]``): the solver's
+        initial state of each λ rolled out over the run's frames, ``[B, T, C, *grid]``."""
+        lam = jnp.asarray(lam, self.simulator.dtype)
+        single = lam.ndim == 1
+        lam = jnp.atleast_2d(lam)
+        if lam.ndim != 2 or lam.shape[1] != self.simulator.space.dim:
+            raise ValueError(f"predict: lam must be [B, {self.simulator.space.dim}], got {tuple(lam.shape)}")
+        u0 = jax.jit(jax.vmap(self.simulator.initial_state))(lam)
+        us = self.rollout(u0, self.simulator.num_frames - 1, lam=lam)
+        return us[0] if single else us
 
 
 def load_run(workdir: str) -> LoadedRun:

@@ -11,9 +11,12 @@ is a config error.
 plots only: never part of any reported number (a grid over-weights its faces and corners, and a
 slice sees one face of the box). It is cached beside the score sets.
 
-**Cache files** hold their λ and a digest of every array (name, dtype, shape and bytes). A file is
-used only when it loads, its λ are the ones asked for, its trajectories have the simulator's
-shape and its digest matches; any other file is rebuilt, with a line saying why.
+**Cache files** are named by that key and by the simulator's fingerprint (`simulator_fingerprint`:
+shapes, dtype and two probe trajectories), so a change of grid, initial condition or coefficient
+made in code misses the cache instead of scoring on old trajectories. They hold their λ and a
+digest of every array (name, dtype, shape and bytes). A file is used only when it loads, its λ are
+the ones asked for, its trajectories have the simulator's shape and its digest matches; any other
+file is rebuilt, with a line saying why.
 
 **Errors** (`score`). Per transition: the one-step nRMSE of ``u[t] → u[t+1]`` and the nRMSE of the
 autoregressive rollout from ``u[0]`` at step ``t + 1``, one number per (trajectory, frame), shape
@@ -36,6 +39,7 @@ import numpy as np
 
 from qsal_jax.experiments.cache import default_cache_dir
 from qsal_jax.experiments.validation import ConfigError
+from qsal_jax.simulation.fingerprint import simulator_fingerprint
 from qsal_jax.simulation.simulator import Simulator
 from qsal_jax.training.evaluate import one_step_errors, rollout_errors, summary_stats
 
@@ -148,14 +152,15 @@ def make_score_set(sim: Simulator, problem_kwargs: dict, *, size: int, draw: str
     key = score_set_key(sim.name, dict(problem_kwargs), size, draw, seed)
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     lam = draw_lams(sim.space, size, draw, seed)
-    u, finite = _cached_trajectories(os.path.join(cache_dir, "score_sets", f"{sim.name}_{key}.npz"), sim, lam, log,
-                                     f"the score set ({size} λ, {draw}, seed {seed})")
+    fingerprint = simulator_fingerprint(sim)
+    u, finite = _cached_trajectories(os.path.join(cache_dir, "score_sets", f"{sim.name}_{key}_{fingerprint}.npz"), sim,
+                                     lam, log, f"the score set ({size} λ, {draw}, seed {seed})")
     if not finite.any():
         raise ConfigError(f"eval.score_size: every one of the {size} score trajectories blew up in the solver; "
                          "lower the problem's amplitudes or raise problem.kwargs.substeps")
     info = {"size": int(finite.sum()), "drawn": int(size), "draw": f"scrambled Halton (seed {seed})"
             if draw == "halton" else f"i.i.d. uniform (seed {seed})", "dropped_blowups": int((~finite).sum()),
-            "key": key}
+            "key": key, "simulator": fingerprint}
     lam, u = lam[finite], u[finite]
     return ScoreSet(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), info)
 
@@ -168,8 +173,8 @@ def make_heatmap_grid(sim: Simulator, problem_kwargs: dict, axes: tuple, size: i
     lam = np.asarray(lam)
     key = score_set_key(sim.name, dict(problem_kwargs), size, f"grid:{axes[0]},{axes[1]}", 0)
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-    u, finite = _cached_trajectories(os.path.join(cache_dir, "heatmap_grids", f"{sim.name}_{key}.npz"), sim, lam, log,
-                                     f"heat-map grid ({size} x {size})")
+    path = os.path.join(cache_dir, "heatmap_grids", f"{sim.name}_{key}_{simulator_fingerprint(sim)}.npz")
+    u, finite = _cached_trajectories(path, sim, lam, log, f"heat-map grid ({size} x {size})")
     return HeatmapGrid(lam, u, np.asarray(sim.conditioning(jnp.asarray(lam))), finite,
                        (axes[0], axes[1], np.asarray(ax), np.asarray(ay)))
 

@@ -9,23 +9,22 @@ online engine never lets them into its buffer.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
+from qsal_jax.simulation import function_simulator
 from qsal_jax.simulation.param_space import ParamSpace
+from qsal_jax.simulation.trajectories import Batched, Trajectories
 from qsal_jax.solvers import make_stepper, repeated, rollout, spectral
 from qsal_jax.solvers.pdes import SemilinearPDE
 
-
-class Trajectories(NamedTuple):
-    u: jax.Array  # [B, T, C, *grid] float, on the output grid
-    finite: jax.Array  # [B] bool: False if the trajectory blew up
+__all__ = ["Simulator", "Trajectories", "spectral_upsample"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Simulator:
+class Simulator(Batched):
     """A λ-batch → trajectory map. Hashable (closes over functions), so pass it as static.
 
     Attributes:
@@ -74,13 +73,6 @@ class Simulator:
         pde = self.reference_pde()
         n = self.output_points or pde.num_points
         return (pde.num_channels,) + (n,) * pde.num_spatial_dims
-
-    def conditioning(self, lam: jax.Array) -> jax.Array:
-        """The λ entries a surrogate is conditioned on, in unit-cube units ``[..., P]``."""
-        if not self.cond_names:
-            return jnp.zeros(lam.shape[:-1] + (0,), lam.dtype)
-        idx = jnp.asarray([self.space.index(n) for n in self.cond_names])
-        return self.space.to_unit(lam)[..., idx]
 
     def _initial_state_fine(self, lam: jax.Array):
         params = self.space.unpack(lam)
@@ -143,15 +135,14 @@ class Simulator:
         frame = repeated(stepper, self.save_every)
         return self._to_output_grid(jax.checkpoint(lambda v: frame(v))(fine), pde)
 
-    def simulate(self, lam: jax.Array) -> Trajectories:
-        """Batched: ``lam [B, D]`` → `Trajectories`; non-finite trajectories are zeroed and flagged."""
-        if lam.ndim != 2 or lam.shape[-1] != self.space.dim:
-            raise ValueError(f"{self.name}.simulate: lam must be [batch, {self.space.dim}], got {lam.shape}")
-        u = jax.vmap(self.simulate_one)(lam.astype(self.dtype))
-        axes = tuple(range(1, u.ndim))
-        finite = jnp.all(jnp.isfinite(u), axis=axes) & (jnp.max(jnp.abs(u), axis=axes) < self.blowup_threshold)
-        u = jnp.where(finite.reshape((-1,) + (1,) * (u.ndim - 1)), u, 0.0)
-        return Trajectories(u=u, finite=finite)
+    def grid_facts(self) -> tuple[int, float, float]:
+        """``(spatial dims, domain extent, time between saved frames)`` for metadata (the export)."""
+        pde = self.reference_pde()
+        return pde.num_spatial_dims, float(pde.domain_extent), float(pde.dt) * self.save_every
+
+    # A simulator of the user's own: any jittable λ → trajectory map, or a stepper per λ.
+    from_function = staticmethod(function_simulator.from_function)
+    from_stepper = staticmethod(function_simulator.from_stepper)
 
 
 def spectral_upsample(u: jax.Array, n_fine: int, num_spatial_dims: int) -> jax.Array:
