@@ -171,3 +171,13 @@ def test_readme_exponax_example_runs_through_the_script_and_load_run(tmp_path):
     np.testing.assert_allclose(run.rollout(solved[0, 2], 2, lam=lam[0])[2], two_steps[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="conditioned on"):
         run.rollout(solved[:, 0], 2)
+
+
+def test_reports_compare_records_by_their_simulator_fingerprint():
+    from qsal_jax.experiments.report import score_set_line
+
+    info = {"size": 8, "drawn": 8, "draw": "scrambled Halton (seed 1)", "dropped_blowups": 0, "key": "abc"}
+    old, new = {"score_set": info}, {"score_set": dict(info, simulator="f1")}
+    assert "cache key abc" in score_set_line([old, new])  # records from before the fingerprint still combine
+    with pytest.raises(ValueError, match="different simulators"):
+        score_set_line([new, {"score_set": dict(info, simulator="f2")}])

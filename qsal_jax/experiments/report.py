@@ -128,7 +128,13 @@ def ratio_cell(r: dict) -> str:
 
 
 def score_set_line(summaries: list[dict]) -> str:
-    infos = {json.dumps(s.get("score_set", {}), sort_keys=True) for s in summaries}
+    sets = [dict(s.get("score_set", {})) for s in summaries]
+    fingerprints = {info["simulator"] for info in sets if "simulator" in info}
+    if len(fingerprints) > 1:
+        raise ValueError(f"these runs were scored on trajectories of different simulators ({sorted(fingerprints)}); "
+                         "they cannot be compared")
+    # Records from before the simulator's fingerprint are compared on everything else.
+    infos = {json.dumps({k: v for k, v in info.items() if k != "simulator"}, sort_keys=True) for info in sets}
     if len(infos) != 1:
         raise ValueError("these runs were scored on different score sets; they cannot be compared")
     info = json.loads(infos.pop())
