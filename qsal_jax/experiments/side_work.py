@@ -4,8 +4,9 @@ A run hands this work to one worker thread and goes on with its next steps. XLA 
 GIL while it computes, so an evaluation runs on the cores the loop leaves idle (on a 2-core CPU
 the default 1D run's loop keeps about one busy). Jobs run one at a time in the order they were
 submitted, which keeps what a resume relies on: the records up to step ``s`` are written before
-checkpoint ``s`` is. A failed job's error is raised in the main thread at the next `check` or
-`drain`. With ``background=False`` every job runs at once in the caller's thread (a
+checkpoint ``s`` is, and a job that fails (records cut short by a full disk) stops every job queued
+behind it (that checkpoint is not written). A failed job's error is raised in the main thread at
+the next `check` or `drain`. With ``background=False`` every job runs at once in the caller's thread (a
 multi-process run, whose checkpoint writes are collectives that every process must make in step).
 """
 
@@ -23,11 +24,17 @@ class SideWork:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsal-side-work") if background else None
         self._pending: list[Future] = []
         self.busy_s: dict[str, float] = {}
+        self._failed: str | None = None  # the kind of the first job that failed
 
     def _timed(self, kind: str, fn: Callable, *args) -> Any:
+        if self._failed is not None:
+            raise RuntimeError(f"{kind} not done: the {self._failed} job queued before it failed")
         t0 = time.perf_counter()
         try:
             return fn(*args)
+        except BaseException:
+            self._failed = kind
+            raise
         finally:
             self.busy_s[kind] = self.busy_s.get(kind, 0.0) + time.perf_counter() - t0
 

@@ -9,13 +9,13 @@ per-seed ratios as dots; `sweep_markdown` is the table RESULTS.md quotes.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
 from qsal_jax.experiments import report
 from qsal_jax.experiments.compare import compare
+from qsal_jax.experiments.workdir import write_json
 
 
 def sweep(config: str, strategies, seeds, root: str, points, *, config_args: str = "", log=print) -> dict:
@@ -26,8 +26,7 @@ def sweep(config: str, strategies, seeds, root: str, points, *, config_args: str
         compare(config, strategies, seeds, out, config_args=",".join(filter(None, [point, config_args])), log=log)
         workdirs = [os.path.join(out, f"{s}_seed{k}") for s in strategies for k in seeds]
         tables[point] = report.aggregate(report.load_summaries(workdirs))
-    with open(os.path.join(root, "sweep.json"), "w") as f:
-        json.dump(tables, f, indent=1, default=float)
+    write_json(os.path.join(root, "sweep.json"), tables, indent=1, default=float)  # strict: an infinite ratio is "inf"
     return tables
 
 

@@ -54,7 +54,7 @@ from qsal_jax.experiments.toy_data import (
     pad_to,
     update_dataset,
 )
-from qsal_jax.experiments.workdir import MetricLog, start_or_reuse
+from qsal_jax.experiments.workdir import MetricLog, start_or_reuse, write_json
 from qsal_jax.simulation.param_space import ParamSpace
 from qsal_jax.training.losses import mse
 from qsal_jax.training.state import TrainState, make_optimizer
@@ -255,8 +255,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     }
     np.savez(os.path.join(workdir, "samples.npz"), drawn=np.concatenate(drawn), final_x=x, final_y=y,
              **{f"errors_{k}": v for k, v in errs.items()})
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(os.path.join(workdir, "summary.json"), summary, indent=1)  # strict JSON: a diverged error is "inf"
     log(f"{summary['strategy']} seed {summary['seed']}: {simulations} simulations, "
         f"MSE uniform {summary['uniform_mse']['mean']:.4g}, hard {summary['hard_mse']['mean']:.4g} "
         f"({summary['wall_seconds_this_process']:.1f}s)")

@@ -1,17 +1,22 @@
-"""Workdir bookkeeping: one run per workdir, config fingerprint, metric logs that survive a
-resume, progress lines."""
+"""Workdir bookkeeping: one run per workdir, its config and fingerprint, an overwrite that says
+what it deletes, and `Interrupted`, a Ctrl-C that names the run of a series it landed in. The
+files a run writes there (strict JSON, the metric log, a full disk in one line) are `run_files`'s."""
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import fnmatch
 import hashlib
 import json
-import math
 import os
 import shutil
-import time
+
+# Their old home: what callers import from here.
+from qsal_jax.experiments.progress import PhaseTimes, Progress, steps_text  # noqa: F401
+from qsal_jax.experiments.run_files import (NONFINITE_STRINGS, DiskFull, MetricLog,  # noqa: F401
+                                            MetricLogDamaged, WorkdirError, _checkpoint_steps, _fsync_dir,
+                                            from_strict_json, full_disk_is_one_line, read_json, to_strict_json,
+                                            write_json)
 
 # What a run writes into its workdir (online, toy and pinn experiments, plots, reports): the
 # only entries ``overwrite`` deletes, so files a user keeps beside a run survive a restart.
@@ -20,10 +25,6 @@ RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "test_errors.npz", 
 RUN_DIRS = ("checkpoints", "samples", "tb")
 RUN_PATTERNS = ("*.png", "report.*")
 LOCK_FILE = ".lock"
-
-
-class WorkdirError(RuntimeError):
-    """The workdir cannot hold this run (not a directory, not writable, in use, another config)."""
 
 
 class WorkdirMismatch(WorkdirError):
@@ -36,6 +37,16 @@ class WorkdirDamaged(WorkdirError):
 
 class WorkdirInUse(WorkdirError):
     """Another process (or another lock in this one) holds the workdir's lock."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that landed in one run of a series (a study's, a sweep's point): ``where`` names
+    it, ``workdir`` is its directory (or the directory of its runs). Still a KeyboardInterrupt,
+    so a caller that does not look at it stops as before."""
+
+    def __init__(self, where: str, workdir: str):
+        super().__init__(where)
+        self.where, self.workdir = where, workdir
 
 
 def config_to_dict(config) -> dict:
@@ -133,14 +144,6 @@ def _remove_run_entries(workdir: str) -> None:
             os.remove(p)
 
 
-def _checkpoint_steps(workdir: str) -> list[int]:
-    """The steps of the checkpoints under ``workdir/checkpoints`` (committed or not), in order."""
-    path = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(path):
-        return []
-    return sorted(int(name) for name in os.listdir(path) if name.isdigit())
-
-
 def _read_config(path: str) -> tuple[dict | None, str]:
     """``(config, "")`` from a run's ``config.json``, or ``(None, why it is damaged)``."""
     try:
@@ -188,8 +191,9 @@ def claim_workdir(workdir, config, *, overwrite: bool = False, log=print) -> Non
             log(f"overwrite: deleting the run in {workdir} ({why}; {held})")
             _remove_run_entries(workdir)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(current, f, indent=1, sort_keys=True)
+    with full_disk_is_one_line(path, "nothing of the run was changed", undo=lambda: os.remove(tmp)):
+        with open(tmp, "w") as f:
+            json.dump(current, f, indent=1, sort_keys=True)
     os.replace(tmp, path)
 
 
@@ -216,200 +220,3 @@ def _first_difference(a, b, prefix="") -> str:
 
 
 # JSON has no NaN or infinity: they are written as these strings, and read back as floats.
-NONFINITE_STRINGS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-
-
-def to_strict_json(x):
-    """``x`` with every non-finite float (at any depth, numpy and jax scalars and arrays included)
-    replaced by the string ``"inf"``, ``"-inf"`` or ``"nan"``: ``json.dumps(..., allow_nan=False)``
-    then writes strict JSON that keeps the difference between a diverged (inf) and a missing (nan)
-    number. `from_strict_json` reverses it."""
-    if hasattr(x, "tolist") and hasattr(x, "dtype"):  # numpy / jax arrays and scalars
-        x = x.tolist()
-    if isinstance(x, float):
-        return x if math.isfinite(x) else ("nan" if math.isnan(x) else "inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {k: to_strict_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_strict_json(v) for v in x]
-    return x
-
-
-def from_strict_json(x, *, null=None):
-    """``x`` as `to_strict_json` wrote it, with ``"inf"``, ``"-inf"`` and ``"nan"`` (and the bare
-    ``NaN``/``Infinity`` of files written before) as floats; ``null`` stands for JSON null."""
-    if x is None:
-        return null
-    if isinstance(x, str):
-        return NONFINITE_STRINGS.get(x, x)
-    if isinstance(x, dict):
-        return {k: from_strict_json(v, null=null) for k, v in x.items()}
-    if isinstance(x, list):
-        return [from_strict_json(v, null=null) for v in x]
-    return x
-
-
-def write_json(path: str, obj, **kwargs) -> None:
-    """Write ``obj`` as strict JSON (`to_strict_json`), atomically: a reader sees the old file or
-    the new one, never half of it."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(to_strict_json(obj), f, allow_nan=False, **kwargs)
-    os.replace(tmp, path)
-
-
-def read_json(path: str):
-    """A file written by `write_json` (or plain JSON), with its non-finite numbers as floats."""
-    with open(path) as f:
-        return from_strict_json(json.load(f))
-
-
-class MetricLogDamaged(WorkdirError, ValueError):
-    """A line of ``metrics.jsonl`` other than the last is not a record."""
-
-
-class MetricLog:
-    """Append-only JSONL of per-step records; `truncate(step)` drops records past a restored step.
-
-    A run killed mid-`write` can leave a partial last line: `read` and `truncate` drop it (and
-    `write` cuts it off before appending). A damaged line elsewhere raises MetricLogDamaged naming
-    it. Records are strict JSON (`to_strict_json`): non-finite numbers are written as ``"inf"``,
-    ``"-inf"`` or ``"nan"`` and read back as floats (``null``, from logs written before, as NaN).
-    `write` returns once the records are on disk (fsync), so a checkpoint written after it never
-    outlives its records; `missing_steps` names the records a resume finds lost anyway.
-    """
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def _lines(self) -> list[tuple[str, dict]]:
-        """``(line, record)`` for every complete record, in order."""
-        if not os.path.exists(self.path):
-            return []
-        with open(self.path, "rb") as f:
-            lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
-        out = []
-        for k, (n, raw) in enumerate(lines):
-            try:
-                line = raw.decode()
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not an object")
-                out.append((line if line.endswith("\n") else line + "\n", record))
-            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-                if k == len(lines) - 1:
-                    break  # a partial write: the run died in the middle of this line
-                why = getattr(e, "msg", None) or type(e).__name__
-                raise MetricLogDamaged(f"{self.path}: line {n} is not a JSON record ({why}); "
-                                       "fix or delete that line") from None
-        return out
-
-    def truncate(self, step: int) -> None:
-        if not os.path.exists(self.path):
-            return
-        keep = [line for line, r in self._lines() if r.get("step", 0) <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(keep)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-
-    def write(self, records: list[dict]) -> None:
-        """Append ``records`` and return once they are on disk."""
-        self._drop_partial_tail()
-        created = not os.path.exists(self.path)
-        with open(self.path, "a") as f:
-            for r in records:
-                f.write(json.dumps(to_strict_json(r), allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if created:  # the file's directory entry too, or a crash can lose the whole file
-            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
-
-    def read(self) -> list[dict]:
-        return [from_strict_json(r, null=math.nan) for _, r in self._lines()]
-
-    def missing_steps(self, upto: int) -> list[int]:
-        """Steps ``1..upto`` without a record (lost to a crash or cut from the file)."""
-        have = {r.get("step") for _, r in self._lines()}
-        return [s for s in range(1, upto + 1) if s not in have]
-
-    def _drop_partial_tail(self) -> None:
-        """End the file with a newline, so the next record starts a line of its own: a complete
-        last record just lacks it; a partial one (a write cut short) is cut off."""
-        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            return
-        with open(self.path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) == b"\n":
-                return
-            f.seek(0)
-            data = f.read()
-            start = data.rfind(b"\n") + 1
-            try:
-                json.loads(data[start:])
-                f.write(b"\n")
-            except ValueError:
-                f.truncate(start)
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a directory
-        pass
-    finally:
-        os.close(fd)
-
-
-def steps_text(steps: list[int]) -> str:
-    """``[1, 2, 3, 5]`` as ``"1-3, 5"``."""
-    runs: list[list[int]] = []
-    for s in steps:
-        if runs and s == runs[-1][1] + 1:
-            runs[-1][1] = s
-        else:
-            runs.append([s, s])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
-class Progress:
-    """One line per sync: step, rate, ETA and the latest numbers."""
-
-    def __init__(self, total: int, start: int = 0, log=print):
-        self.total, self.start, self.log = total, start, log
-        self.t0 = time.perf_counter()
-
-    def update(self, step: int, **values) -> None:
-        elapsed = time.perf_counter() - self.t0
-        done = step - self.start
-        rate = done / elapsed if elapsed > 0 else float("nan")
-        eta = (self.total - step) / rate if rate and rate == rate and rate > 0 else float("nan")
-        shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        self.log(f"[{step:>6d}/{self.total}] {rate:6.2f} steps/s  eta {eta:6.0f}s  {shown}")
-
-
-class PhaseTimes:
-    """Wall seconds per phase of a run: ``with times("evaluation"): ...`` adds to that phase."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self._t0 = time.perf_counter()
-
-    @contextlib.contextmanager
-    def __call__(self, phase: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
-
-    def split(self) -> dict[str, float]:
-        """Every phase, ``other`` (the rest since construction) and ``total``."""
-        total = time.perf_counter() - self._t0
-        return {**self.seconds, "other": max(total - sum(self.seconds.values()), 0.0), "total": total}
