@@ -461,3 +461,231 @@ def test_a_metrics_record_cut_short_is_named_on_resume(tmp_path, score_cache):
            "they are not rebuilt" in lines, lines
     assert [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl")] == [1, 2, 4, 5, 6]
     assert again["one_step_nrmse"] == whole["one_step_nrmse"]
+
+
+# ------------------------------------------- a full disk while a run file is written
+class _Filling:
+    """A file that takes ``room`` more bytes, then fails as a full disk does (``err``)."""
+
+    def __init__(self, f, room, err):
+        self.f, self.room, self.err = f, room, err
+
+    def write(self, text):
+        if len(text) > self.room:
+            self.f.write(text[:self.room])
+            self.f.flush()
+            self.room = 0
+            raise OSError(self.err, os.strerror(self.err))
+        self.room -= len(text)
+        return self.f.write(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def _disk_fills(monkeypatch, name, room=10, err=None):
+    """Writes of the run file ``name`` (or its ``.tmp``) fail after ``room`` bytes."""
+    import builtins
+    import errno
+
+    from qsal_jax.experiments import run_files, workdir
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        if ("w" in mode or "a" in mode) and os.path.basename(path) in (name, name + ".tmp"):
+            return _Filling(f, room, err or errno.ENOSPC)
+        return f
+
+    for module in (run_files, workdir):
+        monkeypatch.setattr(module, "open", fake_open, raising=False)
+
+
+def _run_so_far(workdir: Path, steps=3, checkpoint=3):
+    """A workdir as a run leaves it after ``steps`` records and a checkpoint."""
+    from qsal_jax.experiments.workdir import MetricLog
+
+    MetricLog(str(workdir / "metrics.jsonl")).write([{"step": s, "train_loss": 0.5} for s in range(1, steps + 1)])
+    (workdir / "checkpoints" / str(checkpoint)).mkdir(parents=True)
+    return (workdir / "metrics.jsonl").read_bytes()
+
+
+RESUME = "free space there and run the same command to resume"
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EDQUOT"])
+def test_full_disk_while_writing_metrics_keeps_the_records_before(tmp_path, monkeypatch, err):
+    import errno
+
+    from qsal_jax.experiments.workdir import DiskFull, MetricLog
+
+    before = _run_so_far(tmp_path)
+    _disk_fills(monkeypatch, "metrics.jsonl", err=getattr(errno, err))
+    with pytest.raises(DiskFull) as e:
+        MetricLog(str(tmp_path / "metrics.jsonl")).write([{"step": 4, "train_loss": 0.25, "test_mean": math.inf}])
+    assert str(e.value) == (f"no space left on device while writing metrics.jsonl in {tmp_path}; the record of step 4 "
+                            f"was not written; the records up to step 3 and checkpoint 3 are intact; {RESUME}")
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before  # the half-written line is cut off
+
+
+def test_full_disk_while_cutting_the_metrics_back_on_resume(tmp_path, monkeypatch):
+    from qsal_jax.experiments.workdir import DiskFull, MetricLog
+
+    before = _run_so_far(tmp_path, steps=5)
+    _disk_fills(monkeypatch, "metrics.jsonl", room=5)
+    with pytest.raises(DiskFull, match=r"writing metrics.jsonl in .*; it is intact; the records up to step 5 and "
+                                       r"checkpoint 3 are intact; free space"):
+        MetricLog(str(tmp_path / "metrics.jsonl")).truncate(3)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+    assert not (tmp_path / "metrics.jsonl.tmp").exists()
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_full_disk_while_writing_a_summary_keeps_the_one_before(tmp_path, monkeypatch, earlier):
+    from qsal_jax.experiments.workdir import DiskFull, write_json
+
+    _run_so_far(tmp_path, steps=6, checkpoint=6)
+    if earlier:
+        write_json(str(tmp_path / "summary.json"), {"mean": 0.5})
+    old = (tmp_path / "summary.json").read_bytes() if earlier else None
+    _disk_fills(monkeypatch, "summary.json")
+    with pytest.raises(DiskFull) as e:
+        write_json(str(tmp_path / "summary.json"), {"mean": 0.25, "max": math.inf, "per_seed": list(range(100))})
+    before = "the summary.json before is intact" if earlier else "it was not written"
+    assert str(e.value) == (f"no space left on device while writing summary.json in {tmp_path}; {before}; "
+                            f"the records up to step 6 and checkpoint 6 are intact; {RESUME}")
+    assert not (tmp_path / "summary.json.tmp").exists()
+    assert (tmp_path / "summary.json").read_bytes() == old if earlier else not (tmp_path / "summary.json").exists()
+
+
+def test_full_disk_while_claiming_a_workdir(tmp_path, monkeypatch):
+    from qsal_jax.experiments.workdir import DiskFull, claim_workdir
+
+    _disk_fills(monkeypatch, "config.json", room=3)
+    with pytest.raises(DiskFull, match=r"^no space left on device while writing config.json in .*; nothing of the run "
+                                       r"was changed; free space there and run the same command to resume$"):
+        claim_workdir(str(tmp_path / "run"), {"seed": 0, "name": "x" * 100})
+    assert os.listdir(tmp_path / "run") == []
+
+
+def test_a_failed_job_of_the_side_lane_stops_the_jobs_behind_it():
+    """Records that could not be written: the checkpoint queued behind them is not written either
+    (without a background lane the error reaches the loop before the checkpoint is submitted)."""
+    from qsal_jax.experiments.side_work import SideWork
+    from qsal_jax.experiments.workdir import DiskFull
+
+    done = []
+
+    def records():
+        raise DiskFull("no space left on device while writing metrics.jsonl")
+
+    with SideWork() as side, pytest.raises(DiskFull):  # at the checkpoint's submit or at the drain
+        side.submit("evaluation", done.append, "evaluation")
+        side.submit("records", records)
+        side.submit("checkpoint", done.append, "checkpoint")
+        side.drain()
+    assert done == ["evaluation"]
+
+
+def test_other_write_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
+    import errno
+
+    from qsal_jax.experiments.workdir import DiskFull, MetricLog
+
+    _disk_fills(monkeypatch, "metrics.jsonl", err=errno.EIO)
+    with pytest.raises(OSError) as e:
+        MetricLog(str(tmp_path / "metrics.jsonl")).write([{"step": 1}])
+    assert e.value.errno == errno.EIO and not isinstance(e.value, DiskFull)
+
+
+def test_a_full_disk_mid_run_is_one_line_and_the_rerun_finishes(tmp_path, score_cache, monkeypatch):
+    """The fused run: the disk fills while the step-4 records are written, and again while the
+    summary is; each stop names the file and what is intact, and the run then finishes as one
+    uninterrupted run would."""
+    from qsal_jax.experiments import run_experiment
+    from qsal_jax.experiments.workdir import DiskFull, MetricLog
+
+    workdir = tmp_path / "run"
+    real_write = MetricLog.write
+
+    def full_at_step_4(self, records):
+        if any(r.get("step") == 4 for r in records):
+            _disk_fills(monkeypatch, "metrics.jsonl")
+        return real_write(self, records)
+
+    monkeypatch.setattr(MetricLog, "write", full_at_step_4)
+    with pytest.raises(DiskFull, match=r"^no space left on device while writing metrics.jsonl in \S+; the records? "
+                                       r"of steps? 4\S* (was|were) not written; the records up to step 3 and "
+                                       r"checkpoint 3 are intact; free space"):
+        run_experiment(_fused(), str(workdir), log=lambda *a: None)
+    monkeypatch.undo()
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["3"]  # none past the lost records
+    _disk_fills(monkeypatch, "summary.json")
+    with pytest.raises(DiskFull, match=r"writing summary.json in \S+; it was not written; the records up to step 6 "
+                                       r"and checkpoint 6 are intact; free space"):
+        run_experiment(_fused(), str(workdir), log=lambda *a: None)
+    monkeypatch.undo()
+    lines = []
+    run_experiment(_fused(), str(workdir), log=lines.append)
+    assert "resumed from checkpoint at online step 6" in lines and not any("lacks" in line for line in lines)
+    assert [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+    _strict_json((workdir / "summary.json").read_text())
+
+
+# ------------------------------------ strict JSON from every writer (toy and PINN runs)
+def _assert_strict_and_read_back(workdir: Path, key: str):
+    """summary.json parses as strict JSON with ``key``'s mean written as "inf", and a rerun of the
+    same config reads it back as the float inf."""
+    text = (workdir / "summary.json").read_text()
+    on_disk = _strict_json(text)
+    assert on_disk[key]["mean"] == "inf", on_disk[key]
+    from qsal_jax.experiments.workdir import read_json
+
+    assert read_json(str(workdir / "summary.json"))[key]["mean"] == math.inf
+
+
+def test_a_diverged_toy_run_writes_strict_json(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "configs"))
+    import toy_rolling_ball
+
+    from qsal_jax.experiments import toy
+
+    real = toy._errors
+    monkeypatch.setattr(toy, "_errors", lambda *a: {k: np.where(np.arange(v.size) == 0, np.inf, v)
+                                                    for k, v in real(*a).items()})
+    config = toy_rolling_ball.get_config("tiny")
+    config.rounds.update(num_rounds=1, iterations=5)
+    toy.train_and_evaluate(config, str(tmp_path), log=lambda *a: None)
+    _assert_strict_and_read_back(tmp_path, "uniform_mse")
+    for line in open(tmp_path / "metrics.jsonl"):
+        assert _strict_json(line)["mse_uniform"] == "inf"
+    assert toy.train_and_evaluate(config, str(tmp_path), log=lambda *a: None)["hard_mse"]["mean"] == math.inf
+
+
+def test_a_diverged_pinn_run_writes_strict_json(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "configs"))
+    import pinn_allen_cahn
+
+    from qsal_jax.experiments import pinn
+
+    real = pinn.evaluate
+
+    def diverged(*args):
+        out = real(*args)
+        return dict(out, relative_l2=math.nan, per_time=np.full_like(out["per_time"], np.inf))
+
+    monkeypatch.setattr(pinn, "evaluate", diverged)
+    config = pinn_allen_cahn.get_config("tiny,uniform")
+    config.train.iterations = 10
+    pinn.train_and_evaluate(config, str(tmp_path), log=lambda *a: None)
+    _assert_strict_and_read_back(tmp_path, "relative_l2_per_time")
+    assert _strict_json((tmp_path / "summary.json").read_text())["relative_l2"] == "nan"
