@@ -289,7 +289,7 @@ def _ring_fb(ids, loss=None, rows=8):
     pad_ids = np.concatenate([ids, np.full(rows - k, 99)])
     lam = np.stack([pad_ids / 100.0, pad_ids / 100.0], axis=1).astype(np.float32)
     valid = np.arange(rows) < k
-    return make_feedback(lam, np.concatenate([loss, np.zeros(rows - k)]), lam_id=pad_ids, valid=valid)
+    return make_feedback(lam, np.concatenate([loss, np.zeros(rows - k)]), lam_id=pad_ids, valid=valid, step=0)
 
 
 def test_online_ring_buffer_replacement():

@@ -172,22 +172,6 @@ def with_handback(alpha: jax.Array, step: jax.Array, handback_step: int, handbac
     return jnp.where(step >= handback_step, jnp.asarray(handback_alpha, alpha.dtype), alpha)
 
 
-def check_alpha(alpha0: float, alpha1: float, alpha_max: float) -> None:
-    for name, v in (("alpha0", alpha0), ("alpha_max", alpha_max)):
-        if not 0.0 <= float(v) <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {v}")
-    if float(alpha1) < 0.0:
-        raise ValueError(f"alpha1 must be >= 0 (α rises from exploration to exploitation), got {alpha1}")
-
-
-def check_sigma(sigma, dim: int) -> None:
-    s = jnp.asarray(sigma)
-    if s.ndim > 1 or (s.ndim == 1 and s.shape[0] != dim):
-        raise ValueError(f"sigma must be a scalar or have shape [{dim}], got shape {s.shape}")
-    if not bool(jnp.all(jnp.isfinite(s) & (s > 0))):
-        raise ValueError(f"sigma (unit-cube units) must be finite and > 0, got {sigma}")
-
-
 def pool_select(key: jax.Array, logw: jax.Array, n: int, *, replace: bool, greedy: bool = False) -> jax.Array:
     """Indices ``[n] int32`` of pool members picked with probabilities ∝ ``exp(logw [P])``.
 

@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
-from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
+from qsal_jax.proposals import checks
+from qsal_jax.proposals.base import DriverContext, Feedback, Proposal, ScoredProposal
 from qsal_jax.proposals.combinators import mix_uniform, raw_key
 from qsal_jax.proposals.surrogate_error import ERRORS
 from qsal_jax.simulation.param_space import ParamSpace
@@ -93,6 +94,7 @@ def adversarial(
     handback_step: int = 0,
     handback_alpha: float = 0.0,
     dtype=C.DEFAULT_DTYPE,
+    context: DriverContext | None = None,
 ) -> ScoredProposal:
     """Gradient query synthesis over ``space`` (module docstring).
 
@@ -106,20 +108,25 @@ def adversarial(
       window: transitions (frames) the error is averaged over.
       base: registered strategy whose draws start a round (default settings, not mixed twice).
       alpha0, alpha1, alpha_max, handback_step, handback_alpha: the share of particle draws.
+      context: the driver's `DriverContext`: a rollout surrogate, trajectories longer than ``window``.
     """
     from qsal_jax import proposals
 
-    if dynamics not in DYNAMICS:
-        raise ValueError(f"adversarial: dynamics must be one of {DYNAMICS}, got {dynamics!r}")
-    if objective not in ERRORS:
-        raise ValueError(f"adversarial: objective must be one of {tuple(ERRORS)}, got {objective!r}")
-    for name, value, low in (("particles", particles, 2), ("ascent_steps", ascent_steps, 0), ("window", window, 1),
-                             ("handback_step", handback_step, 0)):
-        if int(value) != value or value < low:
-            raise ValueError(f"adversarial: {name} must be an integer >= {low}, got {value!r}")
-    if not (step_size >= 0 and temperature > 0 and repulsion >= 0 and 0.0 <= handback_alpha <= 1.0):
-        raise ValueError("adversarial: need step_size >= 0, temperature > 0, repulsion >= 0, handback_alpha in [0, 1]")
-    C.check_alpha(alpha0, alpha1, alpha_max)
+    name = "adversarial"
+    checks.choice(name, "dynamics", dynamics, DYNAMICS)
+    checks.choice(name, "objective", objective, tuple(ERRORS))
+    particles, ascent_steps, window, handback_step = (checks.integer(name, setting, value, lo=low) for setting, value, low in (
+        ("particles", particles, 2), ("ascent_steps", ascent_steps, 0), ("window", window, 1),
+        ("handback_step", handback_step, 0)))
+    checks.real(name, "step_size", step_size, 0)
+    checks.real(name, "temperature", temperature, 0, open_lo=True)
+    checks.real(name, "repulsion", repulsion, 0)
+    checks.real(name, "handback_alpha", handback_alpha, 0, 1)
+    checks.alpha(name, alpha0, alpha1, alpha_max)
+    checks.rollout_surrogate(name, context, frames=window)
+    if context is not None and context.draws_per_call is not None and particles < context.draws_per_call:
+        raise checks.SettingError(name, "particles", f"({particles}) must be >= the driver's draws per sample call "
+                                  f"({context.draws_per_call})")
     if base in ("adversarial",):
         raise ValueError("adversarial: base must be another strategy")
     inner_base = proposals.build(base, space)
@@ -171,8 +178,10 @@ def adversarial(
                               spread=nearest_distance(z).astype(jnp.float32))
 
     def update(state: AdversarialState, feedback: Feedback) -> AdversarialState:
-        state = state._replace(base=inner_base.update(state.base, feedback),
-                               step=jnp.maximum(state.step, jnp.asarray(feedback.step, jnp.int32)))
+        if float(alpha1) > 0 or handback_step:  # the share schedule moves with the step
+            checks.require(feedback, name, "step", why="the particles' share moves with it")
+        step = state.step if feedback.step is None else jnp.maximum(state.step, jnp.asarray(feedback.step, jnp.int32))
+        state = state._replace(base=inner_base.update(state.base, feedback), step=step)
         if feedback.surrogate is None:
             raise ValueError("adversarial differentiates through the driver's surrogate: it needs Feedback.surrogate")
         due = (state.queue_pos >= q) & (alpha(state) > 0)

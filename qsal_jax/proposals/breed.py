@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
-from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.proposals import checks
+from qsal_jax.proposals.base import DriverContext, Feedback, Proposal
 from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.simulation.param_space import ParamSpace
 
@@ -49,6 +50,7 @@ def breed(
     alpha_max: float = 0.9,
     population: int = 1024,
     dtype=C.DEFAULT_DTYPE,
+    context: DriverContext | None = None,
 ) -> Proposal:
     """Offline Breed over ``space``.
 
@@ -57,13 +59,17 @@ def breed(
       alpha0, alpha1, alpha_max: the schedule ``α_i = min(α1·i + α0, α_max)``.
       population: N, the most rows a feedback may carry (fewer are padded with zero weight).
       dtype: floating dtype of λ and of the state.
+      context: the driver's `DriverContext`; its ``feedback_rows`` must not exceed ``population``.
 
     ``sample(state, key, n) -> (λ [n, D], state)``; ``update(state, Feedback with B <= N rows) -> state``.
     """
-    C.check_sigma(sigma, space.dim)
-    C.check_alpha(alpha0, alpha1, alpha_max)
-    if population < 1:
-        raise ValueError(f"breed: population must be >= 1, got {population}")
+    checks.sigma("breed", sigma, space.dim)
+    checks.alpha("breed", alpha0, alpha1, alpha_max)
+    population = checks.integer("breed", "population", population, lo=1)
+    rows = context.feedback_rows if context is not None else None
+    if rows is not None and rows > population:
+        raise checks.SettingError("breed", "population", f"({population}) must hold a whole feedback: the driver "
+                                  f"gives {rows} rows per update")
     dim = space.dim
 
     def init(key: jax.Array) -> BreedState:

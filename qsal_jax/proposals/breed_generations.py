@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
+from qsal_jax.proposals import checks
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.proposals.breed_online import BreedOnlineState, breed_online, slot_weights
 from qsal_jax.proposals.combinators import mix_uniform
@@ -73,16 +74,14 @@ def breed_generations(
       shrink, redraws: an out-of-box child is redrawn with ``σ · shrink`` up to ``redraws``
         times, then takes its parent's λ.
     """
-    C.check_sigma(sigma, space.dim)
-    for name, value, low in (("population", population, 1), ("min_rows", min_rows, 0),
-                             ("generation_every", generation_every, 1), ("min_simulations", min_simulations, 0),
-                             ("ramp_generations", ramp_generations, 1), ("redraws", redraws, 0)):
-        if int(value) != value or value < low:
-            raise ValueError(f"breed_generations: {name} must be an integer >= {low}, got {value!r}")
-    if not 0.0 <= r_max <= 1.0:
-        raise ValueError(f"breed_generations: r_max must be in [0, 1], got {r_max}")
-    if not 0.0 < shrink <= 1.0:
-        raise ValueError(f"breed_generations: shrink must be in (0, 1], got {shrink}")
+    name = "breed_generations"
+    checks.sigma(name, sigma, space.dim)
+    population, min_rows, generation_every, min_simulations, ramp_generations, redraws = (
+        checks.integer(name, setting, value, lo=low) for setting, value, low in (
+            ("population", population, 1), ("min_rows", min_rows, 0), ("generation_every", generation_every, 1),
+            ("min_simulations", min_simulations, 0), ("ramp_generations", ramp_generations, 1), ("redraws", redraws, 0)))
+    checks.real(name, "r_max", r_max, 0, 1)
+    checks.real(name, "shrink", shrink, 0, 1, open_lo=True)
     dim = space.dim
     sigma = jnp.asarray(sigma, dtype)
     # The window is online Breed's tracker: its update is exactly the per-id ∂l bookkeeping.
@@ -100,6 +99,7 @@ def breed_generations(
         )  # fmt: skip
 
     def update(state: BreedGenerationsState, feedback: Feedback) -> BreedGenerationsState:
+        checks.require(feedback, name, "lam_id", why="parents are tracked by simulation id")
         window = tracker.update(state.window, feedback)
         updates = state.updates + 1
         due = (state.launched >= min_simulations) & (updates - state.last_generation >= generation_every)

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
+from qsal_jax.proposals import checks
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.proposals.densities import reflected_mixture_density
@@ -106,15 +107,14 @@ def breed_online(
         ``handback_alpha``: the share handed back to Uniform late in the run.
       dtype: floating dtype of λ and of the state.
     """
-    C.check_sigma(sigma, space.dim)
-    C.check_alpha(alpha0, alpha1, alpha_max)
-    if population < 1:
-        raise ValueError(f"breed_online: population must be >= 1, got {population}")
-    if min_rows < 0:
-        raise ValueError(f"breed_online: min_rows must be >= 0, got {min_rows}")
-    if handback_step < 0 or not 0.0 <= handback_alpha <= 1.0:
-        raise ValueError(f"breed_online: handback_step must be >= 0 and handback_alpha in [0, 1], got "
-                         f"{handback_step} and {handback_alpha}")
+    checks.sigma("breed_online", sigma, space.dim)
+    alpha0, alpha1, alpha_max = checks.alpha("breed_online", alpha0, alpha1, alpha_max)
+    population = checks.integer("breed_online", "population", population, lo=1)
+    min_rows = checks.integer("breed_online", "min_rows", min_rows, lo=0)
+    handback_step = checks.integer("breed_online", "handback_step", handback_step, lo=0)
+    handback_alpha = checks.real("breed_online", "handback_alpha", handback_alpha, 0, 1)
+    # The share schedule reads Feedback.step only when it moves with it.
+    needs = ("lam_id", "step") if alpha1 > 0 or handback_step else ("lam_id",)
     dim, m_slots = space.dim, population
 
     def init(key: jax.Array) -> BreedOnlineState:
@@ -149,6 +149,7 @@ def breed_online(
         return C.to_box(space, C.gm_sample(key, state.lam, C.categorical_cdf(w), sigma, n)), state
 
     def update(state: BreedOnlineState, feedback: Feedback) -> BreedOnlineState:
+        checks.require(feedback, "breed_online", *needs, why="slots are keyed by simulation id; α moves with the step")
         ids = jnp.asarray(feedback.lam_id, jnp.int32)
         b = ids.shape[0]
         dl, counted = batch_excess(feedback.loss, feedback.valid, dtype)
@@ -187,7 +188,7 @@ def breed_online(
             dl_sum=dl_sum,
             dl_count=dl_count.astype(jnp.int32),
             head=((state.head + k_new) % m_slots).astype(jnp.int32),
-            step=jnp.maximum(state.step, jnp.asarray(feedback.step, jnp.int32)),
+            step=state.step if feedback.step is None else jnp.maximum(state.step, jnp.asarray(feedback.step, jnp.int32)),
         )
 
     return mix_uniform(Proposal(init, sample_gm, update, density_gm), space, alpha, split="bernoulli", dtype=dtype)

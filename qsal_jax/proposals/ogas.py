@@ -81,7 +81,7 @@ import optax
 from qsal_jax.proposals import _common as C
 from qsal_jax.training.cost import jaxpr_cost
 from qsal_jax.training.state import make_optimizer
-from qsal_jax.proposals.base import Feedback, Proposal
+from qsal_jax.proposals.base import DriverContext, Feedback, Proposal
 from qsal_jax.proposals.combinators import mix_uniform
 from qsal_jax.proposals.diffusion import Denoiser, RatioClassifier, ddpm_loss, ddpm_sample, make_noise_schedule, respace
 from qsal_jax.proposals.ogas_settings import DEFAULTS, OGASSettings, check_settings as _check
@@ -367,13 +367,17 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
     return OGASParts(init, sample, update, generate, prior, importance_weights, mixing_ratio, s, diagnostics)
 
 
-def ogas(space: ParamSpace, **settings) -> Proposal:
+def ogas(space: ParamSpace, *, context: DriverContext | None = None, **settings) -> Proposal:
     """OGAS as a `Proposal` (OGAS-L with ``signal="loss"``, OGAS-U with ``"disagreement"``).
 
     ``sample(state, key, n) → (λ [n, D] in the box, state)``; ``update(state, feedback) → state``
     consumes ``feedback.lam [B, D]``, ``feedback.loss [B]`` (the signal) and ``feedback.valid [B]``.
-    Settings and defaults: `OGASSettings`; the method and its choices: module docstring.
+    Settings and defaults: `OGASSettings`; the method and its choices: module docstring. With
+    ``train_every="auto"`` and no ``surrogate_step_flops``, the driver's ``context`` gives them.
     """
+    if settings.get("train_every") == "auto" and settings.get("surrogate_step_flops") is None \
+            and context is not None and context.surrogate_step_flops is not None:
+        settings = dict(settings, surrogate_step_flops=float(context.surrogate_step_flops()))
     p = make_ogas(space, **settings)
 
     def density(state, lam):

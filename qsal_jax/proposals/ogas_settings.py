@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from qsal_jax.proposals import _common as C
+from qsal_jax.proposals import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,38 +53,37 @@ DEFAULTS = dataclasses.asdict(OGASSettings())
 
 
 def check_settings(s: dict) -> None:
-    """A `ValueError` naming the first setting of ``s`` (all settings, defaults filled) that cannot work."""
+    """A `checks.SettingError` naming the first setting of ``s`` (all settings, defaults filled) that cannot work."""
     C.check_known_settings("ogas", s, DEFAULTS)
-    if not 2 <= s["steps"] <= 1000:
-        raise ValueError(f"ogas: steps must be in [2, 1000], got {s['steps']}")
-    for name in ("hidden", "depth", "capacity", "batch_size", "ratio_hidden", "ratio_depth"):
-        if int(s[name]) < 1:
-            raise ValueError(f"ogas: {name} must be >= 1, got {s[name]}")
-    if s["train_steps"] < 0 or s["ramp_updates"] < 0 or s["min_fill"] < 1:
-        raise ValueError("ogas: train_steps and ramp_updates must be >= 0, min_fill >= 1")
+    for name, low in (("hidden", 1), ("depth", 1), ("capacity", 1), ("batch_size", 1), ("ratio_hidden", 1),
+                      ("ratio_depth", 1), ("train_steps", 0), ("ramp_updates", 0), ("min_fill", 1), ("draw_batch", 0),
+                      ("reject_rounds", 1)):
+        checks.integer("ogas", name, s[name], lo=low)
+    checks.integer("ogas", "steps", s["steps"], 2, 1000)
     if s["train_every"] == "auto":
-        if not (s["surrogate_step_flops"] or 0) > 0:
-            raise ValueError("ogas: train_every='auto' needs surrogate_step_flops > 0 (the flops of one surrogate train step)")
-        if not 0.0 < s["generator_share"] < 1.0:
-            raise ValueError(f"ogas: generator_share must be in (0, 1), got {s['generator_share']}")
-    elif isinstance(s["train_every"], str) or int(s["train_every"]) < 1:
-        raise ValueError(f"ogas: train_every must be an integer >= 1 or 'auto', got {s['train_every']!r}")
-    if s["sample_steps"] is not None and not 2 <= s["sample_steps"] <= s["steps"]:
-        raise ValueError(f"ogas: sample_steps must be None or in [2, steps], got {s['sample_steps']}")
+        if s["surrogate_step_flops"] is None:
+            raise checks.SettingError("ogas", "surrogate_step_flops", "must be > 0 for train_every='auto' (the flops of "
+                                      "one surrogate train step; a driver's context gives it)")
+        checks.real("ogas", "surrogate_step_flops", s["surrogate_step_flops"], 0, open_lo=True)
+        checks.real("ogas", "generator_share", s["generator_share"], 0, 1, open_lo=True)
+        if s["generator_share"] >= 1:
+            raise checks.SettingError("ogas", "generator_share", f"must be in (0, 1), got {s['generator_share']}")
+    else:
+        checks.integer("ogas", "train_every", s["train_every"], lo=1)
+    if s["sample_steps"] is not None:
+        checks.integer("ogas", "sample_steps", s["sample_steps"], 2, s["steps"])
     if s["min_fill"] > s["capacity"]:
-        raise ValueError(f"ogas: min_fill ({s['min_fill']}) exceeds capacity ({s['capacity']})")
-    if not (0.0 <= s["ema_decay"] < 1.0 and 0.0 <= s["p_uncond"] <= 1.0 and 0.0 <= s["r_max"] <= 1.0):
-        raise ValueError("ogas: ema_decay must be in [0, 1), p_uncond and r_max in [0, 1]")
-    if not (s["eps_clip"] > 0 and s["eps_cap"] > 0 and s["weight_clip"] >= 1.0 and s["prior_power"] >= 0
-            and 0 <= s["quantile"] <= 1):
-        raise ValueError("ogas: need eps_clip > 0, eps_cap > 0, weight_clip >= 1, prior_power >= 0, quantile in [0, 1]")
-    if s["eps_mode"] not in ("clip", "cap"):
-        raise ValueError(f"ogas: eps_mode must be 'clip' or 'cap', got {s['eps_mode']!r}")
-    if int(s["draw_batch"]) < 0:
-        raise ValueError(f"ogas: draw_batch must be >= 0, got {s['draw_batch']}")
-    if int(s["reject_rounds"]) < 1:
-        raise ValueError(f"ogas: reject_rounds must be >= 1, got {s['reject_rounds']}")
-    if s["prior"] not in ("proportional", "quantile"):
-        raise ValueError(f"ogas: prior must be 'proportional' or 'quantile', got {s['prior']!r}")
-    if s["signal"] not in ("loss", "disagreement"):
-        raise ValueError(f"ogas: signal must be 'loss' or 'disagreement', got {s['signal']!r}")
+        raise checks.SettingError("ogas", "min_fill", f"({s['min_fill']}) exceeds capacity ({s['capacity']})")
+    for name, lo, hi, open_lo in (("lr", 0, None, True), ("ratio_lr", 0, None, True), ("grad_clip", 0, None, False),
+                                  ("ema_decay", 0, 1, False), ("p_uncond", 0, 1, False), ("r_max", 0, 1, False),
+                                  ("eps_clip", 0, None, True), ("eps_cap", 0, None, True), ("weight_clip", 1, None, False),
+                                  ("prior_power", 0, None, False), ("quantile", 0, 1, False), ("guidance", 0, None, False)):
+        checks.real("ogas", name, s[name], lo, hi, open_lo=open_lo)
+    if s["ema_decay"] >= 1:
+        raise checks.SettingError("ogas", "ema_decay", f"must be in [0, 1), got {s['ema_decay']}")
+    checks.choice("ogas", "eps_mode", s["eps_mode"], ("clip", "cap"))
+    checks.choice("ogas", "schedule", s["schedule"], ("cosine", "linear"))
+    checks.choice("ogas", "prior", s["prior"], ("proportional", "quantile"))
+    checks.choice("ogas", "signal", s["signal"], ("loss", "disagreement"))
+    for name in ("prior_importance", "importance"):
+        checks.flag("ogas", name, s[name])

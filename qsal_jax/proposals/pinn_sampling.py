@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
-from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
+from qsal_jax.proposals import checks
+from qsal_jax.proposals.base import DriverContext, Feedback, Proposal, ScoredProposal
 from qsal_jax.proposals.combinators import with_pool
 from qsal_jax.proposals.sbal import pool_selection
 from qsal_jax.proposals.scorers import call_surrogate
@@ -54,10 +55,18 @@ def retained_mask(residual: jax.Array, valid: jax.Array) -> jax.Array:
     return valid & (w > mean)
 
 
-def r3(space: ParamSpace, *, population: int = 1024, dtype=C.DEFAULT_DTYPE) -> Proposal:
-    """R3 sampling over ``space`` with ``population`` collocation points (module docstring)."""
-    if population < 1:
-        raise ValueError(f"r3: population must be >= 1, got {population}")
+def r3(space: ParamSpace, *, population: int = 1024, dtype=C.DEFAULT_DTYPE,
+       context: DriverContext | None = None) -> Proposal:
+    """R3 sampling over ``space`` with ``population`` collocation points (module docstring).
+
+    ``sample`` returns the whole population and ``update`` reads one residual per point, so a
+    driver (``context``) must draw and feed back exactly ``population`` rows."""
+    population = checks.integer("r3", "population", population, lo=1)
+    for field in ("draws_per_call", "feedback_rows"):
+        rows = getattr(context, field, None)
+        if rows is not None and rows != population:
+            raise checks.SettingError("r3", "population", f"({population}) must equal the driver's {field} ({rows}): "
+                                      "r3 draws and reads back its whole population; it is not an online strategy")
 
     def init(key: jax.Array) -> R3State:
         return R3State(C.uniform_unit(key, population, space.dim, dtype), jnp.zeros((population,), bool))
@@ -99,6 +108,7 @@ def rad(
     pool_size: int | None = None,
     replace: bool | None = None,
     dtype=C.DEFAULT_DTYPE,
+    context: DriverContext | None = None,
 ) -> ScoredProposal:
     """RAD sampling over ``space``: ``sample(n)`` draws from the scored pool ∝ ``r^k/mean(r^k) + c``.
 
@@ -109,13 +119,15 @@ def rad(
       replace: None: without replacement iff ``pool_size >= 25 n`` (module docstring); or forced.
       dtype: floating dtype of the points and of the state.
     """
-    if population < 1:
-        raise ValueError(f"rad: population must be >= 1, got {population}")
-    pool_size = DENSE_POOL * int(population) if pool_size is None else int(pool_size)
-    if pool_size < 1:
-        raise ValueError(f"rad: pool_size must be >= 1, got {pool_size}")
-    if not (k >= 0 and c >= 0):
-        raise ValueError(f"rad: need k >= 0 and c >= 0, got k={k}, c={c}")
+    population = checks.integer("rad", "population", population, lo=1)
+    pool_size = DENSE_POOL * population if pool_size is None else checks.integer("rad", "pool_size", pool_size, lo=1)
+    checks.real("rad", "k", k, 0)
+    checks.real("rad", "c", c, 0)
+    if replace is not None:
+        checks.flag("rad", "replace", replace)
+    if context is not None and context.surrogate != "score":
+        raise checks.SettingError("rad", "surrogate", f"must be 'score' (a λ → residual model, as a PINN driver gives), "
+                                  f"got {context.surrogate!r}: rad is not an online strategy", context=True)
     rule = (lambda n: pool_size < DENSE_POOL * n) if replace is None else bool(replace)
     select = pool_selection(space, pool_size, lambda r: rad_log_weights(r, k, c, dtype), replace=rule, name="rad",
                             dtype=dtype)

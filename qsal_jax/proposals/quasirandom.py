@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qsal_jax.proposals import checks
 from qsal_jax.proposals._common import DEFAULT_DTYPE, to_box
 from qsal_jax.proposals.base import Feedback, Proposal
 from qsal_jax.simulation.param_space import ParamSpace
@@ -104,8 +105,8 @@ def quasirandom(space: ParamSpace, *, sequence: str = "halton", scramble: bool =
     and the state ``n`` points further; ``update`` is a no-op. ``scramble=False`` gives
     the plain sequences (equal to SciPy's unscrambled ``Halton``/``Sobol``).
     """
-    if sequence not in ("halton", "sobol"):
-        raise ValueError(f"quasirandom: sequence must be 'halton' or 'sobol', got {sequence!r}")
+    checks.choice("quasirandom", "sequence", sequence, ("halton", "sobol"))
+    checks.flag("quasirandom", "scramble", scramble)
     dim = space.dim
     dtype = jnp.dtype(dtype)
 

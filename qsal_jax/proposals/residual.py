@@ -12,7 +12,8 @@ per selection round of ``launches_per_round`` launches (0: every launch batch), 
 from __future__ import annotations
 
 from qsal_jax.proposals import _common as C
-from qsal_jax.proposals.base import ScoredProposal
+from qsal_jax.proposals import checks
+from qsal_jax.proposals.base import DriverContext, ScoredProposal
 from qsal_jax.proposals.combinators import with_pool
 from qsal_jax.proposals.sbal import pool_selection, power_log_weights
 from qsal_jax.proposals.surrogate_error import residual_scorer
@@ -29,14 +30,17 @@ def residual(
     warmup_simulations: int = 0,
     launches_per_round: int = 0,
     dtype=C.DEFAULT_DTYPE,
+    context: DriverContext | None = None,
 ) -> ScoredProposal:
-    """Residual-scored pool selection over ``space`` (module docstring)."""
-    if selection not in ("power", "topk"):
-        raise ValueError(f"residual: selection must be 'power' or 'topk', got {selection!r}")
-    if not beta >= 0:
-        raise ValueError(f"residual: beta must be >= 0, got {beta}")
-    if pool_size < 1 or window < 1:
-        raise ValueError(f"residual: pool_size and window must be >= 1, got {pool_size} and {window}")
+    """Residual-scored pool selection over ``space`` (module docstring); ``context``: the driver
+    must hand a rollout surrogate whose trajectories are longer than ``window`` frames."""
+    checks.choice("residual", "selection", selection, ("power", "topk"))
+    beta = checks.real("residual", "beta", beta, 0)
+    pool_size = checks.integer("residual", "pool_size", pool_size, lo=1)
+    window = checks.integer("residual", "window", window, lo=1)
+    checks.integer("residual", "warmup_simulations", warmup_simulations, lo=0)
+    checks.integer("residual", "launches_per_round", launches_per_round, lo=0)
+    checks.rollout_surrogate("residual", context, frames=window)
     select = pool_selection(space, pool_size, lambda r: power_log_weights(r, beta, dtype), replace=False,
                             greedy=selection == "topk", name="residual", dtype=dtype)
     return with_pool(select, space, pool_size, residual_scorer(window), round_size=launches_per_round,

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from qsal_jax.proposals import _common as C
-from qsal_jax.proposals.base import Feedback, Proposal, ScoredProposal
+from qsal_jax.proposals import checks
+from qsal_jax.proposals.base import DriverContext, Feedback, Proposal, ScoredProposal
 from qsal_jax.proposals.combinators import with_pool
 from qsal_jax.proposals.scorers import ensemble_uncertainty
 from qsal_jax.simulation.param_space import ParamSpace
@@ -123,6 +124,7 @@ def sbal(
     warmup_simulations: int = 0,
     launches_per_round: int = 0,
     dtype=C.DEFAULT_DTYPE,
+    context: DriverContext | None = None,
 ) -> ScoredProposal:
     """SBAL over ``space`` (module docstring).
 
@@ -137,14 +139,18 @@ def sbal(
       launches_per_round: λ per selection round; the pool is re-scored once per round
         (``budget // selection_rounds``; 0: re-score after every launch batch).
       dtype: floating dtype of λ and of the state.
+      context: the driver's `DriverContext`: SBAL needs a rollout ensemble of >= 2 members.
     """
-    if selection not in ("power", "topk"):
-        raise ValueError(f"sbal: selection must be 'power' or 'topk', got {selection!r}")
-    if not (beta >= 0 and jnp.isfinite(beta)):
-        raise ValueError(f"sbal: beta must be finite and >= 0, got {beta}")
+    checks.choice("sbal", "selection", selection, ("power", "topk"))
+    beta = checks.real("sbal", "beta", beta, 0)
+    pool_size = checks.integer("sbal", "pool_size", pool_size, lo=1)
+    checks.integer("sbal", "rollout_steps", rollout_steps, lo=1)
+    if rollout_fraction is not None:
+        checks.real("sbal", "rollout_fraction", rollout_fraction, 0, 1, open_lo=True)
+    checks.integer("sbal", "warmup_simulations", warmup_simulations, lo=0)
+    checks.integer("sbal", "launches_per_round", launches_per_round, lo=0)
+    checks.rollout_surrogate("sbal", context, members=2)
     scorer = ensemble_uncertainty(steps=rollout_steps, fraction=rollout_fraction, start=rollout_from, name="sbal")
-    if pool_size < 1:
-        raise ValueError(f"sbal: pool_size must be >= 1, got {pool_size}")
     select = pool_selection(space, pool_size, lambda u: power_log_weights(u, beta, dtype), replace=False,
                             greedy=selection == "topk", name="sbal", dtype=dtype)
     return with_pool(select, space, pool_size, scorer, round_size=launches_per_round, warmup=warmup_simulations,
