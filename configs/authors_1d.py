@@ -16,7 +16,7 @@ Everything the authors' OGAS code sets for its online 1D runs that this CPU can 
 
 Arguments: a strategy (uniform — the default —, breed_online, breed_generations, ogas), a problem
 (kdv — the default, λ = (A0, A1, φ0, φ1) —, ks_conservative, λ of 4 dims, or ``highd``:
-conservative KS with 32 bumps, D = 65), ``tiny`` for a seconds-long run of the same code, and
+conservative KS with 32 bumps, D = 65), ``key=value`` for a strategy setting, ``tiny`` for a seconds-long run of the same code, and
 ``gpu`` for the authors' own size (800 points, 75 frames, 10,000 simulations; for a GPU machine).
 Cost on 2 CPU cores: Uniform ~8 min, OGAS ~12 min (BENCHMARKS.md, "The authors' regime").
 """
@@ -31,7 +31,7 @@ WATERMARK_SIMULATIONS = 50  # the authors' watermark_num_sim
 
 
 def get_config(arg: str | None = None):
-    from qsal_jax.experiments.config_args import load_config, parse_args
+    from qsal_jax.experiments.config_args import load_config, parse_args, set_settings
 
     a = parse_args(arg, groups={"strategy": STRATEGIES, "problem": PROBLEMS}, flags=("tiny", "gpu"))
     strategy = a["strategy"] or "uniform"
@@ -76,6 +76,7 @@ def get_config(arg: str | None = None):
     c.train.optimizer = {"learning_rate": 5e-4, "warmup_steps": warmup, "total_steps": total_updates,
                          "end_lr_factor": 0.0, "weight_decay": 0.0, "grad_clip_norm": 1.0}
     c.strategy.settings = strategy_settings(strategy, c, trajectories, total_updates)
+    set_settings(c, a["settings"])  # key=value arguments: the command's own settings win
     return c
 
 

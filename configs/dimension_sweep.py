@@ -28,7 +28,7 @@ BUMPS = {"k2": 2, "k8": 8, "k32": 32, "k128": 128}
 
 def get_config(arg: str | None = None):
     """online_1d's config for the same strategy and size, with this problem and budget."""
-    from qsal_jax.experiments.config_args import load_config, parse_args
+    from qsal_jax.experiments.config_args import load_config, parse_args, set_settings
 
     a = parse_args(arg, groups={"strategy": tuple(STRATEGY_SETTINGS), "bumps": tuple(BUMPS)}, flags=("tiny", "gpu"))
     strategy = a["strategy"] or "uniform"
@@ -56,4 +56,5 @@ def get_config(arg: str | None = None):
         c.train.optimizer.warmup_steps = 2
         c.buffer.watermark = 8
         c.eval.grid_size = 3
+    set_settings(c, a["settings"])  # key=value arguments: the command's own settings win
     return c

@@ -5,8 +5,8 @@ modes: 301 dims with the domain length L ∈ [10, 130]); ``gray_scott`` — 12 G
 and L ∈ [0.5, 10] (49 dims); ``kolmogorov`` — Kolmogorov flow, 32-mode vorticity IC and
 ν ∈ [0.003, 0.008] (65 dims). Solved on a fine grid, trained on a coarse one. Surrogate:
 ``fno`` (default) or ``unet``. Strategy: ogas (default), breed, sbal, uniform, adversarial, residual. Protocol: the
-authors' by default (MSE objective, nRMSE signal), ``nrmse`` or ``mse`` for both. Unknown
-arguments are an error. Scored on a 256-trajectory scrambled-Halton score set over the whole
+authors' by default (MSE objective, nRMSE signal), ``nrmse`` or ``mse`` for both. ``key=value``
+sets a strategy setting (a Python literal). Unknown arguments are an error. Scored on a 256-trajectory scrambled-Halton score set over the whole
 box (768 for ``gpu``); the grid over (amp_0, L/ν) is for heat maps only.
 
   python scripts/train.py --config=configs/online_2d.py:ks,ogas --workdir=runs/ks2d_ogas
@@ -41,7 +41,7 @@ STRATEGIES = {
 
 
 def get_config(arg: str | None = None):
-    from qsal_jax.experiments.config_args import parse_args
+    from qsal_jax.experiments.config_args import parse_args, set_settings
 
     a = parse_args(arg, groups={"problem": tuple(PROBLEMS), "strategy": tuple(STRATEGIES), "model": ("fno", "unet"),
                                 "protocol": ("nrmse", "mse")}, flags=("gpu", "tiny"))
@@ -97,4 +97,5 @@ def get_config(arg: str | None = None):
         c.strategy.settings["launches_per_round"] = max(1, c.online.num_steps * c.online.clients_per_step // 10)
     if strategy == "adversarial":  # a round spans whole launch batches
         c.strategy.settings["particles"] = max(c.strategy.settings["particles"], c.online.clients_per_step)
+    set_settings(c, a["settings"])  # key=value arguments: the command's own settings win
     return c

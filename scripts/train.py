@@ -51,13 +51,15 @@ def run():
     from qsal_jax.experiments.workdir import WorkdirError
     from qsal_jax.training.checkpoint import CheckpointError
 
-    from qsal_jax.experiments.config_args import apply_overrides, join_overrides, parse_override
+    from qsal_jax.experiments.config_args import apply_command_line
 
     config = FLAGS.config
     try:
-        apply_overrides(config, dict(parse_override(o) for o in join_overrides(FLAGS.set)))
+        note = apply_command_line(config, FLAGS["config"], FLAGS.set)
     except ValueError as e:
         sys.exit(f"error: --set: {e}")
+    if note:
+        print(note, flush=True)
     try:
         online = config.get("kind", "online") == "online"
         if online:

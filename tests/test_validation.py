@@ -29,6 +29,8 @@ def _with(config, path, value):
     for p in parents:
         node = node[p]
     node[leaf] = value
+    if path == "strategy.name":  # a config's settings belong to the strategy it names
+        d["strategy"]["settings"] = {}
     return ml_collections.ConfigDict(d)
 
 

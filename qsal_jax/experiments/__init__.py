@@ -19,6 +19,18 @@ KINDS = {
 }
 
 
+def as_config(config):
+    """``config`` as an ``ml_collections.ConfigDict`` (a plain dict is converted); a one-line
+    ``TypeError`` naming the argument for anything else."""
+    import ml_collections
+
+    if isinstance(config, ml_collections.ConfigDict):
+        return config
+    if isinstance(config, dict):
+        return ml_collections.ConfigDict(config)
+    raise TypeError(f"config must be an ml_collections.ConfigDict or a dict, got {type(config).__name__}")
+
+
 def experiment_module(config):
     """The module of ``config.kind``; a one-line `ConfigError` for an unknown kind."""
     from qsal_jax.experiments.validation import ConfigError
@@ -31,12 +43,14 @@ def experiment_module(config):
 
 def check_config(config) -> None:
     """Validate ``config`` for its kind (nothing is built)."""
+    config = as_config(config)
     experiment_module(config).check_config(config)
 
 
 def run_experiment(config, workdir: str, *, overwrite: bool = False, log=print, **options) -> dict:
     """Validate ``config``, then run it; returns the run's summary. ``options`` go to the kind's
-    ``train_and_evaluate`` (the online kind's ``plots_in_child``)."""
+    ``train_and_evaluate`` (the online kind's ``plots_in_child``). A plain dict is converted."""
+    config = as_config(config)
     module = experiment_module(config)
     module.check_config(config)
     return module.train_and_evaluate(config, workdir, overwrite=overwrite, log=log, **options)

@@ -3,6 +3,14 @@
 A config that silently ignored a typo (``:unifrom``) would run a different experiment than the
 one asked for, so every argument must be one the config declares, and at most one of each
 group of mutually exclusive choices (one strategy, one problem, one protocol) may be given.
+An argument ``key=value`` is a typed strategy setting (big_vision's ``parse_arg``):
+``configs/online_1d.py:breed,alpha0=0.5`` sets ``strategy.settings.alpha0 = 0.5``; the strategy's
+factory, not a table in the config, says whether it knows the setting.
+
+A config's ``strategy.settings`` belong to the strategy it names: an override that names another
+strategy (``--config.strategy.name=uniform``) drops the settings the file wrote for the first
+one (`drop_foreign_settings`), so the new strategy starts from its factory's defaults plus
+whatever settings the command itself gives.
 """
 
 from __future__ import annotations
@@ -12,16 +20,28 @@ import importlib.util
 import os
 
 
-def parse_args(arg: str | None, *, groups: dict[str, tuple[str, ...]], flags: tuple[str, ...] = ()) -> dict:
-    """``"a,b,c"`` → ``{group: chosen value or None, flag: bool}``; `ValueError` for anything else.
+def parse_args(arg: str | None, *, groups: dict[str, tuple[str, ...]], flags: tuple[str, ...] = (),
+               import_paths: str | None = None) -> dict:
+    """``"a,b,k=v"`` → ``{group: chosen value or None, flag: bool, "settings": {k: typed v}}``;
+    `ValueError` for anything else.
 
     ``groups`` maps a group name to its allowed values (at most one per group); ``flags`` are
-    switches that may appear on their own.
+    switches that may appear on their own; ``key=value`` pieces are typed as Python literals
+    (`parse_override`) and collected under ``"settings"``; a ``"module:factory"`` piece is a
+    choice of the group ``import_paths`` (a strategy of the user's own).
     """
-    given = [a.strip() for a in (arg or "").split(",") if a.strip()]
-    out: dict = {g: None for g in groups} | {f: False for f in flags}
+    given = [a.strip() for a in join_overrides((arg or "").split(",")) if a.strip()]
+    out: dict = {g: None for g in groups} | {f: False for f in flags} | {"settings": {}}
     for a in given:
+        if "=" in a:
+            key, value = parse_override(a)
+            if not key.isidentifier():
+                raise ValueError(f"config argument {a!r}: {key!r} is not a setting name")
+            out["settings"][key] = value
+            continue
         group = next((g for g, values in groups.items() if a in values), None)
+        if group is None and import_paths is not None and ":" in a:
+            group = import_paths
         if group is not None:
             if out[group] is not None and out[group] != a:
                 raise ValueError(f"config arguments {out[group]!r} and {a!r} both choose the {group}; give one")
@@ -92,10 +112,36 @@ def _open(text: str) -> bool:
     return depth > 0 or quote is not None
 
 
-def apply_overrides(config, overrides: dict) -> None:
+def drop_foreign_settings(config, written_for: str, overridden) -> str | None:
+    """Drop the ``strategy.settings`` a config file wrote for strategy ``written_for`` when the
+    config now names another one; settings among ``overridden`` (dotted keys the command gave)
+    are kept. Returns a line saying what was dropped, or None."""
+    strategy = config.get("strategy")
+    if strategy is None or strategy.get("name") == written_for or not strategy.get("settings"):
+        return None
+    given = {k.split(".", 2)[2] for k in overridden if k.startswith("strategy.settings.")}
+    dropped = sorted(k for k in strategy.settings if k not in given)
+    if not dropped:
+        return None
+    kept = {k: strategy.settings[k] for k in strategy.settings if k in given}
+    with config.unlocked() if hasattr(config, "unlocked") else contextlib.nullcontext():
+        strategy.settings = kept
+    return (f"strategy.name = {strategy.name!r}: the settings written for {written_for!r} ({', '.join(dropped)}) "
+            "are dropped; it starts from its own defaults")
+
+
+def apply_overrides(config, overrides: dict) -> str | None:
     """Set ``{"a.b.c": value}`` in ``config`` in place; a key the config lacks is an error,
     except the `ADDABLE` ones, and so is a value the field's type does not take (a list for a
-    tuple field becomes a tuple)."""
+    tuple field becomes a tuple). An override of ``strategy.name`` drops the settings written for
+    the strategy named before (`drop_foreign_settings`); returns its line, or None."""
+    strategy = config.get("strategy") if hasattr(config, "get") else None
+    before = strategy.get("name") if strategy is not None else None
+    _apply(config, overrides)
+    return drop_foreign_settings(config, before, overrides) if before is not None else None
+
+
+def _apply(config, overrides: dict) -> None:
     for key, value in overrides.items():
         node = config
         *parents, leaf = key.split(".")
@@ -119,3 +165,25 @@ def apply_overrides(config, overrides: dict) -> None:
 
 def _a(noun: str) -> str:
     return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def apply_command_line(config, config_flag, pieces) -> str | None:
+    """A script's overrides: ``--set`` ``pieces`` (`parse_override`) on ``config``, which absl's
+    ``--config.*`` flags (``config_flag``, ``FLAGS["config"]``) have already changed; then the
+    settings the config file wrote for another strategy than the one now named are dropped
+    (`drop_foreign_settings`). Returns its line, or None."""
+    from ml_collections import config_flags
+
+    overrides = dict(parse_override(o) for o in join_overrides(pieces))
+    _apply(config, overrides)
+    written = load_config(config_flags.get_config_filename(config_flag)).get("strategy")
+    if written is None or "name" not in written:
+        return None
+    return drop_foreign_settings(config, written.name, set(config_flags.get_override_values(config_flag)) | set(overrides))
+
+
+def set_settings(config, settings: dict) -> None:
+    """``config.strategy.settings`` updated with the ``key=value`` arguments ``settings`` (their
+    types win over the config's: ``sigma=(0.1, 0.2)`` where the config wrote 0.05)."""
+    if settings:
+        config.strategy.settings = {**config.strategy.settings.to_dict(), **settings}

@@ -24,6 +24,7 @@ stops with one line and checkpoints nothing of the diverged state (`guards`).
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -33,11 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qsal_jax import models, proposals
+from qsal_jax import models
 from qsal_jax.experiments import preflight, test_sets
 from qsal_jax.experiments.guards import RunStopped, check_predictions, check_sync, last_good_checkpoint, resumed_records
 from qsal_jax.experiments.side_work import SideWork
-from qsal_jax.experiments.validation import ConfigError, first_line, heatmap_axes, validate_config
+from qsal_jax.experiments.validation import ConfigError, build_strategy, first_line, heatmap_axes, validate_config
 from qsal_jax.experiments.workdir import (MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir,
                                          write_json)
 from qsal_jax.online.engine import OnlineEngine
@@ -67,13 +68,9 @@ def build_engine(config):
     compute_dtype = jnp.bfloat16 if config.train.get("bf16", False) else None
     step = bind_train_step(apply_fn, optimizer, loss_name=config.train.loss, compute_dtype=compute_dtype,
                            signal_name=config.strategy.get("signal_metric") or None)
-    settings = dict(config.strategy.get("settings", {}))
-    try:
-        if config.strategy.name == "ogas" and settings.get("train_every") == "auto":
-            settings = resolve_ogas_schedule(settings, sim, surrogate_step_flops(step, model, sim, optimizer, config))
-        strategy = proposals.build(config.strategy.name, sim.space, **settings)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ConfigError(f"strategy.settings = {dict(config.strategy.get('settings', {}))}: {first_line(e)}") from None
+    # The driver's context goes to every strategy; the flops are traced only if one asks (OGAS's "auto").
+    flops = functools.cache(lambda: surrogate_step_flops(step, model, sim, optimizer, config))
+    strategy = build_strategy(config, sim, flops)
     engine = OnlineEngine(
         simulator=sim,
         strategy=strategy,
@@ -113,7 +110,8 @@ def surrogate_step_flops(step, model, sim, optimizer, config) -> float:
 
 
 def resolve_ogas_schedule(settings: dict, sim, surrogate_flops: float) -> dict:
-    """OGAS settings with ``train_every="auto"`` replaced by its k for this surrogate (printed)."""
+    """OGAS settings with ``train_every="auto"`` replaced by its k for this surrogate (printed).
+    The engine does not need it (OGAS reads the flops from the driver's context); a report does."""
     from qsal_jax.proposals.ogas import make_ogas
 
     resolved = make_ogas(sim.space, **dict(settings, surrogate_step_flops=surrogate_flops)).settings

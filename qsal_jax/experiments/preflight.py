@@ -41,6 +41,8 @@ def dry_run(config, built, make_state, log=print) -> dict[str, int]:
         # per device: a sharded buffer holds capacity / N items on each
         "buffer.capacity": _nbytes(shapes.buffer) // (engine.mesh.shape["data"] if engine.shard_buffer else 1),
         "model.ensemble_size": _nbytes(shapes.train),
+        # a strategy's state (online Breed's M slots, OGAS's FIFO); twice: update writes a new one
+        "strategy.settings": 2 * _nbytes(shapes.strategy),
         "eval.score_size": 2 * int(config.eval.score_size) * sim.num_frames * frame_bytes,  # solver + surrogate
         "online.clients_per_step": 2 * engine.clients_per_step * sim.num_frames * frame_bytes,
     }
@@ -49,6 +51,7 @@ def dry_run(config, built, make_state, log=print) -> dict[str, int]:
     if total > 0.8 * limit:
         field = max(parts, key=parts.get)
         value = get_field(config, field)
+        value = value.to_dict() if hasattr(value, "to_dict") else value  # a ConfigDict's repr spans lines
         raise ConfigError(f"{field} = {value!r}: the run needs {total / 2**30:.1f} GiB ({field} alone "
                           f"{parts[field] / 2**30:.1f} GiB) but the {where} has {limit / 2**30:.1f} GiB")
     return parts

@@ -6,7 +6,11 @@ one line naming the field, the value and what is allowed, e.g.
     ConfigError: strategy.settings.alpha_max = 1.5: must be in [0, 1]
 
 Cross-field rules (buffer capacity ≥ batch size, divisibility by the device count,
-problem and strategy names that exist) run after the per-field ones.
+problem and strategy names that exist) run after the per-field ones. Strategy settings have no
+rule here: the strategy is built (abstractly, with the driver's context), its factory checks
+them, and `build_strategy` names the field it refuses. No strategy or problem is named here:
+what a strategy can do is asked of the built object (``density``), what it needs of the driver
+is its factory's to refuse.
 """
 
 from __future__ import annotations
@@ -78,84 +82,13 @@ def pair_increasing(v):
     return None if lo < hi else "needs low < high"
 
 
-def positive_or_vector(v):
-    if _is_real(v):
-        return None if v > 0 else "must be > 0"
-    if isinstance(v, (list, tuple)) and v and all(_is_real(x) and x > 0 for x in v):
-        return None
-    return "must be a number > 0 or a list of them"
-
-
 def shard_option(v):
     return None if v in (True, False, "auto") else "must be true, false or 'auto'"
 
 
 # ------------------------------------------------------------------- schemas
-STRATEGY_SETTINGS = {
-    "sigma": positive_or_vector,
-    "alpha0": real(0, 1),
-    "alpha1": real(0),
-    "alpha_max": real(0, 1),
-    "population": integer(1),
-    "pool_size": integer(1),
-    "beta": real(0),
-    "selection": one_of("power", "topk"),
-    "sequence": one_of("halton", "sobol"),
-    "scramble": boolean,
-    "k": real(0),
-    "c": real(0),
-    "min_rows": integer(0),
-    "handback_step": integer(0),
-    "handback_alpha": real(0, 1),
-    # OGAS (proposals/ogas.py, OGASSettings)
-    "hidden": integer(1),
-    "depth": integer(1),
-    "steps": integer(2),
-    "capacity": integer(1),
-    "batch_size": integer(1),
-    "train_steps": integer(1),
-    "train_every": lambda v: None if v == "auto" else integer(1)(v),
-    "generator_share": real(0, 1, open_lo=True),
-    "surrogate_step_flops": real(0, open_lo=True),
-    "lr": real(0, open_lo=True),
-    "grad_clip": real(0),
-    "ema_decay": real(0, 1),
-    "eps_mode": one_of("clip", "cap"),
-    "eps_clip": real(0, open_lo=True),
-    "eps_cap": real(0, open_lo=True),
-    "guidance": real(0),
-    "p_uncond": real(0, 1),
-    "schedule": one_of("cosine", "linear"),
-    "prior": one_of("proportional", "quantile"),
-    "prior_power": real(0),
-    "quantile": real(0, 1),
-    "r_max": real(0, 1),
-    "ramp_updates": integer(0),
-    "min_fill": integer(1),
-    "reject_rounds": integer(0),
-    "draw_batch": integer(0),
-    "ratio_hidden": integer(1),
-    "ratio_depth": integer(1),
-    "ratio_lr": real(0, open_lo=True),
-    "weight_clip": real(1),
-    # breed_generations
-    "generation_every": integer(1),
-    "min_simulations": integer(0),
-    "ramp_generations": integer(1),
-    "shrink": real(0, 1, open_lo=True),
-    "redraws": integer(0),
-    # adversarial, residual (proposals/adversarial.py, residual.py)
-    "particles": integer(2),
-    "ascent_steps": integer(0),
-    "step_size": real(0),
-    "dynamics": one_of("ascent", "langevin"),
-    "temperature": real(0, open_lo=True),
-    "repulsion": real(0),
-    "objective": one_of("solver", "residual"),
-    "window": integer(1),
-    "base": string,
-}
-
+# Strategy settings have no schema here: each factory checks its own (`proposals.checks`), and
+# `build_strategy` names the config field of whatever it refuses.
 ONLINE = {
     "seed": integer(0),
     "problem.name": string,
@@ -167,7 +100,6 @@ ONLINE = {
     "problem.kwargs.dt": real(0, open_lo=True),
     "problem.kwargs.amplitude": pair_increasing,
     "problem.kwargs.domain_extent": pair_increasing,
-    "problem.kwargs.diffusivity": pair_increasing,
     "problem.kwargs.order": integer(1, 4),
     "model.name": string,
     "model.ensemble_size": integer(1),
@@ -201,11 +133,8 @@ ONLINE = {
     "eval.seed": integer(0),
     "eval.every": integer(0),
 }
-for _k, _rule in STRATEGY_SETTINGS.items():
-    ONLINE[f"strategy.settings.{_k}"] = _rule
 
 SCHEMAS: dict[str, dict[str, Callable]] = {"online": ONLINE}
-OFFLINE_ONLY = ("r3", "rad")  # collocation-point strategies of the PINN experiments
 REQUIRED = {
     "online": ("seed", "problem.name", "model.name", "strategy.name", "train.batch_size", "online.num_steps", "eval.score_size",
                "online.clients_per_step", "online.train_steps_per_step", "buffer.capacity", "buffer.policy"),
@@ -239,6 +168,54 @@ def heatmap_axes(eval_config, space) -> tuple[str, str]:
     return tuple(axes) if axes else tuple(space.names[:2])
 
 
+# Where each field of the driver's context comes from (a strategy that refuses one names it).
+CONTEXT_FIELDS = {"ensemble_size": "model.ensemble_size", "frames_per_trajectory": "problem.kwargs.num_steps",
+                  "draws_per_call": "online.clients_per_step", "feedback_rows": "train.batch_size",
+                  "surrogate": "strategy.name", "surrogate_step_flops": "model.name"}
+
+
+def driver_context(config, sim, surrogate_step_flops=None):
+    """The online driver's `proposals.DriverContext` for ``config`` and its simulator ``sim``;
+    ``surrogate_step_flops``: a thunk (`experiments.online.surrogate_step_flops`), or None."""
+    from qsal_jax.proposals import DriverContext
+
+    return DriverContext(ensemble_size=int(config.model.get("ensemble_size", 1)), frames_per_trajectory=sim.num_frames,
+                         draws_per_call=int(config.online.clients_per_step), feedback_rows=int(config.train.batch_size),
+                         surrogate="rollout", surrogate_step_flops=surrogate_step_flops)
+
+
+def build_strategy(config, sim, surrogate_step_flops=None):
+    """``proposals.build`` of ``config.strategy`` for the online driver (`driver_context`); what the
+    factory refuses is a one-line `ConfigError` naming the config field (the setting, or the field
+    the refused context entry comes from)."""
+    from qsal_jax import proposals
+
+    settings = dict(config.strategy.get("settings", {}) or {})
+    try:
+        return proposals.build(config.strategy.name, sim.space,
+                               context=driver_context(config, sim, surrogate_step_flops), **settings)
+    except (ValueError, TypeError, KeyError) as e:
+        raise setting_error(config, settings, e) from None
+
+
+def setting_error(config, settings: dict, e: Exception) -> ConfigError:
+    """A factory's error as a `ConfigError` on the field it is about. A `proposals.checks.SettingError`
+    names its setting; a plain error of a user's factory is matched on the settings it names."""
+    import re
+
+    why = first_line(e).strip("'\"")
+    setting = getattr(e, "setting", None)
+    if getattr(e, "context", False):
+        path = CONTEXT_FIELDS.get(setting, "strategy.name")
+        return ConfigError(f"{path} = {get_field(config, path)!r}: {why}")
+    if setting is None:
+        setting = next((k for k in settings if re.search(rf"\b{re.escape(k)}\b", why)), None)
+    if setting is None:
+        return ConfigError(f"strategy.settings = {settings!r}: {why}")
+    value = settings.get(setting, "default")
+    return ConfigError(f"strategy.settings.{setting} = {value!r}: {why}")
+
+
 def fail(path: str, value, why: str):
     raise ConfigError(f"{path} = {value!r}: {why}")
 
@@ -267,14 +244,11 @@ def validate_config(config) -> None:
 
 def _online_cross_checks(config) -> None:
     from qsal_jax import models, proposals
+    from qsal_jax.imports import import_by_path, is_import_path
     from qsal_jax.simulation import PROBLEMS
-
-    from qsal_jax.imports import is_import_path
 
     if config.problem.name not in PROBLEMS and not is_import_path(config.problem.name):
         fail("problem.name", config.problem.name, f"must be one of {sorted(PROBLEMS)}")
-    from qsal_jax.imports import import_by_path, is_import_path
-
     if is_import_path(config.strategy.name):
         try:
             import_by_path(config.strategy.name, "strategy.name")
@@ -282,20 +256,9 @@ def _online_cross_checks(config) -> None:
             fail("strategy.name", config.strategy.name, str(e).split(": ", 1)[-1])
     elif config.strategy.name not in proposals.names():
         fail("strategy.name", config.strategy.name, f"must be one of {list(proposals.names())}")
-    if config.strategy.name in OFFLINE_ONLY:
-        fail("strategy.name", config.strategy.name, f"is not an online strategy (it samples collocation points of "
-             f"a PINN); choose one of {[n for n in proposals.names() if n not in OFFLINE_ONLY]}")
-    known = proposals.settings_of(config.strategy.name)
-    for key in (config.strategy.get("settings", {}) or {}):
-        if key not in known or key == "dtype":
-            fail(f"strategy.settings.{key}", config.strategy.settings[key],
-                 f"unknown setting of {config.strategy.name}; known: {', '.join(k for k in known if k != 'dtype')}")
     clip = config.train.get("importance_clip", 0.0)
     if clip and clip < 1:
         fail("train.importance_clip", clip, "must be 0 (off) or >= 1")
-    if clip and config.strategy.name not in ("breed_online", "ogas"):
-        fail("train.importance_clip", clip, f"needs a strategy that knows the density of its draws (breed_online, "
-             f"ogas), not {config.strategy.name!r}")
     sync = config.online.get("steps_per_sync", 1)
     for path in ("online.checkpoint_every", "eval.every"):
         value = get_field(config, path)
@@ -308,9 +271,6 @@ def _online_cross_checks(config) -> None:
              "(online.num_steps × online.train_steps_per_step)")
     if config.model.name not in models.available():
         fail("model.name", config.model.name, f"must be one of {models.available()}")
-    s = config.get("strategy", {}).get("settings", {}) or {}
-    if "alpha0" in s and "alpha_max" in s and s["alpha0"] > s["alpha_max"]:
-        fail("strategy.settings.alpha0", s["alpha0"], f"must not exceed alpha_max ({s['alpha_max']})")
     if config.buffer.capacity < config.train.batch_size:
         fail("buffer.capacity", config.buffer.capacity, f"must be >= train.batch_size ({config.train.batch_size})")
     if config.buffer.get("watermark", 1) > config.buffer.capacity:
@@ -321,16 +281,21 @@ def _online_cross_checks(config) -> None:
         fail("problem.kwargs.output_points", out, f"must divide problem.kwargs.num_points ({n})")
     if config.strategy.get("signal", "loss") == "disagreement" and config.model.get("ensemble_size", 1) < 2:
         fail("model.ensemble_size", config.model.get("ensemble_size", 1), "must be >= 2 for strategy.signal='disagreement'")
-    if config.strategy.name == "sbal" and config.model.get("ensemble_size", 1) < 2:
-        fail("model.ensemble_size", config.model.get("ensemble_size", 1), "must be >= 2 for strategy 'sbal'")
     try:
         from qsal_jax.simulation import get_problem
 
-        space = get_problem(config.problem.name, **dict(kw)).space
+        sim = get_problem(config.problem.name, **dict(kw))
     except TypeError as e:
-        fail("problem.kwargs", dict(kw), f"not accepted by problem {config.problem.name!r} ({e})")
+        fail("problem.kwargs", dict(kw), f"not accepted by problem {config.problem.name!r} ({first_line(e)})")
     except ValueError as e:
-        fail("problem.kwargs", dict(kw), str(e))
+        fail("problem.kwargs", dict(kw), first_line(e))
+    space = sim.space
+    # Built abstractly (no arrays): the factory checks its settings against the driver's context.
+    # Validation does not size OGAS's schedule (build_engine does): its flops are a placeholder.
+    strategy = build_strategy(config, sim, surrogate_step_flops=lambda: 1.0)
+    if clip and strategy.density is None:
+        fail("train.importance_clip", clip, f"needs a strategy that knows the density of its draws; "
+             f"{config.strategy.name!r} does not")
     if config.eval.get("grid_size", 0):
         axes = heatmap_axes(config.eval, space)
         if len(axes) != 2 or not all(a in space.names for a in axes):

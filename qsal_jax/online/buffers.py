@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 POLICIES = ("fifo", "firo", "reservoir")
 
@@ -50,7 +51,14 @@ class BufferState(NamedTuple):
 
 
 def init_buffer(capacity: int, example: Items) -> BufferState:
-    """An empty buffer shaped like ``example`` (one item, no leading axis)."""
+    """An empty buffer shaped like ``example`` (one item, no leading axis: ``inputs [C, *grid]``)."""
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+        raise ValueError(f"buffer capacity must be an integer >= 1, got {capacity!r}")
+    if not isinstance(example, Items):
+        raise TypeError(f"init_buffer: example must be buffers.Items (one item), got {type(example).__name__}")
+    if jnp.ndim(example.inputs) < 2 or jnp.shape(example.inputs) != jnp.shape(example.targets):
+        raise ValueError(f"init_buffer: an item's inputs and targets must both be one frame [C, *grid] (rank >= 2), "
+                         f"got {jnp.shape(example.inputs)} and {jnp.shape(example.targets)}")
     items = jax.tree_util.tree_map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example)
     return BufferState(
         items=items,
@@ -114,6 +122,8 @@ def sample(buffer: BufferState, key: jax.Array, batch_size: int, policy: str) ->
     """
     if policy not in POLICIES:
         raise ValueError(f"buffer.policy must be one of {POLICIES}, got {policy!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"buffers.sample: batch_size must be an integer >= 1, got {batch_size!r}")
     cap = capacity(buffer)
     if batch_size > cap:
         raise ValueError(f"buffer.sample: batch_size {batch_size} exceeds capacity {cap}")

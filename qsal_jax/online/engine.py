@@ -40,6 +40,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from qsal_jax.online import buffers as B
 from qsal_jax.online import sharded_buffer as SB
@@ -102,6 +103,13 @@ class OnlineEngine:
     objective: str = "one_step"  # or "two_step": items carry u_{t+2} (training.step.loss_and_per_sample)
 
     def __post_init__(self):
+        for field, low in (("clients_per_step", 1), ("train_steps_per_step", 1), ("batch_size", 1), ("buffer_capacity", 1),
+                           ("seen_threshold", 1), ("watermark", 0), ("ensemble_size", 1)):
+            value = getattr(self, field)  # NaN or 2.5 would fail deep inside a trace
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"OnlineEngine: {field} must be an integer >= {low}, got {value!r}")
+        if not isinstance(self.strategy, Proposal):
+            raise TypeError(f"OnlineEngine: strategy must be a proposals.Proposal, got {type(self.strategy).__name__}")
         if self.mesh is not None:
             n = self.mesh.shape["data"]
             for field in ("clients_per_step", "batch_size"):
