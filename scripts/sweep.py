@@ -11,13 +11,16 @@ Breed on KdV (`configs/online_1d.py`) with three FNOs and two transformers (9k t
   python scripts/sweep.py --sweep=dimension --workdir /tmp/ds --points=k2,k8 --seeds=2 --config_args=tiny
 
 Writes ``<workdir>/<point>/report.md`` per point, ``sweep.json``, ``sweep.md`` (U/S ratios with
-95 % intervals per point) and ``ratio_vs_<axis>.png``. Finished runs are reused.
+95 % intervals per point) and ``ratio_vs_<axis>.png``. Finished runs are reused, so the same
+command resumes a sweep (after a Ctrl-C too: it ends in one line naming the point and run).
 """
 
 import os
 import sys
 
 from absl import app, flags, logging
+
+from qsal_jax.experiments.cli import one_line_flag_parser
 
 SWEEPS = {
     "dimension": dict(config="configs/dimension_sweep.py", strategies=["uniform", "breed_online", "ogas", "sbal"],
@@ -56,6 +59,42 @@ def x_values(sweep: str, points, config: str, config_args: str) -> dict:
 
 def main(argv):
     del argv
+    try:
+        run()
+    except KeyboardInterrupt as e:  # the run in progress resumes from its checkpoint, finished ones are reused
+        from qsal_jax.experiments.cli import interrupted_series
+        from qsal_jax.experiments.sweep import finished_text
+
+        total = len(FLAGS.points or SWEEPS[FLAGS.sweep]["points"]) * len(FLAGS.strategies or
+                                                                         SWEEPS[FLAGS.sweep]["strategies"]) * FLAGS.seeds
+        sys.exit(f"error: {interrupted_series(e, f'records so far are kept ({finished_text(FLAGS.workdir, total)})')}")
+
+
+def check_arguments(config: str, strategies, points, config_args: str) -> None:
+    """Every --strategies, --points and --config_args value a config argument of the sweep's
+    config, before any run starts: one line naming the flag if not."""
+    from qsal_jax.experiments.config_args import load_config
+
+    if FLAGS.seeds < 1:
+        raise ValueError(f"--seeds: {FLAGS.seeds}; a sweep needs at least 1 seed per strategy and point")
+    if len(set(points)) < len(points) or len(set(strategies)) < len(strategies):
+        raise ValueError("--points and --strategies: each value once")
+    for flag, values in (("--strategies", strategies), ("--points", points), ("--config_args", [config_args])):
+        for value in filter(None, values):
+            try:
+                load_config(f"{config}:{value}")
+            except ValueError as e:
+                raise ValueError(f"{flag}: {e}") from None
+    for point in points:  # the arguments together (two problems, two sizes)
+        for strategy in strategies:
+            try:
+                load_config(f"{config}:{','.join(filter(None, [strategy, point, config_args]))}")
+            except ValueError as e:
+                raise ValueError(f"--points {point} with --strategies {strategy} and --config_args "
+                                 f"{config_args!r}: {e}") from None
+
+
+def run():
     logging.set_verbosity(logging.WARNING)  # keep orbax's per-save INFO lines out of the progress output
     if FLAGS.compilation_cache != "off":
         from qsal_jax.experiments.cache import enable_compilation_cache
@@ -69,22 +108,24 @@ def main(argv):
 
     spec = SWEEPS[FLAGS.sweep]
     points = FLAGS.points or spec["points"]
+    strategies = FLAGS.strategies or spec["strategies"]
     try:
-        tables = sweep(spec["config"], FLAGS.strategies or spec["strategies"], range(FLAGS.seeds), FLAGS.workdir, points,
+        check_arguments(spec["config"], strategies, points, FLAGS.config_args)
+        tables = sweep(spec["config"], strategies, range(FLAGS.seeds), FLAGS.workdir, points,
                        config_args=FLAGS.config_args)
         xs = x_values(FLAGS.sweep, points, spec["config"], FLAGS.config_args)
+        md = sweep_markdown(tables, xs, spec["axis"])
+        with open(os.path.join(FLAGS.workdir, "sweep.md"), "w") as f:
+            f.write(md + "\n")
+        families = {p: p.split("_")[0].upper() for p in points} if FLAGS.sweep == "capacity" else None
+        plot = plot_ratio_sweep(tables, xs, os.path.join(FLAGS.workdir, f"ratio_vs_{spec['axis']}.png"),
+                                x_label=spec["x_label"], title=f"{spec['title']}, {FLAGS.seeds} seeds, equal budget",
+                                families=families)
     except (ConfigError, WorkdirError, CheckpointError, RunStopped, OSError, ValueError) as e:
         sys.exit(f"error: {e}")
-    md = sweep_markdown(tables, xs, spec["axis"])
-    with open(os.path.join(FLAGS.workdir, "sweep.md"), "w") as f:
-        f.write(md + "\n")
-    families = {p: p.split("_")[0].upper() for p in points} if FLAGS.sweep == "capacity" else None
-    plot = plot_ratio_sweep(tables, xs, os.path.join(FLAGS.workdir, f"ratio_vs_{spec['axis']}.png"),
-                            x_label=spec["x_label"], title=f"{spec['title']}, {FLAGS.seeds} seeds, equal budget",
-                            families=families)
     print("\n" + md)
     print(f"\ntable: {FLAGS.workdir}/sweep.md; plot: {plot}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=one_line_flag_parser(FLAGS))

@@ -3,7 +3,7 @@
 A bad flag, an override of a field the config lacks, a config file that is missing, does not
 parse or raises: each ends the script with ``error: …`` naming the flag or the file, never a
 traceback (``app.run(main, flags_parser=one_line_flag_parser(FLAGS))``). `interrupted` is the
-line a Ctrl-C ends with.
+line a Ctrl-C of a run ends with, `interrupted_series` that of a study or a sweep.
 """
 
 from __future__ import annotations
@@ -74,14 +74,36 @@ def _one_line(e: Exception) -> str:
 def interrupted(workdir: str | None) -> str:
     """The line a run ends with on Ctrl-C: the last step it logged and the last checkpoint on disk
     (read from the workdir, so it holds wherever the interrupt landed), and how to resume."""
+    step, where = _position(workdir)
+    at = "interrupted" if step is None else f"interrupted at step {step}"
+    return f"{at}; {where}; run the same command to resume"
+
+
+def interrupted_series(e: BaseException, kept: str) -> str:
+    """The line a study or a sweep ends with on Ctrl-C: the run it landed in (named by a
+    `workdir.Interrupted`, with its last logged step and checkpoint), ``kept`` (what is on disk),
+    and how to resume."""
+    at = "interrupted"
+    where, workdir = getattr(e, "where", None), getattr(e, "workdir", None)
+    if where:
+        run = workdir if workdir and os.path.isfile(os.path.join(workdir, "config.json")) else latest_run(workdir or "")
+        if run and run != workdir:
+            where = f"{where}, {os.path.basename(run)}"
+        if run is not None:
+            step, checkpoint = _position(run)
+            where += f" ({checkpoint})" if step is None else f" (step {step}, {checkpoint})"
+        at = f"interrupted at {where}"
+    return f"{at}; {kept}; run the same command to resume"
+
+
+def _position(workdir: str | None) -> tuple[int | None, str]:
+    """The last step a run in ``workdir`` logged (None without one) and its last checkpoint, as words."""
     steps = []
     ckpt_dir = os.path.join(workdir or "", "checkpoints")
     if workdir and os.path.isdir(ckpt_dir):
         steps = [int(n) for n in os.listdir(ckpt_dir) if n.isdigit() and os.path.isdir(os.path.join(ckpt_dir, n))]
     where = f"last checkpoint at step {max(steps)}" if steps else "no checkpoint yet"
-    step = _last_logged_step(os.path.join(workdir, "metrics.jsonl")) if workdir else None
-    at = "interrupted" if step is None else f"interrupted at step {step}"
-    return f"{at}; {where}; run the same command to resume"
+    return (_last_logged_step(os.path.join(workdir, "metrics.jsonl")) if workdir else None), where
 
 
 def _last_logged_step(path: str) -> int | None:

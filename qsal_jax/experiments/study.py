@@ -18,7 +18,9 @@ still has paired rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import glob
 import json
 import os
@@ -28,6 +30,7 @@ import numpy as np
 
 from qsal_jax.experiments import report
 from qsal_jax.experiments.config_args import apply_overrides, load_config
+from qsal_jax.experiments.workdir import DiskFull, Interrupted
 
 RECORDS_ROOT = os.path.join("docs", "results", "runs")
 DRAW_COORDINATES = 4  # coordinates of the launched λ a record keeps (records stay small)
@@ -88,7 +91,20 @@ def has_record(record: str, cfg) -> bool:
 
 def write_record(workdir: str, record: str) -> None:
     """Copy a finished run's record out of its workdir (module docstring); summary.json last,
-    so a record with a summary is complete."""
+    so a record with a summary is complete. A full disk is one `DiskFull` line: the run's workdir
+    is intact and the same command writes the record again."""
+    try:
+        _write_record(workdir, record)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        with contextlib.suppress(OSError):  # a half-copied summary.json would pass for a finished record
+            os.remove(os.path.join(record, "summary.json"))
+        raise DiskFull(f"no space left on device while writing the record {record}; the run in {workdir} is intact; "
+                       "free space there and run the same command to write the record") from None
+
+
+def _write_record(workdir: str, record: str) -> None:
     os.makedirs(record, exist_ok=True)
     shutil.copyfile(os.path.join(workdir, "config.json"), os.path.join(record, "config.json"))
     with np.load(os.path.join(workdir, "test_errors.npz")) as errs:
@@ -111,7 +127,8 @@ def run_study(name: str, *, records_root: str = RECORDS_ROOT, scratch: str = os.
     """Run the missing runs of study ``name`` (at most ``max_runs``); returns the records written.
 
     ``strategies``/``seeds`` restrict the study to a part of it. A run's scratch workdir is kept
-    until its record is written, so an interrupted run resumes from its checkpoint.
+    until its record is written, so an interrupted run resumes from its checkpoint; a Ctrl-C
+    raises `workdir.Interrupted` naming the run it landed in.
     """
     from qsal_jax.experiments import run_experiment
 
@@ -129,11 +146,21 @@ def run_study(name: str, *, records_root: str = RECORDS_ROOT, scratch: str = os.
                 return written
             workdir = os.path.join(scratch, name, f"{strategy}_s{seed}")
             log(f"\n=== study {name}: {strategy}, seed {seed} -> {workdir}")
-            run_experiment(cfg, workdir, log=log)
-            write_record(workdir, record)
+            try:
+                run_experiment(cfg, workdir, log=log)
+                write_record(workdir, record)
+            except KeyboardInterrupt:  # the caller's line names the run
+                raise Interrupted(f"{strategy} seed {seed}", workdir) from None
             log(f"record: {record}")
             written.append(record)
     return written
+
+
+def records_text(name: str, records_root: str = RECORDS_ROOT) -> str:
+    """How far study ``name`` is: ``"7 of 20 runs' records in docs/results/runs/<name>"``."""
+    study = get_study(name)
+    total = len(study.strategies) * len(study.seeds)
+    return f"{len(records(name, records_root))} of {total} runs' records in {os.path.join(records_root, name)}"
 
 
 def records(name: str, records_root: str = RECORDS_ROOT) -> list[str]:

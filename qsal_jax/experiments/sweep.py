@@ -9,25 +9,35 @@ per-seed ratios as dots; `sweep_markdown` is the table RESULTS.md quotes.
 
 from __future__ import annotations
 
+import glob
 import os
 
 import numpy as np
 
 from qsal_jax.experiments import report
 from qsal_jax.experiments.compare import compare
-from qsal_jax.experiments.workdir import write_json
+from qsal_jax.experiments.workdir import Interrupted, write_json
 
 
 def sweep(config: str, strategies, seeds, root: str, points, *, config_args: str = "", log=print) -> dict:
-    """``points``: config arguments, one per sweep point; → ``{point: aggregate table}``."""
+    """``points``: config arguments, one per sweep point; → ``{point: aggregate table}``. A Ctrl-C
+    raises `workdir.Interrupted` naming the point it landed in (finished runs are reused)."""
     tables = {}
     for point in points:
         out = os.path.join(root, point)
-        compare(config, strategies, seeds, out, config_args=",".join(filter(None, [point, config_args])), log=log)
+        try:
+            compare(config, strategies, seeds, out, config_args=",".join(filter(None, [point, config_args])), log=log)
+        except KeyboardInterrupt:  # the caller's line names the point and its run
+            raise Interrupted(f"point {point}", out) from None
         workdirs = [os.path.join(out, f"{s}_seed{k}") for s in strategies for k in seeds]
         tables[point] = report.aggregate(report.load_summaries(workdirs))
     write_json(os.path.join(root, "sweep.json"), tables, indent=1, default=float)  # strict: an infinite ratio is "inf"
     return tables
+
+
+def finished_text(root: str, total: int) -> str:
+    """How far a sweep under ``root`` is: ``"5 of 40 runs finished under <root>"``."""
+    return f"{len(glob.glob(os.path.join(root, '*', '*', 'summary.json')))} of {total} runs finished under {root}"
 
 
 def sweep_markdown(tables: dict, x_values: dict, x_name: str, numbers=("mean", "max", "p99")) -> str:
