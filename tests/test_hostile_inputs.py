@@ -471,3 +471,42 @@ def test_ctrl_c_of_a_real_run_is_one_line(tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: interrupted at step ") and "; last checkpoint at step " in last, last
     assert last.endswith("; run the same command to resume"), last
+
+
+def test_study_interrupted_names_the_run_and_keeps_the_records(tmp_path):
+    """A Ctrl-C in the study's second run (the first has its record): one line naming the run,
+    its step and checkpoint, and the records kept."""
+    from qsal_jax.experiments import study
+    from qsal_jax.experiments.workdir import claim_workdir, write_json
+
+    records = tmp_path / "records"
+    first = study.record_dir(str(records), "authors_tiny", "uniform", 0)
+    claim_workdir(first, study.run_config(study.get_study("authors_tiny"), "uniform", 0))
+    write_json(os.path.join(first, "summary.json"), {"mean": 0.5})
+    out = _run_patched(os.path.join(ROOT, "scripts", "study.py"),
+                       ["--study=authors_tiny", f"--records={records}", f"--scratch={tmp_path / 'scratch'}"], ROOT)
+    assert _one_line(out) == (f"error: interrupted at breed_online seed 0 (step 7, last checkpoint at step 6); records so "
+                              f"far are kept (1 of 8 runs' records in {records}/authors_tiny); run the same command "
+                              "to resume")
+
+
+def test_sweep_interrupted_names_the_point_and_run(tmp_path):
+    finished = tmp_path / "sweep" / "k2" / "ogas_seed0"
+    finished.mkdir(parents=True)
+    (finished / "summary.json").write_text("{}")
+    out = _run_patched(os.path.join(ROOT, "scripts", "sweep.py"),
+                       ["--sweep=dimension", f"--workdir={tmp_path / 'sweep'}", "--points=k2,k8",
+                        "--strategies=uniform,ogas", "--seeds=2", "--config_args=tiny"], ROOT)
+    assert _one_line(out) == (f"error: interrupted at point k2, uniform_seed1 (step 4, last checkpoint at step 3); "
+                              f"records so far are kept (1 of 8 runs finished under {tmp_path / 'sweep'}); "
+                              "run the same command to resume")
+
+
+def test_interrupted_outside_a_run_of_a_series():
+    from qsal_jax.experiments.cli import interrupted_series
+    from qsal_jax.experiments.workdir import Interrupted
+
+    kept = "records so far are kept (3 of 8)"
+    assert interrupted_series(KeyboardInterrupt(), kept) == f"interrupted; {kept}; run the same command to resume"
+    assert interrupted_series(Interrupted("uniform seed 1", "/nonexistent/run"), kept) == (
+        f"interrupted at uniform seed 1; {kept}; run the same command to resume")

@@ -133,7 +133,7 @@ def test_divergence_stops_naming_the_last_good_checkpoint(setup, burgers, tmp_pa
             watermark=5, batch_size=4, simulation_budget=6)
     assert "\n" not in str(e.value)
     with checkpoint.Checkpointer(ckpt) as c:
-        assert c.all_steps() == [1, 2]  # the diverged step was never written
+        assert c.all_steps() == [0, 1, 2]  # the first arrival, then each step; the diverged step was never written
     state = checkpoint.restore(ckpt, 2, async_checkpoint._tree(_like_run(setup, ckpt)))["train"]
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.params))
 
@@ -178,8 +178,8 @@ def test_fault_limit_is_a_failure_and_the_rerun_resumes(setup, burgers, tmp_path
     assert s.failure.startswith("more than 3 faults (error 4)") and s.num_completed == 2
     faults = s.faults["error"]  # 4, or 5 when the other task in flight failed too
     assert s.num_train_steps > 0
-    with checkpoint.Checkpointer(ckpt) as c:  # saved at the failure, off the checkpoint_every schedule
-        assert c.all_steps() == [s.num_train_steps]
+    with checkpoint.Checkpointer(ckpt) as c:  # the first arrival, and at the failure, off the checkpoint_every schedule
+        assert c.all_steps() == [0, s.num_train_steps]
     solver.fixed = True
     again = run(setup, solver, **settings).summary
     assert again.failure is None and again.num_completed == 6 and again.num_launched == 4
@@ -689,3 +689,42 @@ def test_a_diverged_pinn_run_writes_strict_json(tmp_path, monkeypatch):
     pinn.train_and_evaluate(config, str(tmp_path), log=lambda *a: None)
     _assert_strict_and_read_back(tmp_path, "relative_l2_per_time")
     assert _strict_json((tmp_path / "summary.json").read_text())["relative_l2"] == "nan"
+
+
+def test_full_disk_while_a_study_record_is_written_leaves_no_half_record(tmp_path, monkeypatch):
+    """The disk fills while summary.json (copied last) goes into the record: one line, and no
+    half-copied summary is left to pass for a finished record; the run's workdir is untouched."""
+    import errno
+    import shutil
+
+    from qsal_jax.experiments import study
+    from qsal_jax.experiments.workdir import DiskFull, claim_workdir, write_json
+
+    cfg = study.run_config(study.get_study("authors_tiny"), "uniform", 0)
+    run = tmp_path / "scratch"
+    claim_workdir(str(run), cfg)
+    np.savez(run / "test_errors.npz", one_step=np.ones(4), lam=np.zeros((4, 2)))
+    (run / "metrics.jsonl").write_text('{"step": 3, "test_mean": 0.5}\n')
+    write_json(str(run / "summary.json"), {"mean": 0.5})
+    record = tmp_path / "records" / "uniform_s0"
+    copy = shutil.copyfile
+
+    def full_at_summary(src, dst):
+        if os.path.basename(dst) != "summary.json":
+            return copy(src, dst)
+        Path(dst).write_text('{"me')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_at_summary)
+    with pytest.raises(DiskFull, match=rf"^no space left on device while writing the record {record}; the run in "
+                                       rf"{run} is intact; free space there and run the same command to write the "
+                                       r"record$"):
+        study.write_record(str(run), str(record))
+    assert not (record / "summary.json").exists() and not study.has_record(str(record), cfg)
+    assert read_summary(run) == {"mean": 0.5}
+
+
+def read_summary(workdir):
+    from qsal_jax.experiments.workdir import read_json
+
+    return read_json(str(workdir / "summary.json"))
