@@ -74,9 +74,14 @@ def save(run: Any) -> None:
     logger.info("checkpoint step=%d completed=%d", run.step, run.completed)
 
 
+def restore(run: Any) -> tuple[dict, int] | None:
+    """``(tree, step)`` of the newest intact checkpoint of ``run``'s directory (None: there is none)."""
+    return checkpoint.restore_latest(run.cfg.checkpoint_dir, _tree(run), config_hash=run.cfg.config_hash)
+
+
 def resume(run: Any, seed: int) -> None:
     """Load the newest intact checkpoint into ``run`` (nothing when the directory holds none)."""
-    restored = checkpoint.restore_latest(run.cfg.checkpoint_dir, _tree(run), config_hash=run.cfg.config_hash)
+    restored = restore(run)
     if restored is None:
         return
     tree, step = restored

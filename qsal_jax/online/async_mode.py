@@ -59,15 +59,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qsal_jax.online.external import (
-    FAULT_KINDS,
-    WorkerPool,
-    call_solver,
-    check_picklable,
-    check_trajectory,
-    classify_exception,
-    format_lam,
-)
+from qsal_jax.online.external import (FAULT_KINDS, WorkerPool, call_solver, check_picklable, check_trajectory,
+                                      classify_exception, format_lam)
 from qsal_jax.online import async_checkpoint
 from qsal_jax.online.async_records import (AsyncConfig, AsyncDiverged, AsyncHooks, AsyncResult, AsyncSummary, Latency,
                                            Launch, check_trainer_args, summarize)
@@ -111,16 +104,17 @@ class AsyncTrainer:
         hooks: AsyncHooks = AsyncHooks(),
     ):
         check_trainer_args(solver, strategy, config, trajectory_shape)
-        self.solver = solver
-        self.strategy = strategy
-        self.train_step = train_step
-        self.config = config
-        self.executor = executor
-        self.conditioning = conditioning
+        self.solver, self.strategy, self.train_step, self.config = solver, strategy, train_step, config
+        self.executor, self.conditioning, self.hooks = executor, conditioning, hooks
         self.trajectory_shape = tuple(trajectory_shape)
-        self.hooks = hooks
         self.sample = jax.jit(strategy.sample, static_argnums=2)
         self.update = jax.jit(strategy.update)
+
+    def restore(self, train_state: Any) -> tuple[Any, int] | None:
+        """``(train state, step)`` of the newest intact checkpoint in ``checkpoint_dir``, or None."""
+        run = _Run(self, None, train_state, self.strategy.init(jax.random.PRNGKey(0)), None, np.random.default_rng(0))
+        restored = async_checkpoint.restore(run)
+        return None if restored is None else (restored[0]["train"], restored[1])
 
     def run(self, train_state: Any, key: jax.Array, strategy_state: Any = None) -> AsyncResult:
         """Simulate and train until the budget is spent and the buffer drained.
@@ -200,8 +194,8 @@ class _Run:
         if self.completed == 0 and self.failure is None:
             self.failure = "no simulation completed"
         unsaved = self.step != self.last_checkpoint and (self.step or self.completed)
-        if self.failure is not None and self.cfg.checkpoints and unsaved:
-            self.save_checkpoint()  # what was trained since the last checkpoint survives the rerun
+        if self.cfg.checkpoints and unsaved:  # the final state is loadable; after a failure, the rerun resumes it
+            self.save_checkpoint()
         return AsyncResult(self.train_state, self.strategy_state, self.summary())
 
     def loop(self) -> None:
