@@ -28,9 +28,13 @@ nothing to the others.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import numbers
+import os
+import pkgutil
+import re
 from typing import Any, Callable
 
 import jax.numpy as jnp
@@ -38,25 +42,32 @@ import jax.numpy as jnp
 from qsal_jax.proposals._common import check_known_settings
 from qsal_jax.proposals.base import DriverContext, Feedback, Proposal, ScoredProposal, make_feedback
 
-# name -> (module, factory attribute)
+# Factories whose name is not their module's (name -> (module, factory attribute)). Any other
+# strategy is found by its file: a module ``proposals/<name>.py`` that defines ``def <name>(``
+# (as big_vision finds ``big_vision.models.<name>``), so a new strategy edits nothing here.
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "uniform": ("qsal_jax.proposals.uniform", "uniform"),
-    "quasirandom": ("qsal_jax.proposals.quasirandom", "quasirandom"),
-    "breed": ("qsal_jax.proposals.breed", "breed"),
-    "breed_online": ("qsal_jax.proposals.breed_online", "breed_online"),
-    "breed_generations": ("qsal_jax.proposals.breed_generations", "breed_generations"),
-    "sbal": ("qsal_jax.proposals.sbal", "sbal"),
     "r3": ("qsal_jax.proposals.pinn_sampling", "r3"),
     "rad": ("qsal_jax.proposals.pinn_sampling", "rad"),
-    "ogas": ("qsal_jax.proposals.ogas", "ogas"),
-    "adversarial": ("qsal_jax.proposals.adversarial", "adversarial"),
-    "residual": ("qsal_jax.proposals.residual", "residual"),
 }
 
 
+@functools.cache
+def _modules() -> dict[str, tuple[str, str]]:
+    """``{name: (module, name)}`` for every module of this package that defines a factory of its own name."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = {}
+    for info in sorted(pkgutil.iter_modules([here]), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        with open(os.path.join(here, info.name + ".py"), encoding="utf-8") as f:
+            if re.search(rf"^def {info.name}\(", f.read(), re.M):
+                found[info.name] = (f"{__name__}.{info.name}", info.name)
+    return found
+
+
 def names() -> tuple[str, ...]:
-    """Every registered strategy name."""
-    return tuple(_REGISTRY)
+    """Every strategy name: modules that define a factory of their own name, then `_REGISTRY`'s."""
+    return tuple(_modules()) + tuple(n for n in _REGISTRY if n not in _modules())
 
 
 def get(name: str) -> Callable[..., Proposal]:
@@ -67,9 +78,9 @@ def get(name: str) -> Callable[..., Proposal]:
     if is_import_path(name):
         return import_by_path(name, "strategy")
     try:
-        module, attr = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown proposal strategy {name!r}; known: {', '.join(_REGISTRY)}") from None
+        module, attr = {**_modules(), **_REGISTRY}[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown proposal strategy {name!r}; known: {', '.join(names())}") from None
     return getattr(importlib.import_module(module), attr)
 
 
