@@ -70,7 +70,7 @@ def build_engine(config):
                            signal_name=config.strategy.get("signal_metric") or None)
     # The driver's context goes to every strategy; the flops are traced only if one asks (OGAS's "auto").
     flops = functools.cache(lambda: surrogate_step_flops(step, model, sim, optimizer, config))
-    strategy = build_strategy(config, sim, flops)
+    strategy = build_strategy(config, sim, flops, log=lambda line: print(line, flush=True))
     engine = OnlineEngine(
         simulator=sim,
         strategy=strategy,

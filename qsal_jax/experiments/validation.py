@@ -174,17 +174,18 @@ CONTEXT_FIELDS = {"ensemble_size": "model.ensemble_size", "frames_per_trajectory
                   "surrogate": "strategy.name", "surrogate_step_flops": "model.name"}
 
 
-def driver_context(config, sim, surrogate_step_flops=None):
+def driver_context(config, sim, surrogate_step_flops=None, log=None):
     """The online driver's `proposals.DriverContext` for ``config`` and its simulator ``sim``;
-    ``surrogate_step_flops``: a thunk (`experiments.online.surrogate_step_flops`), or None."""
+    ``surrogate_step_flops``: a thunk (`experiments.online.surrogate_step_flops`), or None;
+    ``log``: where a factory reports what it sized (None: quiet)."""
     from qsal_jax.proposals import DriverContext
 
     return DriverContext(ensemble_size=int(config.model.get("ensemble_size", 1)), frames_per_trajectory=sim.num_frames,
                          draws_per_call=int(config.online.clients_per_step), feedback_rows=int(config.train.batch_size),
-                         surrogate="rollout", surrogate_step_flops=surrogate_step_flops)
+                         surrogate="rollout", surrogate_step_flops=surrogate_step_flops, log=log)
 
 
-def build_strategy(config, sim, surrogate_step_flops=None):
+def build_strategy(config, sim, surrogate_step_flops=None, log=None):
     """``proposals.build`` of ``config.strategy`` for the online driver (`driver_context`); what the
     factory refuses is a one-line `ConfigError` naming the config field (the setting, or the field
     the refused context entry comes from)."""
@@ -193,7 +194,7 @@ def build_strategy(config, sim, surrogate_step_flops=None):
     settings = dict(config.strategy.get("settings", {}) or {})
     try:
         return proposals.build(config.strategy.name, sim.space,
-                               context=driver_context(config, sim, surrogate_step_flops), **settings)
+                               context=driver_context(config, sim, surrogate_step_flops, log), **settings)
     except (ValueError, TypeError, KeyError) as e:
         raise setting_error(config, settings, e) from None
 

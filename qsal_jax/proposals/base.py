@@ -68,6 +68,7 @@ class DriverContext(NamedTuple):
     surrogate: str | None = None  # what Feedback.surrogate holds: "rollout", "score" or None (nothing)
     # () -> flops of one surrogate train step (all members): a thunk, traced only by a strategy that asks
     surrogate_step_flops: Callable[[], float] | None = None
+    log: Callable[[str], Any] | None = None  # where a factory reports what it sized from this context
 
 
 class Feedback(NamedTuple):

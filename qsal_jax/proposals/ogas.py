@@ -379,6 +379,10 @@ def ogas(space: ParamSpace, *, context: DriverContext | None = None, **settings)
             and context is not None and context.surrogate_step_flops is not None:
         settings = dict(settings, surrogate_step_flops=float(context.surrogate_step_flops()))
     p = make_ogas(space, **settings)
+    if settings.get("train_every") == "auto" and context is not None and context.log is not None:
+        s = p.settings
+        context.log(f"ogas: train_every=auto -> {s['train_every']} (a training round {s['generator_round_flops']:.3g} "
+                    f"flops, a surrogate step {s['surrogate_step_flops']:.3g}, share {s['generator_share']:g})")
 
     def density(state, lam):
         # What OGAS knows of the distribution its data follow is the ratio classifier's estimate
