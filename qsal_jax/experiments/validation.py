@@ -207,7 +207,7 @@ def setting_error(config, settings: dict, e: Exception) -> ConfigError:
     why = first_line(e).strip("'\"")
     setting = getattr(e, "setting", None)
     if getattr(e, "context", False):
-        path = CONTEXT_FIELDS.get(setting, "strategy.name")
+        path = CONTEXT_FIELDS.get(setting, "strategy.name")  # "": the driver as a whole
         return ConfigError(f"{path} = {get_field(config, path)!r}: {why}")
     if setting is None:
         setting = next((k for k in settings if re.search(rf"\b{re.escape(k)}\b", why)), None)

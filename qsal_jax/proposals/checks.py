@@ -24,10 +24,11 @@ class SettingError(ValueError):
     """A setting (or a driver-context field) a strategy factory refuses.
 
     Attributes: ``strategy`` (its name), ``setting`` (the keyword, or the `DriverContext` field
-    when ``context`` is true)."""
+    when ``context`` is true; ``""`` with ``context``: the driver as a whole, the wrong kind)."""
 
     def __init__(self, strategy: str, setting: str, why: str, *, context: bool = False):
-        super().__init__(f"{strategy}: {'the driver context field ' if context else ''}{setting} {why}")
+        what = ("the driver context field " if context else "") + setting
+        super().__init__(f"{strategy}: {what} {why}" if setting else f"{strategy}: {why}")
         self.strategy, self.setting, self.context = strategy, setting, context
 
 

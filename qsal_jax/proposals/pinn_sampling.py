@@ -62,11 +62,12 @@ def r3(space: ParamSpace, *, population: int = 1024, dtype=C.DEFAULT_DTYPE,
     ``sample`` returns the whole population and ``update`` reads one residual per point, so a
     driver (``context``) must draw and feed back exactly ``population`` rows."""
     population = checks.integer("r3", "population", population, lo=1)
-    for field in ("draws_per_call", "feedback_rows"):
-        rows = getattr(context, field, None)
-        if rows is not None and rows != population:
-            raise checks.SettingError("r3", "population", f"({population}) must equal the driver's {field} ({rows}): "
-                                      "r3 draws and reads back its whole population; it is not an online strategy")
+    draws, rows = getattr(context, "draws_per_call", None), getattr(context, "feedback_rows", None)
+    if draws is not None and rows is not None and draws != rows:
+        raise checks.SettingError("r3", "", f"draws and reads back its whole population at once; this driver draws "
+                                  f"{draws} per call and feeds back {rows} rows: not an online strategy", context=True)
+    if draws is not None and draws != population:
+        raise checks.SettingError("r3", "population", f"({population}) must equal the driver's draws per call ({draws})")
 
     def init(key: jax.Array) -> R3State:
         return R3State(C.uniform_unit(key, population, space.dim, dtype), jnp.zeros((population,), bool))
