@@ -37,6 +37,6 @@ def get_config(arg: str | None = None):
                     "--substeps", "{substeps}"],
         "python": "", "num_points": 32 if a["tiny"] else 64, "num_frames": 6 if a["tiny"] else 11, "channels": 1,
         "t_end": 2.0, "substeps": 20, "timeout_s": 60.0, "crashes_before_redraw": 1})
-    c.space = ml_collections.ConfigDict({"eps": (0.15, 0.5), "A0": (0.2, 1.0), "A1": (0.2, 1.0)})
+    c.space = (("eps", 0.15, 0.5), ("A0", 0.2, 1.0), ("A1", 0.2, 1.0))  # the order of {lam}
     c.model.cond_names = ("eps",)
     return c

@@ -52,8 +52,8 @@ def get_config(arg: str | None = None):
                     "--num-frames", "{num_frames}", "--dt", "{dt}", "--substeps", "{substeps}", "--nu", "{nu}"],
         "num_points": 64, "num_frames": 11, "channels": 1, "dt": 0.05, "substeps": 4, "nu": 0.1,
         "timeout_s": 60.0, "crashes_before_redraw": 1})
-    c.space = ml_collections.ConfigDict({"A0": (0.2, 1.0), "A1": (0.2, 1.0), "phi0": (0.0, 2 * math.pi),
-                                         "phi1": (0.0, 2 * math.pi)})
+    # λ's names and box, in the order {lam} gives them to the program.
+    c.space = (("A0", 0.2, 1.0), ("A1", 0.2, 1.0), ("phi0", 0.0, 2 * math.pi), ("phi1", 0.0, 2 * math.pi))
     c.model = ml_collections.ConfigDict({"name": "fno1d_tiny", "residual": True, "cond_names": ()})
     c.strategy = ml_collections.ConfigDict({"name": strategy, "settings": dict(STRATEGY_SETTINGS[strategy])})
     c.optimizer = ml_collections.ConfigDict({"learning_rate": 3e-3, "warmup_steps": 20, "weight_decay": 1e-5})
@@ -73,7 +73,7 @@ def get_config(arg: str | None = None):
         c.name = f"async_burgers_twin_{strategy}"
         c.solver.command[-1] = "{diffusivity}"
         c.solver.update(num_points=128, num_frames=41, dt=0.01, substeps=1)
-        c.space.diffusivity = (0.01, 0.1)
+        c.space = c.space + (("diffusivity", 0.01, 0.1),)
         c.model.cond_names = ("diffusivity",)
         c.eval.update(problem="burgers_1d", score_size=512)
     if a["tiny"]:

@@ -157,3 +157,32 @@ def test_allen_cahn_run_with_figures_and_report(tmp_path):
     assert s["simulations"] == 4 and np.isfinite(s["rollout_nrmse"]["mean"])
     assert {"report.md", "training_curve.png", "rollouts.png"} <= set(os.listdir(workdir))
     assert "updates_per_simulation" in (workdir / "report.md").read_text()
+
+
+def test_the_fused_twin_solver_command_reproduces_burgers_1d():
+    """`:fused_twin`'s program gives the fused burgers_1d trajectories, so the two compare on one score set."""
+    import jax.numpy as jnp
+
+    from qsal_jax.experiments.async_setup import build
+    from qsal_jax.simulation import get_problem
+
+    c = tiny(arg="uniform,tiny,fused_twin")
+    parts = build(c, "/nonexistent")
+    sim = get_problem("burgers_1d", **c.eval.problem_kwargs)
+    assert tuple(parts.space.names) == tuple(sim.space.names)
+    lam = np.array([[0.9, 0.7, 1.0, 2.0, 0.01], [0.3, 0.5, 3.0, 1.0, 0.08]], np.float32)
+    fused = np.asarray(sim.simulate(jnp.asarray(lam)).u)
+    for i in range(2):
+        np.testing.assert_allclose(parts.solver(lam[i]), fused[i], atol=1e-5 * np.abs(fused[i]).max())
+    np.testing.assert_allclose(parts.conditioning(lam[0].astype(np.float64)), np.asarray(sim.conditioning(jnp.asarray(lam)))[0],
+                               atol=1e-6)
+
+
+def test_a_twin_run_is_scored_on_the_fused_problems_score_set(tmp_path):
+    from qsal_jax.simulation import get_problem
+
+    c = tiny(arg="uniform,tiny,fused_twin")
+    s = async_run.train_and_evaluate(c, str(tmp_path / "run"), log=lambda *a: None)
+    kw = dict(c.eval.problem_kwargs)
+    fused = test_sets.make_score_set(get_problem("burgers_1d", **kw), kw, size=4, seed=int(c.eval.seed))
+    assert s["score_set"] == fused.info and np.isfinite(s["one_step_nrmse"]["mean"])

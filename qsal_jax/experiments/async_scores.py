@@ -27,7 +27,7 @@ def score_key(c, size: int, draw: str, seed: int) -> str:
     """The cache key of an external solver's score set: command, solver settings, box, size, draw, seed."""
     settings = {k: v for k, v in c.solver.items() if k not in ("timeout_s", "crashes_before_redraw")}
     settings["command"] = list(c.solver.command)
-    return test_sets.score_set_key("async", {"solver": settings, "space": {k: list(v) for k, v in c.space.items()}},
+    return test_sets.score_set_key("async", {"solver": settings, "space": [list(x) for x in c.space]},
                                    size, draw, seed)
 
 

@@ -14,7 +14,8 @@ The config (``configs/async_burgers.py`` is the example to copy):
                       the ``[T, C, *grid]`` every result must have
   solver.timeout_s    per simulation: past it the program's process tree is killed
   solver.crashes_before_redraw   a faulty λ is launched again this many times, then redrawn
-  space               {name: (low, high)}: λ's box, in the order of {lam}
+  space               ((name, low, high), ...): λ's box, in the order of {lam} (a list: a mapping's
+                      order does not survive config.json, whose keys are sorted)
   model               name and overrides (`models.get_model`); ``residual`` (default True) and
                       ``cond_names`` (λ components fed to the model, in unit-cube units)
   strategy, optimizer, run (`AsyncConfig` fields), train.updates_per_simulation, train.loss
@@ -98,6 +99,20 @@ def trajectory_shape(c) -> tuple:
     return (t, channels) + (n,) * dims
 
 
+def space_bounds(space) -> dict:
+    """``((name, low, high), ...)`` as ``{name: (low, high)}`` in that order; ValueError for anything else."""
+    if isinstance(space, dict) or hasattr(space, "items"):
+        raise ValueError("give a list of (name, low, high) in λ's order, not a mapping: config.json sorts a "
+                         "mapping's keys, and {lam} would change order on a resume")
+    try:
+        out = {str(name): (float(low), float(high)) for name, low, high in space}
+    except (TypeError, ValueError):
+        raise ValueError(f"{space!r}: must be a list of (name, low, high)") from None
+    if len(out) != len(space):
+        raise ValueError(f"{space!r}: a name appears twice")
+    return out
+
+
 def unit_conditioning(space, cond_names: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
     """``lam [D] -> [P]``: the named λ components in unit-cube units (the fused simulator's convention)."""
     idx = np.asarray([space.index(n) for n in cond_names], int)
@@ -116,7 +131,7 @@ def build(c, workdir: str) -> Parts:
     shape = trajectory_shape(c)
     if c.executor.kind not in EXECUTORS:
         raise ValueError(f"executor.kind = {c.executor.kind!r}: must be one of {', '.join(EXECUTORS)}")
-    space = field("space", ParamSpace.box, {name: tuple(bounds) for name, bounds in c.space.items()})
+    space = field("space", ParamSpace.box, space_bounds(c.space))
     solver = make_solver(c, tuple(space.names))
     field("strategy.name", proposals.get, c.strategy.name)
     strategy = field("strategy.settings", proposals.build, c.strategy.name, space, **dict(c.strategy.settings))
