@@ -148,8 +148,24 @@ BROKEN_CONFIGS = [
 WORKDIRS = ["workdir_is_file", "workdir_read_only", "workdir_empty_string", "workdir_under_a_file",
             "workdir_other_config", "workdir_in_use", "workdir_bad_override_keeps_run"]
 
+# A workdir of the same config whose files are damaged: (id, file, bytes, words). A damaged
+# config.json is called damaged (its run cannot be identified) and the run's checkpoints stay; a
+# damaged metrics.jsonl names its line. Either file is left as it was.
+DAMAGED = [
+    ("config_json_not_json", "config.json", b'{"seed": 0, "train": {', "config.json is damaged (not JSON"),
+    ("config_json_binary", "config.json", b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "config.json is damaged (not text"),
+    ("config_json_a_list", "config.json", b"[1, 2, 3]", "config.json is damaged (holds a list"),
+    ("config_json_empty", "config.json", b"", "config.json is damaged (not JSON"),
+    ("config_json_null", "config.json", b"null", "config.json is damaged (holds a NoneType"),
+    ("metrics_damaged_mid_file", "metrics.jsonl", b'{"step": 1}\n{"step": 2, "tr\n{"step": 3}\n', "line 2"),
+    ("metrics_binary", "metrics.jsonl", b"\x00\x01\xff\xfebinary\n\x13\x37\n", "line 1"),
+    ("metrics_binary_one_line", "metrics.jsonl", b"\x7fELF\x02\x01\x01\xff", "line 1"),
+    ("metrics_list_mid_file", "metrics.jsonl", b'{"step": 1}\n[1, 2]\n{"step": 3}\n', "line 2"),
+]
+
 CASES = ([(c[0], "override") for c in OVERRIDES] + [(c[0], "argument") for c in ARGUMENTS]
-         + [(c[0], "broken") for c in BROKEN_CONFIGS] + [(w, "workdir") for w in WORKDIRS])
+         + [(c[0], "broken") for c in BROKEN_CONFIGS] + [(w, "workdir") for w in WORKDIRS]
+         + [(c[0], "damaged") for c in DAMAGED])
 
 
 def _prepare(case_id, kind, tmp, held):
@@ -175,6 +191,14 @@ def _prepare(case_id, kind, tmp, held):
         return [f"--config={path}", f"--workdir={workdir}"], tmp, words, untouched
     args = [f"--config={CONFIG}:tiny"]
     nothing = lambda: None
+    if kind == "damaged":
+        _, name, data, words = next(c for c in DAMAGED if c[0] == case_id)
+        _tiny_config_json(workdir)
+        if name == "config.json":
+            os.makedirs(os.path.join(workdir, "checkpoints", "3"))  # the run's checkpoint, which must stay
+        with open(os.path.join(workdir, name), "wb") as f:
+            f.write(data)
+        return args + [f"--workdir={workdir}"], tmp, words, lambda: _assert_damaged_kept(workdir, name, data)
     if case_id == "workdir_is_file":
         open(workdir, "w").close()
         return args + [f"--workdir={workdir}"], tmp, "not a directory", nothing
@@ -216,6 +240,13 @@ def _tiny_config_json(workdir):
 def _assert_untouched(workdir):
     assert not os.path.exists(os.path.join(workdir, "config.json")), "a refused run claimed the workdir"
     assert not os.path.exists(os.path.join(workdir, "checkpoints")), "a refused run wrote checkpoints"
+
+
+def _assert_damaged_kept(workdir, name, data):
+    with open(os.path.join(workdir, name), "rb") as f:
+        assert f.read() == data, f"a refused run changed {name}"
+    if name == "config.json":
+        assert os.path.isdir(os.path.join(workdir, "checkpoints", "3")), "a refused run deleted a checkpoint"
 
 
 def _assert_config_kept(workdir, before):

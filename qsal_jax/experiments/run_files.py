@@ -130,9 +130,9 @@ class MetricLogDamaged(WorkdirError, ValueError):
 class MetricLog:
     """Append-only JSONL of per-step records; `truncate(step)` drops records past a restored step.
 
-    A run killed mid-`write` can leave a partial last line: `read` and `truncate` drop it (and
-    `write` cuts it off before appending). A damaged line elsewhere raises MetricLogDamaged naming
-    it. Records are strict JSON (`to_strict_json`): non-finite numbers are written as ``"inf"``,
+    A run killed mid-`write` can leave a partial last line (the start of a record, or zeros): `read`
+    and `truncate` drop it (and `write` cuts it off before appending). A damaged line elsewhere, or
+    a last line of other bytes (a binary file), raises MetricLogDamaged naming it. Records are strict JSON (`to_strict_json`): non-finite numbers are written as ``"inf"``,
     ``"-inf"`` or ``"nan"`` and read back as floats (``null``, from logs written before, as NaN).
     `write` returns once the records are on disk (fsync), so a checkpoint written after it never
     outlives its records; `missing_steps` names the records a resume finds lost anyway. A full
@@ -157,7 +157,7 @@ class MetricLog:
                     raise ValueError("not an object")
                 out.append((line if line.endswith("\n") else line + "\n", record))
             except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-                if k == len(lines) - 1:
+                if k == len(lines) - 1 and _partial(raw):
                     break  # a partial write: the run died in the middle of this line
                 why = getattr(e, "msg", None) or type(e).__name__
                 raise MetricLogDamaged(f"{self.path}: line {n} is not a JSON record ({why}); "
@@ -220,6 +220,12 @@ class MetricLog:
                 f.write(b"\n")
             except ValueError:
                 f.truncate(start)
+
+
+def _partial(raw: bytes) -> bool:
+    """Whether a last line that is not a record is a write cut short (the start of a record, or
+    the zeros a crash leaves in a file's unwritten end) rather than damage (other bytes)."""
+    return raw.lstrip(b"\0").startswith(b"{") or not raw.strip(b"\0 \t\r\n")
 
 
 def _fsync_dir(path: str) -> None:
