@@ -541,3 +541,80 @@ def test_interrupted_outside_a_run_of_a_series():
     assert interrupted_series(KeyboardInterrupt(), kept) == f"interrupted; {kept}; run the same command to resume"
     assert interrupted_series(Interrupted("uniform seed 1", "/nonexistent/run"), kept) == (
         f"interrupted at uniform seed 1; {kept}; run the same command to resume")
+
+
+# ------------------------------------------- hostile flags of scripts/study.py and scripts/sweep.py
+# (id, argv after the script, words the last stderr line must contain). {tmp} is the case's own
+# directory, {file} a file in it; every study case has its records and scratch there.
+STUDY_CASES = [
+    ("study_unknown", ["--study=nope"], "--study"),
+    ("study_missing", [], "--study"),
+    ("study_strategy_unknown", ["--study=authors_tiny", "--strategies=bread"], "--strategies"),
+    ("study_strategy_of_another_study", ["--study=authors_tiny", "--strategies=sbal"], "--strategies"),
+    ("study_seed_word", ["--study=authors_tiny", "--seeds=a"], "--seeds"),
+    ("study_seed_float", ["--study=authors_tiny", "--seeds=1.5"], "--seeds"),
+    ("study_seed_negative", ["--study=authors_tiny", "--seeds=-1"], "--seeds"),
+    ("study_max_runs_negative", ["--study=authors_tiny", "--max_runs=-1"], "--max_runs"),
+    ("study_max_runs_word", ["--study=authors_tiny", "--max_runs=two"], "--max_runs"),
+    ("study_report_only_without_records", ["--study=authors_tiny", "--report_only"], "no records"),
+    ("study_report_only_word", ["--study=authors_tiny", "--report_only=maybe"], "report_only"),
+    ("study_unknown_flag", ["--study=authors_tiny", "--seed=1"], "'seed'"),
+    ("study_scratch_under_a_file", ["--study=authors_tiny", "--max_runs=1", "--scratch={file}/scratch"], "afile"),
+]
+SWEEP_CASES = [
+    ("sweep_unknown", ["--sweep=nope", "--workdir={tmp}/s"], "--sweep"),
+    ("sweep_workdir_missing", ["--sweep=dimension"], "--workdir"),
+    ("sweep_points_unknown", ["--points=k3", "--workdir={tmp}/s"], "--points"),
+    ("sweep_points_twice", ["--points=k2,k2", "--workdir={tmp}/s"], "--points"),
+    ("sweep_points_of_the_other_sweep", ["--points=fno1d_tiny", "--workdir={tmp}/s"], "--points"),
+    ("sweep_capacity_point_unknown", ["--sweep=capacity", "--points=fno1d_huge", "--workdir={tmp}/s"], "--points"),
+    ("sweep_capacity_point_of_dimension", ["--sweep=capacity", "--points=k2", "--workdir={tmp}/s"], "--points"),
+    ("sweep_strategy_unknown", ["--strategies=uniform,bread", "--workdir={tmp}/s"], "--strategies"),
+    ("sweep_seeds_zero", ["--seeds=0", "--workdir={tmp}/s"], "--seeds"),
+    ("sweep_seeds_negative", ["--seeds=-2", "--workdir={tmp}/s"], "--seeds"),
+    ("sweep_seeds_word", ["--seeds=five", "--workdir={tmp}/s"], "--seeds"),
+    ("sweep_config_args_typo", ["--config_args=tinyy", "--workdir={tmp}/s"], "--config_args"),
+    ("sweep_config_args_a_point", ["--points=k2", "--config_args=k8", "--workdir={tmp}/s"], "--points k2"),
+    ("sweep_unknown_flag", ["--pointz=k2", "--workdir={tmp}/s"], "'pointz'"),
+    ("sweep_workdir_under_a_file", ["--points=k2", "--strategies=uniform", "--seeds=1", "--config_args=tiny",
+                                    "--workdir={file}/s"], "afile"),
+]
+
+
+@pytest.fixture(scope="module")
+def series_outcomes(tmp_path_factory):
+    """Every study and sweep case, each in its own process (`fork_runner`, one per script)."""
+    root = tmp_path_factory.mktemp("series")
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    out = {}
+    for script, cases in (("study.py", STUDY_CASES), ("sweep.py", SWEEP_CASES)):
+        jobs = []
+        for case_id, argv, _ in cases:
+            tmp = root / case_id
+            tmp.mkdir()
+            (tmp / "afile").write_text("")
+            argv = [a.format(tmp=tmp, file=tmp / "afile") for a in argv]
+            if script == "study.py":  # never the committed records
+                argv.append(f"--records={tmp}/records")
+                if not any(a.startswith("--scratch") for a in argv):
+                    argv.append(f"--scratch={tmp}/scratch")
+            jobs.append({"argv": ["--compilation_cache=off", *argv], "cwd": ROOT, "out": str(tmp / "out")})
+        (root / f"{script}.json").write_text(json.dumps(jobs))
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "fork_runner.py"),
+                        os.path.join(ROOT, "scripts", script), str(root / f"{script}.json"),
+                        str(root / f"{script}.results.json")], env=env, check=True, timeout=600)
+        codes = json.loads((root / f"{script}.results.json").read_text())
+        for (case_id, _, words), job, code in zip(cases, jobs, codes):
+            with open(job["out"] + ".stderr") as f:
+                out[case_id] = (code["returncode"], f.read(), words)
+    return out
+
+
+@pytest.mark.parametrize("case_id", [c[0] for c in STUDY_CASES + SWEEP_CASES])
+def test_hostile_study_and_sweep_flags_fail_in_one_line(series_outcomes, case_id):
+    returncode, stderr, words = series_outcomes[case_id]
+    assert returncode != 0
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), stderr[-2000:]
+    assert words.lower() in lines[-1].lower(), f"{words!r} not in: {lines[-1]}"
