@@ -186,3 +186,10 @@ def test_a_twin_run_is_scored_on_the_fused_problems_score_set(tmp_path):
     kw = dict(c.eval.problem_kwargs)
     fused = test_sets.make_score_set(get_problem("burgers_1d", **kw), kw, size=4, seed=int(c.eval.seed))
     assert s["score_set"] == fused.info and np.isfinite(s["one_step_nrmse"]["mean"])
+
+
+def test_a_space_given_as_a_mapping_is_refused(tmp_path):
+    c = ml_collections.ConfigDict({**tiny().to_dict(), "space": {"A0": (0.2, 1.0), "A1": (0.2, 1.0)}})
+    with pytest.raises(ValueError, match=r"^space: give a list of \(name, low, high\) in λ's order"):
+        async_run.train_and_evaluate(c, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
