@@ -728,3 +728,79 @@ def read_summary(workdir):
     from qsal_jax.experiments.workdir import read_json
 
     return read_json(str(workdir / "summary.json"))
+
+
+# ---------------------------------------- what metrics.jsonl may hold after a crash, or damage
+# (id, bytes on disk, steps read back, or the line MetricLogDamaged names)
+METRIC_FILES = [
+    ("whole", b'{"step": 1}\n{"step": 2}\n', [1, 2]),
+    ("partial_last_record", b'{"step": 1}\n{"step": 2, "train_lo', [1]),
+    ("zeros_after_a_crash", b'{"step": 1}\n' + b"\0" * 64, [1]),
+    ("zeros_then_a_partial_record", b'{"step": 1}\n\0\0\0{"step": 2', [1]),
+    ("utf8_cut_inside_a_character", b'{"step": 1}\n{"step": 2, "label": "\xc3', [1]),
+    ("blank_lines", b'{"step": 1}\n\n\n{"step": 2}\n', [1, 2]),
+    ("crlf_line_ends", b'{"step": 1}\r\n{"step": 2}\r\n', [1, 2]),
+    ("last_record_without_newline", b'{"step": 1}\n{"step": 2}', [1, 2]),
+    ("nan_and_inf_as_written_before", b'{"step": 1, "loss": NaN, "max": Infinity}\n', [1]),
+    ("empty_file", b"", []),
+    ("garbage_mid_file", b'{"step": 1}\nnot json\n{"step": 3}\n', 2),
+    ("cut_record_mid_file", b'{"step": 1}\n{"step": 2, "tr\n{"step": 3}\n', 2),
+    ("list_mid_file", b'{"step": 1}\n[1, 2]\n{"step": 3}\n', 2),
+    ("number_mid_file", b'{"step": 1}\n42\n{"step": 3}\n', 2),
+    ("binary_lines", b"\x00\x01\xff\xfebinary\n\x13\x37\n", 1),
+    ("binary_blob", b"\x7fELF\x02\x01\x01\xff\xfe", 1),
+    ("binary_after_records", b'{"step": 1}\n\x89PNG\r\n\x1a\n', 2),
+    ("latin1_mid_file", b'{"step": 1}\n{"label": "caf\xe9"}\n{"step": 3}\n', 2),
+]
+
+
+@pytest.mark.parametrize("case_id, data, expected", METRIC_FILES, ids=[c[0] for c in METRIC_FILES])
+def test_metric_log_after_a_crash_or_damage(tmp_path, case_id, data, expected):
+    from qsal_jax.experiments.workdir import MetricLog, MetricLogDamaged
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(data)
+    log = MetricLog(str(path))
+    if isinstance(expected, int):
+        with pytest.raises(MetricLogDamaged, match=rf"metrics.jsonl: line {expected} is not a JSON record \(.+\); "
+                                                   r"fix or delete that line$"):
+            log.read()
+        assert path.read_bytes() == data
+        return
+    assert [r["step"] for r in log.read()] == expected
+    log.write([{"step": 9, "loss": math.inf}])  # a resumed run appends after what it kept
+    assert [r["step"] for r in log.read()] == expected + [9] and log.read()[-1]["loss"] == math.inf
+    new = path.read_text().splitlines()[-1]
+    assert _strict_json(new) == {"step": 9, "loss": "inf"}
+
+
+# ------------------------------------------------------------- strict JSON of what a run returns
+NON_FINITE = [
+    ("python_inf", math.inf, "inf"),
+    ("python_minus_inf", -math.inf, "-inf"),
+    ("python_nan", math.nan, "nan"),
+    ("numpy_float32_inf", np.float32("inf"), "inf"),
+    ("numpy_float64_nan", np.float64("nan"), "nan"),
+    ("numpy_array", np.array([1.0, np.inf, -np.inf]), [1.0, "inf", "-inf"]),
+    ("jax_scalar", jnp.asarray(jnp.inf), "inf"),
+    ("nested", {"a": [{"b": (math.nan, 2)}]}, {"a": [{"b": ["nan", 2]}]}),
+    ("finite_stays", 0.25, 0.25),
+    ("string_stays", "inference", "inference"),
+]
+
+
+@pytest.mark.parametrize("case_id, value, written", NON_FINITE, ids=[c[0] for c in NON_FINITE])
+def test_non_finite_numbers_are_strict_json_and_read_back(tmp_path, case_id, value, written):
+    from qsal_jax.experiments.workdir import read_json, write_json
+
+    path = tmp_path / "summary.json"
+    write_json(str(path), {"x": value})
+    assert _strict_json(path.read_text())["x"] == written
+    back = read_json(str(path))["x"]
+    expected = np.asarray(value, dtype=float) if not isinstance(value, (str, dict)) else value
+    if isinstance(value, dict):
+        assert math.isnan(back["a"][0]["b"][0]) and back["a"][0]["b"][1] == 2
+    elif isinstance(value, str):
+        assert back == value
+    else:
+        np.testing.assert_array_equal(np.asarray(back, float), expected)
