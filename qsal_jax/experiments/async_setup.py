@@ -131,7 +131,7 @@ def build(c, workdir: str) -> Parts:
     shape = trajectory_shape(c)
     if c.executor.kind not in EXECUTORS:
         raise ValueError(f"executor.kind = {c.executor.kind!r}: must be one of {', '.join(EXECUTORS)}")
-    space = field("space", ParamSpace.box, space_bounds(c.space))
+    space = field("space", lambda s: ParamSpace.box(space_bounds(s)), c.space)
     solver = make_solver(c, tuple(space.names))
     field("strategy.name", proposals.get, c.strategy.name)
     strategy = field("strategy.settings", proposals.build, c.strategy.name, space, **dict(c.strategy.settings))
