@@ -33,7 +33,7 @@ WATERMARK_SIMULATIONS = 50  # the authors' watermark_num_sim
 def get_config(arg: str | None = None):
     from qsal_jax.experiments.config_args import load_config, parse_args, set_settings
 
-    a = parse_args(arg, groups={"strategy": STRATEGIES, "problem": PROBLEMS}, flags=("tiny", "gpu"))
+    a = parse_args(arg, groups={"strategy": STRATEGIES, "problem": PROBLEMS}, flags=("tiny", "gpu"), settings=True)
     strategy = a["strategy"] or "uniform"
     problem = a["problem"] or "kdv"
     here = os.path.dirname(os.path.abspath(__file__))

@@ -30,7 +30,8 @@ def get_config(arg: str | None = None):
     """online_1d's config for the same strategy and size, with this problem and budget."""
     from qsal_jax.experiments.config_args import load_config, parse_args, set_settings
 
-    a = parse_args(arg, groups={"strategy": tuple(STRATEGY_SETTINGS), "bumps": tuple(BUMPS)}, flags=("tiny", "gpu"))
+    a = parse_args(arg, groups={"strategy": tuple(STRATEGY_SETTINGS), "bumps": tuple(BUMPS)}, flags=("tiny", "gpu"),
+                   settings=True)
     strategy = a["strategy"] or "uniform"
     num_bumps = BUMPS[a["bumps"] or "k8"]
     size = ",".join(flag for flag in ("gpu", "tiny") if a[flag])

@@ -57,7 +57,7 @@ def get_config(arg: str | None = None):
 
     a = parse_args(arg, groups={"strategy": (*proposals.names(), *STRATEGY_ALIASES), "problem": ("ks", "ks_conservative"),
                                 "protocol": ("nrmse", "mse"), "model": CAPACITY_LADDER},
-                   flags=("paper", "gpu", "tiny"), import_paths="strategy")
+                   flags=("paper", "gpu", "tiny"), import_paths="strategy", settings=True)
     strategy = STRATEGY_ALIASES.get(a["strategy"], a["strategy"] or "breed_online")
     problem = {"ks": "ks_1d", "ks_conservative": "ks_conservative_1d", None: "kdv_1d"}[a["problem"]]
 

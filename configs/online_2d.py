@@ -44,7 +44,7 @@ def get_config(arg: str | None = None):
     from qsal_jax.experiments.config_args import parse_args, set_settings
 
     a = parse_args(arg, groups={"problem": tuple(PROBLEMS), "strategy": tuple(STRATEGIES), "model": ("fno", "unet"),
-                                "protocol": ("nrmse", "mse")}, flags=("gpu", "tiny"))
+                                "protocol": ("nrmse", "mse")}, flags=("gpu", "tiny"), settings=True)
     args = {v for v in a.values() if isinstance(v, str)} | {k for k, v in a.items() if v is True}
     problem_key = a["problem"] or "ks"
     strategy = a["strategy"] or "ogas"

@@ -143,6 +143,8 @@ def test_online_step_compiles_once_and_draws_in_the_box(name):
         config.strategy.settings["alpha0"] = 1.0 if name == "adversarial" else None
         if name == "residual":
             del config.strategy.settings["alpha0"]
+        else:  # the factory refuses alpha0 above alpha_max (α = min(α1·step + α0, α_max))
+            config.strategy.settings["alpha_max"] = 1.0
     engine, model, sim, optimizer = build_engine(config)
     state = init_state(engine, model, optimizer, 0)
     run = jax.jit(engine.run_steps, static_argnums=1)

@@ -21,19 +21,19 @@ import os
 
 
 def parse_args(arg: str | None, *, groups: dict[str, tuple[str, ...]], flags: tuple[str, ...] = (),
-               import_paths: str | None = None) -> dict:
-    """``"a,b,k=v"`` → ``{group: chosen value or None, flag: bool, "settings": {k: typed v}}``;
-    `ValueError` for anything else.
+               import_paths: str | None = None, settings: bool = False) -> dict:
+    """``"a,b,k=v"`` → ``{group: chosen value or None, flag: bool}`` (plus ``"settings": {k: typed v}``
+    with ``settings=True``); `ValueError` for anything else.
 
     ``groups`` maps a group name to its allowed values (at most one per group); ``flags`` are
-    switches that may appear on their own; ``key=value`` pieces are typed as Python literals
-    (`parse_override`) and collected under ``"settings"``; a ``"module:factory"`` piece is a
+    switches that may appear on their own; with ``settings``, ``key=value`` pieces are typed as
+    Python literals (`parse_override`) and collected under ``"settings"``; a ``"module:factory"`` piece is a
     choice of the group ``import_paths`` (a strategy of the user's own).
     """
     given = [a.strip() for a in join_overrides((arg or "").split(",")) if a.strip()]
-    out: dict = {g: None for g in groups} | {f: False for f in flags} | {"settings": {}}
+    out: dict = {g: None for g in groups} | {f: False for f in flags} | ({"settings": {}} if settings else {})
     for a in given:
-        if "=" in a:
+        if settings and "=" in a:
             key, value = parse_override(a)
             if not key.isidentifier():
                 raise ValueError(f"config argument {a!r}: {key!r} is not a setting name")
