@@ -18,8 +18,10 @@ declares a ``context`` keyword, so no driver special-cases a strategy.
 must be a non-negative integer, and ``update``'s `Feedback` rows must agree in shape with each
 other and with the space (one line, at trace time; the draws are unchanged).
 
-A strategy of the user's own needs no registration: name it ``"package.module:factory"`` or
-``"path/to/file.py:factory"`` wherever a strategy name goes (`qsal_jax.imports`).
+A strategy is found by its file: a module ``proposals/<name>.py`` defining ``def <name>(`` is the
+strategy ``<name>`` (`names`), so adding one edits nothing here. A strategy of the user's own needs
+no file in the package either: name it ``"package.module:factory"`` or ``"path/to/file.py:factory"``
+wherever a strategy name goes (`qsal_jax.imports`).
 
 Modules are imported on first use, so a strategy with heavy dependencies (``ogas``) costs
 nothing to the others.
