@@ -59,7 +59,7 @@ def export_run(workdir: str, out_path: str, *, what: str = "launched", log=print
 
     if what not in ("launched", "score_set"):
         raise ValueError(f"what must be 'launched' or 'score_set', got {what!r}")
-    h5py = _h5py()
+    _h5py()  # before any simulation: no h5py is one line
     with open(os.path.join(workdir, "config.json")) as f:
         config = json.load(f)
     kwargs = config["problem"].get("kwargs", {})
@@ -78,13 +78,27 @@ def export_run(workdir: str, out_path: str, *, what: str = "launched", log=print
     u, finite = _simulate(sim, np.asarray(lam, np.float32))
     u, lam, ids = u[finite], lam[finite], ids[finite]
     n_dims, extent, dt = sim.grid_facts()
-    n = sim.state_shape[-1]
+    write_well(out_path, u, lam, ids, dataset_name=sim.name, names=sim.space.names, n_dims=n_dims, extent=extent,
+               dt=dt, attrs=dict(qsal_config=json.dumps(config), qsal_what=what,
+                                 n_blowups_dropped=int(np.sum(~finite))))
+    written = {"path": out_path, "trajectories": int(len(u)), "frames": int(u.shape[1]),
+               "blowups_dropped": int(np.sum(~finite))}
+    log(f"wrote {written['trajectories']} trajectories × {written['frames']} frames to {out_path}")
+    return written
+
+
+def write_well(out_path: str, u: np.ndarray, lam: np.ndarray, ids: np.ndarray, *, dataset_name: str, names,
+               n_dims: int, extent: float, dt: float, attrs: dict) -> None:
+    """Write ``u [B, T, C, *grid]`` with ``lam [B, D]`` (named ``names``) and ``ids [B]`` in The Well's
+    layout (module docstring) on a periodic grid of length ``extent``, frames ``dt`` apart; ``attrs``
+    are added to the root's."""
+    h5py = _h5py()
+    n = u.shape[-1]
     axes = ("x", "y", "z")[:n_dims]
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with h5py.File(out_path, "w") as f:
-        f.attrs.update(dataset_name=sim.name, grid_type="cartesian", n_spatial_dims=n_dims, n_trajectories=len(u),
-                       simulation_parameters=list(sim.space.names), qsal_config=json.dumps(config),
-                       qsal_what=what, n_blowups_dropped=int(np.sum(~finite)))
+        f.attrs.update(dataset_name=dataset_name, grid_type="cartesian", n_spatial_dims=n_dims, n_trajectories=len(u),
+                       simulation_parameters=list(names), **attrs)
         dims = f.create_group("dimensions")
         dims.attrs["spatial_dims"] = list(axes)
         time = dims.create_dataset("time", data=np.arange(u.shape[1], dtype=np.float32) * dt)
@@ -101,8 +115,8 @@ def export_run(workdir: str, out_path: str, *, what: str = "launched", log=print
             mask[[0, -1]] = True
             bc.create_dataset("mask", data=mask)
         scalars = f.create_group("scalars")
-        scalars.attrs["field_names"] = [*sim.space.names, "launch_id"]
-        for i, name in enumerate(sim.space.names):
+        scalars.attrs["field_names"] = [*names, "launch_id"]
+        for i, name in enumerate(names):
             d = scalars.create_dataset(name, data=np.asarray(lam[:, i], np.float32))
             d.attrs.update(sample_varying=True, time_varying=False)
         d = scalars.create_dataset("launch_id", data=ids)
@@ -115,7 +129,3 @@ def export_run(workdir: str, out_path: str, *, what: str = "launched", log=print
             d.attrs.update(dim_varying=[True] * n_dims, sample_varying=True, time_varying=True)
         for group in ("t1_fields", "t2_fields"):
             f.create_group(group).attrs["field_names"] = np.array([], dtype=h5py.string_dtype())
-    written = {"path": out_path, "trajectories": int(len(u)), "frames": int(u.shape[1]),
-               "blowups_dropped": int(np.sum(~finite))}
-    log(f"wrote {written['trajectories']} trajectories × {written['frames']} frames to {out_path}")
-    return written
