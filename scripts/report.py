@@ -4,8 +4,11 @@
 """
 
 import glob
+import sys
 
 from absl import app, flags
+
+from qsal_jax.experiments.cli import one_line_flag_parser
 
 flags.DEFINE_list("workdirs", None, "Run directories or glob patterns.")
 flags.DEFINE_string("out", "runs/report", "Directory for report.md and report.csv.")
@@ -20,8 +23,13 @@ def main(argv):
     from qsal_jax.experiments import report
 
     dirs = sorted({d for pattern in FLAGS.workdirs for d in (glob.glob(pattern) or [pattern])})
-    print(report.write_report(dirs, FLAGS.out, tuple(FLAGS.metrics) or None))
+    try:
+        print(report.write_report(dirs, FLAGS.out, tuple(FLAGS.metrics) or None))
+    except (OSError, ValueError) as e:  # a run without a summary, a damaged one, an unknown metric
+        sys.exit(f"error: {e}")
+    except KeyError as e:  # a summary written by something else than a run
+        sys.exit(f"error: a run's summary.json lacks the field {e}; run that run's command again to write it")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=one_line_flag_parser(FLAGS))

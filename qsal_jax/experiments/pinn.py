@@ -165,7 +165,7 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
     if config.get("compare", False):
         return run_pinn_comparison(config, workdir, overwrite=overwrite, log=log)
     check_config(config)
-    finished = start_or_reuse(workdir, config, overwrite=overwrite)
+    finished = start_or_reuse(workdir, config, overwrite=overwrite, log=log)
     if finished is not None:
         return finished
     t_start = time.perf_counter()

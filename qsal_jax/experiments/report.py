@@ -45,7 +45,14 @@ def load_summaries(workdirs) -> list[dict]:
         path = os.path.join(w, "summary.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{w}: no summary.json (has the run finished?)")
-        s = read_json(path)  # "inf"/"nan" back to floats
+        try:
+            s = read_json(path)  # "inf"/"nan" back to floats
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path} is damaged (not JSON: {getattr(e, 'msg', type(e).__name__)}); "
+                             "run that run's command again to write it") from None
+        if not isinstance(s, dict):
+            raise ValueError(f"{path} is damaged (holds a {type(s).__name__}, not a run's summary); "
+                             "run that run's command again to write it")
         if "metrics" not in s:
             s = {_LEGACY_NAMES.get(k, k): v for k, v in s.items()}
             s["metrics"] = [m for m in METRIC_LABELS if m in s]
@@ -195,8 +202,14 @@ def write_report(workdirs, out_dir: str, metrics=None, scalars=(), header: str =
     ``metrics`` defaults to the first three the runs' summaries declare (an online run: one-step
     per trajectory and per transition, and rollout).
     """
+    if not workdirs:
+        raise ValueError("no runs to report")
     summaries = load_summaries(workdirs)
     metrics = metrics or summaries[0]["metrics"][:3]
+    unknown = [m for m in metrics if not all(m in s for s in summaries)]
+    if unknown:
+        raise ValueError(f"metrics {', '.join(map(repr, unknown))} are not in every run's summary "
+                         f"(the runs declare {', '.join(summaries[0]['metrics'])})")
     parts = [header + score_set_line(summaries), ""]
     tables = {}
     for metric in metrics:

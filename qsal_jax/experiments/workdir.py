@@ -197,13 +197,20 @@ def claim_workdir(workdir, config, *, overwrite: bool = False, log=print) -> Non
     os.replace(tmp, path)
 
 
-def start_or_reuse(workdir: str, config, *, overwrite: bool = False) -> dict | None:
+def start_or_reuse(workdir: str, config, *, overwrite: bool = False, log=print) -> dict | None:
     """For runs that are not checkpointed: claim ``workdir`` and return the summary of a finished
-    run of the same config (None otherwise, after clearing the metrics of an interrupted one)."""
-    claim_workdir(workdir, config, overwrite=overwrite)
+    run of the same config (None otherwise, after clearing the metrics of an interrupted one; a
+    damaged summary is said so and the run made again)."""
+    claim_workdir(workdir, config, overwrite=overwrite, log=log)
     summary_path = os.path.join(workdir, "summary.json")
     if os.path.exists(summary_path) and not overwrite:
-        return read_json(summary_path)
+        try:
+            summary = read_json(summary_path)
+            if isinstance(summary, dict):
+                return summary
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            pass
+        log(f"warning: {summary_path} is damaged; running again to write it")
     stale = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(stale):
         os.remove(stale)
