@@ -543,7 +543,7 @@ def test_interrupted_outside_a_run_of_a_series():
         f"interrupted at uniform seed 1; {kept}; run the same command to resume")
 
 
-# ------------------------------------------- hostile flags of scripts/study.py and scripts/sweep.py
+# --------------------------- hostile flags of scripts/study.py, scripts/sweep.py and scripts/report.py
 # (id, argv after the script, words the last stderr line must contain). {tmp} is the case's own
 # directory, {file} a file in it; every study case has its records and scratch there.
 STUDY_CASES = [
@@ -580,6 +580,26 @@ SWEEP_CASES = [
                                     "--workdir={file}/s"], "afile"),
 ]
 
+_BARE = {"strategy": "uniform", "seed": 0, "metrics": ["one_step_nrmse"],
+         "one_step_nrmse": dict(mean=0.5, std=0.1, max=1.0, p95=0.9, p99=0.95)}
+_SUMMARY = json.dumps(dict(_BARE, simulations=8)).encode()
+REPORT_CASES = [
+    ("report_run_without_summary", ["--workdirs={tmp}/run"], "no summary.json"),
+    ("report_summary_not_json", ["--workdirs={tmp}/run"], "summary.json is damaged (not JSON"),
+    ("report_summary_binary", ["--workdirs={tmp}/run"], "summary.json is damaged (not JSON"),
+    ("report_summary_a_list", ["--workdirs={tmp}/run"], "summary.json is damaged (holds a list"),
+    ("report_unknown_metric", ["--workdirs={tmp}/run", "--metrics=one_step_rmse"], "one_step_rmse"),
+    ("report_summary_without_a_field", ["--workdirs={tmp}/run"], "'simulations'"),
+    ("report_no_workdirs", [], "--workdirs"),
+    ("report_out_under_a_file", ["--workdirs={tmp}/run", "--out={file}/report"], "afile"),
+    ("report_unknown_flag", ["--workdir={tmp}/run"], "'workdir'"),
+]
+# What a report case finds on disk: (case, bytes of {tmp}/run/summary.json)
+REPORT_FILES = {"report_summary_not_json": b'{"strategy": "uniform", "se', "report_summary_binary": b"\x00\xff\xfe\x01",
+                "report_summary_a_list": b"[0.5, 1.0]", "report_unknown_metric": _SUMMARY,
+                "report_summary_without_a_field": json.dumps(_BARE).encode(),
+                "report_out_under_a_file": _SUMMARY}
+
 
 @pytest.fixture(scope="module")
 def series_outcomes(tmp_path_factory):
@@ -587,18 +607,23 @@ def series_outcomes(tmp_path_factory):
     root = tmp_path_factory.mktemp("series")
     env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu")
     out = {}
-    for script, cases in (("study.py", STUDY_CASES), ("sweep.py", SWEEP_CASES)):
+    for script, cases in (("study.py", STUDY_CASES), ("sweep.py", SWEEP_CASES), ("report.py", REPORT_CASES)):
         jobs = []
         for case_id, argv, _ in cases:
             tmp = root / case_id
-            tmp.mkdir()
+            (tmp / "run").mkdir(parents=True)
             (tmp / "afile").write_text("")
+            if case_id in REPORT_FILES:
+                (tmp / "run" / "summary.json").write_bytes(REPORT_FILES[case_id])
+            if script == "report.py" and not any(a.startswith("--out") for a in argv):
+                argv = argv + ["--out={tmp}/report"]
             argv = [a.format(tmp=tmp, file=tmp / "afile") for a in argv]
             if script == "study.py":  # never the committed records
                 argv.append(f"--records={tmp}/records")
                 if not any(a.startswith("--scratch") for a in argv):
                     argv.append(f"--scratch={tmp}/scratch")
-            jobs.append({"argv": ["--compilation_cache=off", *argv], "cwd": ROOT, "out": str(tmp / "out")})
+            cache = ["--compilation_cache=off"] if script != "report.py" else []
+            jobs.append({"argv": [*cache, *argv], "cwd": ROOT, "out": str(tmp / "out")})
         (root / f"{script}.json").write_text(json.dumps(jobs))
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "fork_runner.py"),
                         os.path.join(ROOT, "scripts", script), str(root / f"{script}.json"),
@@ -610,8 +635,8 @@ def series_outcomes(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("case_id", [c[0] for c in STUDY_CASES + SWEEP_CASES])
-def test_hostile_study_and_sweep_flags_fail_in_one_line(series_outcomes, case_id):
+@pytest.mark.parametrize("case_id", [c[0] for c in STUDY_CASES + SWEEP_CASES + REPORT_CASES])
+def test_hostile_study_sweep_and_report_flags_fail_in_one_line(series_outcomes, case_id):
     returncode, stderr, words = series_outcomes[case_id]
     assert returncode != 0
     assert "Traceback" not in stderr, stderr[-3000:]

@@ -804,3 +804,17 @@ def test_non_finite_numbers_are_strict_json_and_read_back(tmp_path, case_id, val
         assert back == value
     else:
         np.testing.assert_array_equal(np.asarray(back, float), expected)
+
+
+@pytest.mark.parametrize("damage", [b'{"mean": 0.', b"\x00\xff", b"[1, 2]"], ids=["cut", "binary", "a_list"])
+def test_a_damaged_summary_of_a_run_without_checkpoints_is_made_again(tmp_path, damage):
+    """Toy and PINN runs reuse a finished run's summary; a damaged one is said so and rerun."""
+    from qsal_jax.experiments.workdir import start_or_reuse
+
+    assert start_or_reuse(str(tmp_path), {"seed": 0}, log=lambda *a: None) is None
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    (tmp_path / "summary.json").write_bytes(damage)
+    lines = []
+    assert start_or_reuse(str(tmp_path), {"seed": 0}, log=lines.append) is None
+    assert lines == [f"warning: {tmp_path / 'summary.json'} is damaged; running again to write it"]
+    assert not (tmp_path / "metrics.jsonl").exists()  # the rerun starts its records afresh
