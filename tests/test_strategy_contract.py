@@ -75,6 +75,14 @@ def residual(lam):
 SURROGATES = {"ensemble": ensemble(), "residual": jax.tree_util.Partial(residual)}
 
 
+def test_the_drivers_surrogates_satisfy_the_surrogate_protocols():
+    from qsal_jax.proposals.base import RolloutSurrogate, ScoreSurrogate
+
+    assert isinstance(SURROGATES["ensemble"], RolloutSurrogate)
+    assert isinstance(SURROGATES["residual"], ScoreSurrogate)
+    assert not isinstance(SURROGATES["residual"], RolloutSurrogate)
+
+
 def surrogate_for(name):
     return SURROGATES["residual" if name == "rad" else "ensemble"]
 
