@@ -39,4 +39,5 @@ def get_config(arg: str | None = None):
         "t_end": 2.0, "substeps": 20, "timeout_s": 60.0, "crashes_before_redraw": 1})
     c.space = (("eps", 0.15, 0.5), ("A0", 0.2, 1.0), ("A1", 0.2, 1.0))  # the order of {lam}
     c.model.cond_names = ("eps",)
+    c.data.frame_dt = c.solver.t_end / (c.solver.num_frames - 1)
     return c

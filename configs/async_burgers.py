@@ -68,11 +68,14 @@ def get_config(arg: str | None = None):
     c.eval = ml_collections.ConfigDict({"score_size": 64, "seed": 12345, "draw": "halton", "every": 40,
                                         "problem": "", "problem_kwargs": {}})
     c.executor = ml_collections.ConfigDict({"kind": "dask" if a["dask"] else "process", "address": ""})
+    # What the program does not say, for exports (The Well's layout): the grid's length, time between frames.
+    c.data = ml_collections.ConfigDict({"domain_length": 2 * math.pi, "frame_dt": c.solver.dt})
     c.plots = True
     if a["fused_twin"]:  # burgers_1d's grid, steps and λ; its score set, shared with fused runs of it
         c.name = f"async_burgers_twin_{strategy}"
         c.solver.command[-1] = "{diffusivity}"
         c.solver.update(num_points=128, num_frames=41, dt=0.01, substeps=1)
+        c.data.frame_dt = 0.01
         c.space = c.space + (("diffusivity", 0.01, 0.1),)
         c.model.cond_names = ("diffusivity",)
         c.eval.update(problem="burgers_1d", score_size=512)

@@ -76,6 +76,22 @@ def test_a_run_leaves_a_fused_runs_workdir(tmp_path):
     np.testing.assert_array_equal(scores.lam, lam)
     again = test_sets.score(run.apply_fn, run.params, scores.u, scores.cond, rollout=False)["one_step"]
     np.testing.assert_allclose(again, one_step, rtol=1e-5)
+    # The export: The Well's layout, every λ launched, the program's trajectories for them
+    h5py = pytest.importorskip("h5py")
+    from qsal_jax.experiments.async_export import export_async_run
+
+    written = export_async_run(workdir, str(tmp_path / "run.h5"), log=lambda *a: None)
+    parts = build(c, workdir)
+    with h5py.File(tmp_path / "run.h5") as f:
+        assert written["trajectories"] == f.attrs["n_trajectories"] == int(s["num_launched"])
+        assert list(f.attrs["simulation_parameters"]) == ["A0", "A1", "phi0", "phi1"]
+        assert f["boundary_conditions/x_periodic"].attrs["bc_type"] == "PERIODIC"
+        assert f["t0_fields/u"].shape == (written["trajectories"], 6, 32)
+        np.testing.assert_allclose(f["dimensions/time"][:], np.arange(6) * 0.05, rtol=1e-6)
+        lam0 = np.asarray([f["scalars"][n][0] for n in ("A0", "A1", "phi0", "phi1")])
+        np.testing.assert_allclose(lam0, [launches[0]["lam"][n] for n in ("A0", "A1", "phi0", "phi1")], rtol=1e-6)
+        np.testing.assert_allclose(f["t0_fields/u"][0], parts.solver(np.asarray(list(launches[0]["lam"].values())))[:, 0],
+                                   rtol=1e-6, atol=1e-6)
     # The same command again leaves a finished run as it is.
     lines = []
     from qsal_jax.experiments.workdir import to_strict_json
