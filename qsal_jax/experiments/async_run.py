@@ -172,7 +172,8 @@ def _init_state(c, parts):
 
     from qsal_jax import training
 
-    key_model, key_run = jax.random.split(jax.random.PRNGKey(int(c.seed)))
+    # The model key as the fused engine derives it (`online.init_state`): one seed, one initial surrogate.
+    key_run, key_model = jax.random.split(jax.random.PRNGKey(int(c.seed)))
     x = jnp.zeros((1,) + tuple(parts.trajectory_shape[1:]), jnp.float32)
     cond = jnp.zeros((1, parts.cond_dim), jnp.float32)
     state = training.create_train_state(key_model, parts.model, x, parts.optimizer, sample_cond=cond)
