@@ -11,7 +11,8 @@ outside JAX")::
 
 Arguments: a strategy (breed_online — the default —, uniform), ``pypde``, ``tiny`` (seconds).
 ε is fed to the surrogate (``model.cond_names``), the interface width it must learn.
-Cost: default ~1.5 min on 2 CPU cores (64 simulations, mostly Python start-up); ``tiny`` ~20 s.
+Cost: ``tiny`` ~1.5 min on one CPU core shared with other work (measured, figures included);
+the default's 64 simulations take a few minutes (not timed here).
 """
 
 import os

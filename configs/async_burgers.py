@@ -17,8 +17,11 @@ pool; ``tiny`` for a seconds-long run; ``fused_twin``: λ gains the viscosity (`
 {diffusivity}``) and the grid, steps and score set of the fused ``burgers_1d`` problem, so the
 run compares with a fused run of that problem on one score set. Run the same command again after
 an interruption and it resumes from the last checkpoint, launching again what was in flight.
-Cost: default ~1.5 min on 2 CPU cores (64 simulations of ~0.2 s each plus Python start-up, a
-64-trajectory score set simulated once and cached); ``tiny`` ~20 s.
+Cost: ``tiny`` ~1 min on one CPU core shared with other work (measured; 8 simulations and an
+8-trajectory score set, simulated once and cached, each a Python start-up of ~0.3 s, plus
+compiling the train step and the evaluation); the default's 64 simulations and 64-trajectory
+score set take a few minutes (not timed here). ``fused_twin`` at 60 simulations of 64 points
+(RESULTS: none yet) took ~2.5 min, its fused twin ~1.3 min, on one busy core.
 """
 
 import math
