@@ -118,7 +118,8 @@ class Records:
         rate = done / (now - self.first_step_s) if now > self.first_step_s and done else float("nan")
         eta = (budget - r["simulations"]) / rate if rate == rate and rate > 0 else float("nan")
         test = f"  test_mean {r['test_mean']:.4g}" if "test_mean" in r else ""
-        self.log(f"[{r['simulations']:>5d}/{budget} simulations] {rate:6.2f} sims/s  eta {eta:6.0f}s  step {r['step']}"
+        speed = f"{rate:6.2f} sims/s  eta {eta:6.0f}s" if eta == eta else "  (measuring rate and eta)"
+        self.log(f"[{r['simulations']:>5d}/{budget} simulations] {speed}  step {r['step']}"
                  f"  loss {r['train_loss']:.4g}  buffer {r['buffer_size']}  faults {r['faults']}{test}")
 
     def saving(self, step: int) -> None:
