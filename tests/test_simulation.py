@@ -141,3 +141,23 @@ def test_every_problem_reads_lambda_by_name_and_matches_the_mid_box_layout():
         layout_names = [n for n, _, _ in sim.space.layout()]
         assert set(sim.space.unpack(jnp.zeros(sim.space.dim))) == set(layout_names)
         assert sim.state_shape[0] >= 1
+
+
+@pytest.mark.parametrize("name, kwargs, setting", [
+    ("kdv_1d", dict(num_points=4), "num_points"),
+    ("kdv_1d", dict(output_points=7), "output_points"),
+    ("kdv_1d", dict(order=7), "order"),
+    ("kdv_1d", dict(amplitude=(1.0,)), "amplitude"),
+    ("ks_1d", dict(substeps=0), "substeps"),
+    ("burgers_1d", dict(dt=0.0), "dt"),
+    ("burgers_1d", dict(diffusivity=(0.1, 0.01)), "diffusivity"),
+    ("ks_conservative_bumps_1d", dict(num_bumps=0), "num_bumps"),
+    ("ks_2d_fourier", dict(domain_extent=(10.0, float("nan"))), "domain_extent"),
+    ("gray_scott_blobs", dict(num_steps=1.5), "num_steps"),
+])
+def test_problem_factories_check_their_own_arguments(name, kwargs, setting):
+    from qsal_jax.checks import SettingError
+
+    with pytest.raises(SettingError) as e:
+        get_problem(name, **kwargs)
+    assert e.value.setting == setting and setting in str(e.value) and "\n" not in str(e.value)

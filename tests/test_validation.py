@@ -49,8 +49,8 @@ MALFORMED = [
     ("problem.kwargs.amplitude", (1.0,), "pair"),
     ("problem.kwargs.amplitude", (0.0, float("nan")), "finite"),
     ("problem.kwargs.output_points", 7, "divide"),
-    ("problem.kwargs.order", 5, "<= 4"),
-    ("problem.kwargs.dt", 0.0, "> 0"),
+    ("problem.kwargs.order", 5, "in [1, 4]"),
+    ("problem.kwargs.dt", 0.0, "not accepted"),  # KdV takes substeps, not dt
     ("problem.kwargs.viscosity", 0.1, "not accepted"),
     ("model.name", "transformer", "must be one of"),
     ("model.ensemble_size", 0, ">= 1"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from qsal_jax.checks import SettingError
 from qsal_jax.online.buffers import POLICIES
 
 
@@ -72,16 +73,6 @@ def string(v):
     return None if isinstance(v, str) and v else "must be a non-empty string"
 
 
-def pair_increasing(v):
-    try:
-        lo, hi = v
-    except (TypeError, ValueError):
-        return "must be a (low, high) pair"
-    if not (_is_real(lo) and _is_real(hi)):
-        return "must hold two finite numbers"
-    return None if lo < hi else "needs low < high"
-
-
 def shard_option(v):
     return None if v in (True, False, "auto") else "must be true, false or 'auto'"
 
@@ -92,15 +83,6 @@ def shard_option(v):
 ONLINE = {
     "seed": integer(0),
     "problem.name": string,
-    "problem.kwargs.num_points": integer(8),
-    "problem.kwargs.output_points": integer(4),
-    "problem.kwargs.num_steps": integer(1),
-    "problem.kwargs.save_every": integer(1),
-    "problem.kwargs.substeps": integer(1),
-    "problem.kwargs.dt": real(0, open_lo=True),
-    "problem.kwargs.amplitude": pair_increasing,
-    "problem.kwargs.domain_extent": pair_increasing,
-    "problem.kwargs.order": integer(1, 4),
     "model.name": string,
     "model.ensemble_size": integer(1),
     "model.residual": boolean,
@@ -277,15 +259,14 @@ def _online_cross_checks(config) -> None:
     if config.buffer.get("watermark", 1) > config.buffer.capacity:
         fail("buffer.watermark", config.buffer.watermark, f"must be <= buffer.capacity ({config.buffer.capacity})")
     kw = config.problem.get("kwargs", {}) or {}
-    n, out = kw.get("num_points"), kw.get("output_points")
-    if n and out and n % out:
-        fail("problem.kwargs.output_points", out, f"must divide problem.kwargs.num_points ({n})")
     if config.strategy.get("signal", "loss") == "disagreement" and config.model.get("ensemble_size", 1) < 2:
         fail("model.ensemble_size", config.model.get("ensemble_size", 1), "must be >= 2 for strategy.signal='disagreement'")
     try:
         from qsal_jax.simulation import get_problem
 
         sim = get_problem(config.problem.name, **dict(kw))
+    except SettingError as e:  # the problem's own check, naming its keyword
+        fail(f"problem.kwargs.{e.setting}", kw.get(e.setting), first_line(e))
     except TypeError as e:
         fail("problem.kwargs", dict(kw), f"not accepted by problem {config.problem.name!r} ({first_line(e)})")
     except ValueError as e:

@@ -13,6 +13,7 @@ import math
 
 import jax.numpy as jnp
 
+from qsal_jax import checks
 from qsal_jax.simulation import initial_conditions as ics
 from qsal_jax.simulation.param_space import ParamSpace
 from qsal_jax.simulation.simulator import Simulator
@@ -33,8 +34,23 @@ KS_CONSERVATIVE_DIFFICULTY = dict(
 KDV_DIFFICULTY = dict(linear_difficulties=(0.0, 0.0, 0.0, -2500.0, -3125.0), convection_difficulty=-10.0)
 
 
-def _wave_space(amplitude):
-    lo, hi = amplitude
+def _check_grid(name: str, *, num_points, num_steps, output_points=None, order=2, dt=None, **steps_between_frames):
+    """Each builder's own check of its grid and step settings (one line naming the keyword)."""
+    checks.integer(name, "num_points", num_points, lo=8)
+    if output_points is not None:
+        checks.integer(name, "output_points", output_points, lo=4)
+        if num_points % output_points:
+            raise checks.SettingError(name, "output_points", f"must divide num_points ({num_points}), got {output_points}")
+    checks.integer(name, "num_steps", num_steps, lo=1)
+    for key, value in steps_between_frames.items():
+        checks.integer(name, key, value, lo=1)
+    checks.integer(name, "order", order, lo=1, hi=4)
+    if dt is not None:
+        checks.real(name, "dt", dt, lo=0, open_lo=True)
+
+
+def _wave_space(amplitude, name="waves"):
+    lo, hi = checks.increasing_pair(name, "amplitude", amplitude)
     return ParamSpace.box({"A0": (lo, hi), "A1": (lo, hi), "phi0": (0.0, 2 * math.pi), "phi1": (0.0, 2 * math.pi)})
 
 
@@ -59,7 +75,9 @@ def difficulty_1d_waves(
     The coefficients come from the difficulties at Δt = 1; the solver then takes
     ``substeps`` steps of Δt / substeps per saved frame (same PDE, more stable).
     """
-    space = _wave_space(amplitude)
+    _check_grid(name, num_points=num_points, num_steps=num_steps, output_points=output_points, order=order,
+                save_every=save_every, substeps=substeps)
+    space = _wave_space(amplitude, name)
     pde = difficulty_pde(1, num_points, dt=1.0, **difficulty).replace(dt=1.0 / substeps)
 
     def make_pde(p):
@@ -108,8 +126,12 @@ def ks_conservative_bumps_1d(
     the field normalised to max |u0| = 1 and scaled by the amplitude A, which sets the nonlinear
     difficulty. The shape dims grow with K; the range of difficulties does not.
     """
+    name = f"ks_conservative_bumps_1d_k{num_bumps}"
+    _check_grid(name, num_points=num_points, num_steps=num_steps, output_points=output_points, order=order,
+                substeps=substeps, num_bumps=num_bumps)
+    checks.real(name, "width", width, lo=0, open_lo=True)
     space = (
-        ParamSpace.box({"A": amplitude})
+        ParamSpace.box({"A": checks.increasing_pair(name, "amplitude", amplitude)})
         + ParamSpace.vector("centre", num_bumps, 0.0, 1.0)
         + ParamSpace.vector("weight", num_bumps, -1.0, 1.0)
     )
@@ -122,13 +144,15 @@ def ks_conservative_bumps_1d(
         return p["A"] * ics.periodic_bumps(p["centre"], p["weight"], x, length, width)
 
     return Simulator(space=space, make_pde=make_pde, initial_condition=ic, num_steps=num_steps * substeps,
-                     save_every=substeps, order=order, output_points=output_points,
-                     name=f"ks_conservative_bumps_1d_k{num_bumps}")
+                     save_every=substeps, order=order, output_points=output_points, name=name)
 
 
 def advection_diffusion_1d(*, num_points=64, num_steps=20, dt=0.05, velocity=(0.5, 2.0), diffusivity=(0.005, 0.05)):
     """Linear advection–diffusion on L = 2π with λ = (A0, A1, φ0, φ1, c, ν): coefficients are data."""
-    space = _wave_space((0.2, 1.0)) + ParamSpace.box({"velocity": velocity, "diffusivity": diffusivity})
+    _check_grid("advection_diffusion_1d", num_points=num_points, num_steps=num_steps, dt=dt)
+    space = _wave_space((0.2, 1.0)) + ParamSpace.box({
+        "velocity": checks.increasing_pair("advection_diffusion_1d", "velocity", velocity),
+        "diffusivity": checks.increasing_pair("advection_diffusion_1d", "diffusivity", diffusivity)})
 
     def make_pde(p):
         return AdvectionDiffusion(1, 2 * math.pi, num_points, dt, velocity=p["velocity"], diffusivity=p["diffusivity"])
@@ -139,7 +163,9 @@ def advection_diffusion_1d(*, num_points=64, num_steps=20, dt=0.05, velocity=(0.
 
 def burgers_1d(*, num_points=128, num_steps=40, dt=0.01, diffusivity=(0.01, 0.1)):
     """Viscous Burgers on L = 2π with λ = (A0, A1, φ0, φ1, ν)."""
-    space = _wave_space((0.2, 1.0)) + ParamSpace.box({"diffusivity": diffusivity})
+    _check_grid("burgers_1d", num_points=num_points, num_steps=num_steps, dt=dt)
+    space = _wave_space((0.2, 1.0)) + ParamSpace.box({"diffusivity": checks.increasing_pair("burgers_1d", "diffusivity",
+                                                                                            diffusivity)})
 
     def make_pde(p):
         return Burgers(1, 2 * math.pi, num_points, dt, diffusivity=p["diffusivity"])
@@ -152,6 +178,10 @@ def ks_2d_fourier(
     domain_extent=(10.0, 130.0), warmup_steps=0,
 ):
     """2D KS with a truncated-Fourier IC: λ = (a_1…a_K, φ_1…φ_K, L), 2K + 1 dims (301 for K = 150)."""
+    _check_grid("ks_2d_fourier", num_points=num_points, num_steps=num_steps, output_points=output_points, dt=dt,
+                save_every=save_every, num_modes=num_modes)
+    checks.integer("ks_2d_fourier", "warmup_steps", warmup_steps, lo=0)
+    domain_extent = checks.increasing_pair("ks_2d_fourier", "domain_extent", domain_extent)
     space = (
         ParamSpace.vector("amp", num_modes, -1.0, 1.0)
         + ParamSpace.vector("phase", num_modes, 0.0, 2 * math.pi)
@@ -173,6 +203,9 @@ def gray_scott_blobs(
     domain_extent=(0.5, 10.0), feed_rate=0.04, kill_rate=0.06,
 ):
     """Gray–Scott with K Gaussian blobs (cx, cy, width, amplitude) and the domain length: 4K + 1 dims (49)."""
+    _check_grid("gray_scott_blobs", num_points=num_points, num_steps=num_steps, output_points=output_points, dt=dt,
+                save_every=save_every, num_blobs=num_blobs)
+    domain_extent = checks.increasing_pair("gray_scott_blobs", "domain_extent", domain_extent)
     blob_bounds = []
     for i in range(num_blobs):
         blob_bounds += [(f"cx_{i}", (0.0, 1.0)), (f"cy_{i}", (0.0, 1.0)), (f"w_{i}", (0.02, 0.1)), (f"amp_{i}", (0.2, 1.0))]
@@ -194,6 +227,9 @@ def kolmogorov_fourier(
     diffusivity=(0.003, 0.008), amplitude_scale=4.0,
 ):
     """Kolmogorov flow on L = 2π, truncated-Fourier vorticity IC and viscosity ν in λ: 2K + 1 dims."""
+    _check_grid("kolmogorov_fourier", num_points=num_points, num_steps=num_steps, output_points=output_points, dt=dt,
+                save_every=save_every, num_modes=num_modes)
+    diffusivity = checks.increasing_pair("kolmogorov_fourier", "diffusivity", diffusivity)
     space = (
         ParamSpace.vector("amp", num_modes, -1.0, 1.0)
         + ParamSpace.vector("phase", num_modes, 0.0, 2 * math.pi)
