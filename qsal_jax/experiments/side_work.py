@@ -24,16 +24,16 @@ class SideWork:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qsal-side-work") if background else None
         self._pending: list[Future] = []
         self.busy_s: dict[str, float] = {}
-        self._failed: str | None = None  # the kind of the first job that failed
+        self._failed: BaseException | None = None  # the error of the first job that failed
 
     def _timed(self, kind: str, fn: Callable, *args) -> Any:
-        if self._failed is not None:
-            raise RuntimeError(f"{kind} not done: the {self._failed} job queued before it failed")
+        if self._failed is not None:  # not done: whoever waits for it learns why, as the loop does
+            raise self._failed
         t0 = time.perf_counter()
         try:
             return fn(*args)
-        except BaseException:
-            self._failed = kind
+        except BaseException as e:
+            self._failed = e
             raise
         finally:
             self.busy_s[kind] = self.busy_s.get(kind, 0.0) + time.perf_counter() - t0
