@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from qsal_jax import models
-from qsal_jax.experiments import preflight, test_sets
+from qsal_jax.experiments import preflight, run_outputs, test_sets
 from qsal_jax.experiments.guards import RunStopped, check_predictions, check_sync, last_good_checkpoint, resumed_records
 from qsal_jax.experiments.side_work import SideWork
-from qsal_jax.experiments.validation import ConfigError, build_strategy, first_line, heatmap_axes, validate_config
+from qsal_jax.experiments.validation import ConfigError, build_strategy, first_line, validate_config
 from qsal_jax.experiments.workdir import (MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir,
                                          write_json)
 from qsal_jax.online.engine import OnlineEngine
@@ -188,42 +188,55 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         return _train_and_evaluate(config, workdir, overwrite=overwrite, log=log, plots_in_child=plots_in_child)
 
 
-def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_child: bool) -> dict:
-    times = PhaseTimes()  # where the wall time goes (summary.json: wall_split_s)
+class _Opened(NamedTuple):
+    engine: OnlineEngine
+    scores: Any  # test_sets.ScoreSet on process 0, None on the others
+    state: Any  # the OnlineState to continue from (fresh, or the newest intact checkpoint)
+    start: int  # its online step
+    losses: list  # the resumed records' train losses: the divergence rule's running scale
+    metric_log: MetricLog
+
+
+def _open_run(config, workdir: str, *, overwrite: bool, log, times: PhaseTimes) -> _Opened:
+    """Build and check the run, make its score set, claim the workdir and resume from its newest
+    intact checkpoint (what an interrupted run logged past it is dropped)."""
     with times("setup"):
         engine, model, sim, optimizer = built = build_engine(config)
         preflight.dry_run(config, built, lambda: init_state(engine, model, optimizer, config.seed), log=log)
     # The score set is made before the workdir is claimed: a config whose score set cannot be
     # simulated leaves nothing behind.
-    e = config.eval
-    primary = is_primary()
+    e, primary, scores = config.eval, is_primary(), None
     if primary:
         with times("score_set"):
             scores = test_sets.make_score_set(sim, dict(config.problem.get("kwargs", {})), size=e.score_size,
                                               draw=e.get("score_draw", "halton"), seed=e.seed, log=log)
         claim_workdir(workdir, config, overwrite=overwrite, log=log)
     sync_processes(f"claimed {workdir}")  # no process reads checkpoints before an overwrite is done
-    chash = config_hash(config)
-    total = config.online.num_steps
-    sync = config.online.steps_per_sync
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    samples_dir = os.path.join(workdir, "samples")
     metric_log = MetricLog(os.path.join(workdir, "metrics.jsonl"))
-
     state = init_state(engine, model, optimizer, config.seed)
     if engine.mesh is not None:
         state = place(state, engine.state_shardings(state))
-    restored = checkpoint.restore_latest(ckpt_dir, state, config_hash=chash)
+    restored = checkpoint.restore_latest(os.path.join(workdir, "checkpoints"), state, config_hash=config_hash(config))
     start = 0
     if restored is not None:
         state, start = restored
         log(f"resumed from checkpoint at online step {start}")
-    losses = resumed_records(metric_log, start, log if primary else None)  # the divergence rule's running scale
+    losses = resumed_records(metric_log, start, log if primary else None)
     if primary:
-        _drop_after(start, metric_log, samples_dir)
+        _drop_after(start, metric_log, os.path.join(workdir, "samples"))
         log(f"{sim.name}: λ in {sim.space.dim} dims, score set of {scores.info['size']} trajectories "
-            f"({scores.info['draw']}), budget {total * engine.clients_per_step} simulations, "
+            f"({scores.info['draw']}), budget {config.online.num_steps * engine.clients_per_step} simulations, "
             f"strategy {config.strategy.name}")
+    return _Opened(engine, scores, state, start, losses, metric_log)
+
+
+def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_child: bool) -> dict:
+    times = PhaseTimes()  # where the wall time goes (summary.json: wall_split_s)
+    engine, scores, state, start, losses, metric_log = _open_run(config, workdir, overwrite=overwrite, log=log,
+                                                                 times=times)
+    e, primary, chash = config.eval, is_primary(), config_hash(config)
+    total, sync = config.online.num_steps, config.online.steps_per_sync
+    ckpt_dir, samples_dir = os.path.join(workdir, "checkpoints"), os.path.join(workdir, "samples")
     scored = lambda st: local_replica(scored_params(engine, st))
     # On the device once: the worker and the main thread score it at the same time at the end.
     score_u, score_cond = (jnp.asarray(scores.u), jnp.asarray(scores.cond)) if primary else (None, None)
@@ -307,7 +320,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         draw = config.get("plots", True)
         if draw:
             with times("plots"):
-                grid = _score_heatmap_grid(workdir, config, engine, scored(state))
+                grid = run_outputs.score_heatmap_grid(workdir, config, engine, scored(state))
         with times("evaluation"):
             if final_eval is not None:
                 errs = {**final_eval.result(), **errs}  # one-step first, as before
@@ -315,35 +328,12 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
                 check_predictions(errs["one_step"], step, f"checkpoint {step} holds this state")
         with times("checkpoint"):
             side.drain()
-    summary = {
-        "experiment": config.get("name", sim.name),
-        "problem": sim.name,
-        "strategy": config.strategy.name,
-        "label": config.get("label") or config.strategy.name,
-        "seed": config.seed,
-        "train_loss": config.train.loss,
-        "signal_metric": config.strategy.get("signal_metric") or config.train.loss,
-        "simulations": int(state.next_lam_id),
-        "rejected_simulations": int(state.num_rejected),
-        "trained_samples": int(state.num_trained),
-        "wall_seconds_this_process": wall,
-        "score_set": scores.info,
-        "scored_member": 0 if engine.ensemble_size > 1 else None,
-        "train_objective": engine.objective,
-        **{k.split("/", 1)[1]: float(v) for k, v in jax.device_get(engine.strategy_diagnostics(state.strategy)).items()},
-        **test_sets.summarise(errs),
-    }
+    summary = run_outputs.run_summary(config, engine, state, scores, errs, wall)
     np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
     if draw:
-        from qsal_jax.experiments import plots
-
         with times("plots"):
-            _save_rollouts(workdir, engine, scored(state), scores, errs)
-            _write_plot_inputs(workdir, config, sim.space, grid)
-            if plots_in_child:
-                summary["plots_process"] = plots.draw_in_child(workdir).pid
-            else:
-                plots.plot_run(workdir)
+            summary.update(run_outputs.write_plot_files(workdir, config, engine, scored(state), scores, errs, grid,
+                                                        plots_in_child))
     if writer is not None:
         writer.close()
     summary["wall_split_s"] = times.split()
@@ -355,47 +345,6 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         log(f"figures: drawn by process {summary['plots_process']} into {workdir} "
             "(figures.json when done; plots.wait_for_figures)")
     return summary
-
-
-def _score_heatmap_grid(workdir, config, engine, params):
-    """Simulate and score the heat-map grid (plots only) into ``heatmap_errors.npz``; the grid or None."""
-    e, sim = config.eval, engine.simulator
-    if not e.get("grid_size", 0):
-        return None
-    grid = test_sets.make_heatmap_grid(sim, dict(config.problem.get("kwargs", {})), heatmap_axes(e, sim.space),
-                                       e.grid_size)
-    grid_errs = test_sets.score(engine.apply_fn, params, grid.u, grid.cond)
-    np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
-             one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),
-             rollout=np.where(grid.valid, grid_errs["rollout"], np.nan), x=grid.axes[2], y=grid.axes[3])
-    return grid
-
-
-def _write_plot_inputs(workdir, config, space, grid) -> None:
-    """What `plots.plot_run` needs besides the run's files: title, grid axes and their ranges."""
-    info = {"title": f"{config.strategy.name}, seed {config.seed}", "dim": space.dim, "grid_axes": None}
-    if grid is not None:
-        names = list(grid.axes[:2])
-        info.update(grid_axes=names, axis_index=[space.index(a) for a in names],
-                    axis_range=[[float(space.low[space.index(a)]), float(space.high[space.index(a)])] for a in names])
-    with open(os.path.join(workdir, "plot_inputs.json"), "w") as f:
-        json.dump(info, f)
-
-
-def _save_rollouts(workdir, engine, params, scores, errs) -> None:
-    """Solver and surrogate rollouts of the score set's best, median and worst λ (by the
-    per-trajectory rollout error) into ``rollouts.npz``, for `plots.plot_run`."""
-    from qsal_jax.training.evaluate import surrogate_rollout
-
-    order = np.argsort(np.where(np.isfinite(errs["rollout"]), errs["rollout"], np.inf))
-    picks = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
-    idx = np.asarray(list(picks.values()))
-    u = np.asarray(scores.u)[idx]
-    pred = surrogate_rollout(engine.apply_fn, params, jnp.asarray(u[:, 0]), u.shape[1] - 1,
-                             jnp.asarray(np.asarray(scores.cond)[idx]))
-    pred = np.concatenate([u[:, :1], np.asarray(pred)], axis=1)
-    labels = [f"{k} (rollout nRMSE {errs['rollout'][i]:.3g})" for k, i in picks.items()]
-    np.savez(os.path.join(workdir, "rollouts.npz"), u=u, pred=pred, labels=np.asarray(labels))
 
 
 def _drop_after(step: int, metric_log: MetricLog, samples_dir: str) -> None:
