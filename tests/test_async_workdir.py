@@ -1,5 +1,5 @@
 """The asynchronous experiment's workdir (`qsal_jax.experiments.async_run`), in-process with the
-`:tiny` configs: what it holds after a run, load_async_run, up-front refusals that leave nothing
+`:tiny` configs: what it holds after a run, load_run, up-front refusals that leave nothing
 behind, a run that failed and its rerun, and the Allen-Cahn example solver(s).
 
 Runs use 4 simulations of a 32-point grid, a 4-trajectory score set in a temporary cache, and
@@ -63,8 +63,10 @@ def test_a_run_leaves_a_fused_runs_workdir(tmp_path):
     from qsal_jax.experiments.plots import launched_lam
 
     assert launched_lam(workdir).shape == (int(s["num_launched"]), 4)
-    # load_async_run: the final surrogate, scored again, gives the summary's numbers
-    run = async_run.load_async_run(workdir)
+    # load_run: the final surrogate, scored again, gives the summary's numbers
+    from qsal_jax.experiments import load_run
+
+    run = load_run(workdir)
     assert run.step == 7 and run.summary["simulations"] == 4
     with np.load(os.path.join(workdir, "test_errors.npz")) as f:
         lam, one_step = f["lam"], f["one_step"]

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from qsal_jax.experiments import test_sets
+from qsal_jax.experiments import run_outputs, test_sets
 from qsal_jax.experiments.async_scores import external_score_set
 from qsal_jax.experiments.workdir import write_json
 from qsal_jax.online.async_records import AsyncDiverged
@@ -29,22 +29,6 @@ def final_errors(records, params, step: int) -> dict:
                             f"{errs['one_step'].size} score-set trajectories are not finite; the final checkpoint "
                             f"holds this state; try a lower optimizer.learning_rate")
     return errs
-
-
-def save_rollouts(workdir: str, apply_fn, params, scores, errs) -> None:
-    """Solver and surrogate rollouts of the score set's best, median and worst λ, for `plots.plot_run`."""
-    import jax.numpy as jnp
-
-    from qsal_jax.training.evaluate import surrogate_rollout
-
-    order = np.argsort(np.where(np.isfinite(errs["rollout"]), errs["rollout"], np.inf))
-    picks = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
-    idx = np.asarray(list(picks.values()))
-    u = np.asarray(scores.u)[idx]
-    pred = surrogate_rollout(apply_fn, params, jnp.asarray(u[:, 0]), u.shape[1] - 1, jnp.asarray(scores.cond[idx]))
-    pred = np.concatenate([u[:, :1], np.asarray(pred)], axis=1)
-    labels = [f"{k} (rollout nRMSE {errs['rollout'][i]:.3g})" for k, i in picks.items()]
-    np.savez(os.path.join(workdir, "rollouts.npz"), u=u, pred=pred, labels=np.asarray(labels))
 
 
 def finish(c, workdir: str, parts, records, result, wall_s: float, log) -> dict:
@@ -77,7 +61,7 @@ def finish(c, workdir: str, parts, records, result, wall_s: float, log) -> dict:
     if c.get("plots", True):
         from qsal_jax.experiments import plots, report
 
-        save_rollouts(workdir, parts.apply_fn, params, scores, errs)
+        run_outputs.save_rollouts(workdir, parts.apply_fn, params, scores, errs)
         with open(os.path.join(workdir, "plot_inputs.json"), "w") as f:
             json.dump({"title": f"{c.strategy.name} (async), seed {c.seed}", "dim": parts.space.dim,
                        "grid_axes": None}, f)

@@ -227,25 +227,14 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         return finish(c, workdir, parts, records, result, time.perf_counter() - t0, log)
 
 
-def load_async_run(workdir: str):
-    """The async run in ``workdir`` as `runs.LoadedRun` (``simulator`` None: the solver is a program)."""
-    from qsal_jax.experiments.runs import LoadedRun
+def restore_trained(c, workdir: str):
+    """``(apply_fn, params, training step)`` of the newest intact checkpoint of the async run in
+    ``workdir`` (its config ``c``), or None without one: what `runs.load_run` hands back."""
     from qsal_jax.online.async_mode import AsyncTrainer
 
-    import ml_collections
-
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{workdir}: no config.json (not a run's workdir)")
-    with open(path) as f:
-        c = ml_collections.ConfigDict(json.load(f))
     parts = build(c, workdir)
     state, _ = _init_state(c, parts)
     trainer = AsyncTrainer(parts.solver, parts.strategy, lambda s, b: s, parts.run_config,
                            conditioning=parts.conditioning, trajectory_shape=parts.trajectory_shape)
     restored = trainer.restore(state)
-    if restored is None:
-        raise FileNotFoundError(f"{workdir}: no checkpoint to load")
-    summary_path = os.path.join(workdir, "summary.json")
-    summary = read_json(summary_path) if os.path.exists(summary_path) else None
-    return LoadedRun(c, parts.apply_fn, restored[0].params, summary, None, int(restored[1]))
+    return None if restored is None else (parts.apply_fn, restored[0].params, int(restored[1]))

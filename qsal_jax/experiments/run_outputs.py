@@ -47,7 +47,7 @@ def write_plot_files(workdir, config, engine, params, scores, errs, grid, plots_
     """The rollouts and plot inputs, then the figures; returns what the summary records of them."""
     from qsal_jax.experiments import plots
 
-    _save_rollouts(workdir, engine, params, scores, errs)
+    save_rollouts(workdir, engine.apply_fn, params, scores, errs)
     _write_plot_inputs(workdir, config, engine.simulator.space, grid)
     if plots_in_child:
         return {"plots_process": plots.draw_in_child(workdir).pid}
@@ -80,7 +80,7 @@ def _write_plot_inputs(workdir, config, space, grid) -> None:
         json.dump(info, f)
 
 
-def _save_rollouts(workdir, engine, params, scores, errs) -> None:
+def save_rollouts(workdir, apply_fn, params, scores, errs) -> None:
     """Solver and surrogate rollouts of the score set's best, median and worst λ (by the
     per-trajectory rollout error) into ``rollouts.npz``, for `plots.plot_run`."""
     from qsal_jax.training.evaluate import surrogate_rollout
@@ -89,7 +89,7 @@ def _save_rollouts(workdir, engine, params, scores, errs) -> None:
     picks = {"best": order[0], "median": order[len(order) // 2], "worst": order[-1]}
     idx = np.asarray(list(picks.values()))
     u = np.asarray(scores.u)[idx]
-    pred = surrogate_rollout(engine.apply_fn, params, jnp.asarray(u[:, 0]), u.shape[1] - 1,
+    pred = surrogate_rollout(apply_fn, params, jnp.asarray(u[:, 0]), u.shape[1] - 1,
                              jnp.asarray(np.asarray(scores.cond)[idx]))
     pred = np.concatenate([u[:, :1], np.asarray(pred)], axis=1)
     labels = [f"{k} (rollout nRMSE {errs['rollout'][i]:.3g})" for k, i in picks.items()]

@@ -25,7 +25,7 @@ class LoadedRun(NamedTuple):
     apply_fn: Callable  # (params, u [B, C, *grid], cond [B, P]) -> u_next [B, C, *grid]
     params: Any  # the scored surrogate's parameters (member 0 of an ensemble)
     summary: dict | None  # summary.json, or None for a run that has not finished
-    simulator: Any  # the run's `Simulator` (its space, conditioning and solver)
+    simulator: Any  # the run's `Simulator` (its space, conditioning and solver); None for an async run
     step: int  # the online step of the checkpoint
 
     def rollout(self, u0, num_steps: int, *, lam=None):
@@ -34,6 +34,9 @@ class LoadedRun(NamedTuple):
         surrogate is conditioned on λ (the run's ``simulator.cond_names``)."""
         from qsal_jax.training.evaluate import surrogate_rollout
 
+        if self.simulator is None:
+            raise ValueError("rollout: this async run's solver is a program, not a JAX simulator; step "
+                             "run.apply_fn(run.params, u, cond) yourself")
         u0 = jnp.asarray(u0, jnp.float32)
         state_shape = tuple(self.simulator.state_shape)
         single = u0.shape == state_shape
@@ -57,6 +60,8 @@ class LoadedRun(NamedTuple):
     def predict(self, lam):
         """What the surrogate says the simulator returns for ``lam [B, D]`` (or ``[D]``): the solver's
         initial state of each λ rolled out over the run's frames, ``[B, T, C, *grid]``."""
+        if self.simulator is None:
+            raise ValueError("predict: this async run's solver is a program, not a JAX simulator")
         lam = jnp.asarray(lam, self.simulator.dtype)
         single = lam.ndim == 1
         lam = jnp.atleast_2d(lam)
@@ -78,8 +83,19 @@ def load_run(workdir: str) -> LoadedRun:
         raise FileNotFoundError(f"{workdir}: no config.json (not a run's workdir)")
     with open(path) as f:
         config = ml_collections.ConfigDict(json.load(f))
+    summary_path = os.path.join(workdir, "summary.json")
+    if config.get("kind", "online") == "async":
+        from qsal_jax.experiments.async_run import restore_trained
+        from qsal_jax.experiments.workdir import read_json
+
+        restored = restore_trained(config, workdir)
+        if restored is None:
+            raise FileNotFoundError(f"{workdir}: no checkpoint to load")
+        apply_fn, params, step = restored
+        summary = read_json(summary_path) if os.path.exists(summary_path) else None
+        return LoadedRun(config, apply_fn, params, summary, None, step)  # the solver is a program, not JAX
     if config.get("kind", "online") != "online":
-        raise ValueError(f"{workdir}: a {config.kind} run; load_run reads online runs")
+        raise ValueError(f"{workdir}: a {config.kind} run; load_run reads online and async runs")
     engine, model, sim, optimizer = build_engine(config)
     like = init_state(engine, model, optimizer, config.seed)
     restored = checkpoint.restore_latest(os.path.join(workdir, "checkpoints"), like, config_hash=config_hash(config))
