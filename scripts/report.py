@@ -12,7 +12,7 @@ from qsal_jax.experiments.cli import one_line_flag_parser
 
 flags.DEFINE_list("workdirs", None, "Run directories or glob patterns.")
 flags.DEFINE_string("out", "runs/report", "Directory for report.md and report.csv.")
-flags.DEFINE_list("metrics", [], "Which errors to tabulate (names in qsal_jax.experiments.report.METRIC_LABELS, "
+flags.DEFINE_list("metrics", [], "Which errors to tabulate (names in qsal_jax.reporting.report.METRIC_LABELS, "
                   "e.g. one_step_nrmse,rollout_nrmse_per_transition); default: the first three the runs declare.")
 flags.mark_flag_as_required("workdirs")
 FLAGS = flags.FLAGS
@@ -20,7 +20,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from qsal_jax.experiments import report
+    from qsal_jax.reporting import report
 
     dirs = sorted({d for pattern in FLAGS.workdirs for d in (glob.glob(pattern) or [pattern])})
     try:

@@ -107,3 +107,16 @@ def test_no_import_circles():
 def test_no_module_is_too_long():
     long = {name: n for name, path in _modules().items() if (n := sum(1 for _ in open(path))) > MAX_LINES}
     assert not long, long
+
+
+# The house's floors, lowest first: a module imports its own floor or lower ones only.
+FLOORS = ("checks", "imports", "solvers", "simulation", "models", "training", "proposals", "online", "reporting",
+          "experiments", "benchmarks")
+
+
+def test_imports_point_down_the_floors():
+    modules = _modules()
+    floor = {m: FLOORS.index(m.split(".")[1]) for m in modules if m.count(".") >= 1 and m.split(".")[1] in FLOORS}
+    upward = sorted(f"{m} -> {t}" for m, path in modules.items() if m in floor
+                    for t in _imports(m, path, modules) if t in floor and floor[t] > floor[m])
+    assert not upward, upward

@@ -60,7 +60,7 @@ def test_a_run_leaves_a_fused_runs_workdir(tmp_path):
     assert [x["id"] for x in launches] == list(range(int(s["num_launched"])))
     assert set(launches[0]["lam"]) == {"A0", "A1", "phi0", "phi1"}
     assert {(x["strategy"], x["signal"]) for x in launches} == {("uniform", "mse")}
-    from qsal_jax.experiments.plots import launched_lam
+    from qsal_jax.reporting.plots import launched_lam
 
     assert launched_lam(workdir).shape == (int(s["num_launched"]), 4)
     # load_run: the final surrogate, scored again, gives the summary's numbers

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qsal_jax.experiments import cache, report, run_experiment, test_sets
+from qsal_jax.experiments import cache, run_experiment, test_sets
+from qsal_jax.reporting import report
 from qsal_jax.experiments.config_args import load_config, parse_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

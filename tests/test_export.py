@@ -28,7 +28,7 @@ def test_export_follows_the_well_layout_and_holds_the_launched_trajectories(tiny
     import jax.numpy as jnp
 
     from qsal_jax.experiments.export import export_run
-    from qsal_jax.experiments.plots import launched_lam
+    from qsal_jax.reporting.plots import launched_lam
     from qsal_jax.simulation import get_problem
 
     out = str(tmp_path / "run.h5")

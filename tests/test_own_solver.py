@@ -174,7 +174,7 @@ def test_readme_exponax_example_runs_through_the_script_and_load_run(tmp_path):
 
 
 def test_reports_compare_records_by_their_simulator_fingerprint():
-    from qsal_jax.experiments.report import score_set_line
+    from qsal_jax.reporting.report import score_set_line
 
     info = {"size": 8, "drawn": 8, "draw": "scrambled Halton (seed 1)", "dropped_blowups": 0, "key": "abc"}
     old, new = {"score_set": info}, {"score_set": dict(info, simulator="f1")}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from qsal_jax import models
-from qsal_jax.experiments import pinn, pinn_problem, run_experiment
+from qsal_jax.experiments import pinn, run_experiment
+from qsal_jax.simulation import pinn_problem
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
 import pinn_allen_cahn  # noqa: E402

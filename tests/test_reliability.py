@@ -498,7 +498,8 @@ def _disk_fills(monkeypatch, name, room=10, err=None):
     import builtins
     import errno
 
-    from qsal_jax.experiments import run_files, workdir
+    from qsal_jax.reporting import run_files
+    from qsal_jax.experiments import workdir
 
     def fake_open(path, mode="r", *args, **kwargs):
         f = builtins.open(path, mode, *args, **kwargs)

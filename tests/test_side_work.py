@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qsal_jax.experiments import cache, plots, run_experiment
+from qsal_jax.experiments import cache, run_experiment
+from qsal_jax.reporting import plots
 from qsal_jax.experiments.config_args import load_config
 from qsal_jax.experiments.side_work import SideWork
 from qsal_jax.training import checkpoint
@@ -90,7 +91,7 @@ def test_figures_are_redrawn_from_the_files_and_a_failure_is_reported(tmp_path, 
         config.plots = True
     run_experiment(config, str(tmp_path / "run"), log=lambda *a: None)
     os.remove(tmp_path / "run" / "training_curve.png")
-    subprocess.run([sys.executable, "-m", "qsal_jax.experiments.plots", str(tmp_path / "run")], check=True,
+    subprocess.run([sys.executable, "-m", "qsal_jax.reporting.plots", str(tmp_path / "run")], check=True,
                    env=dict(os.environ, MPLBACKEND="Agg"))
     assert (tmp_path / "run" / "training_curve.png").exists()
     os.remove(tmp_path / "run" / "plot_inputs.json")

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qsal_jax.experiments import report, sweep
+from qsal_jax.reporting import report
+from qsal_jax.experiments import sweep
 from qsal_jax.simulation import get_problem
 from qsal_jax.simulation import initial_conditions as ics
 

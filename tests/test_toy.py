@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from qsal_jax.experiments import report, toy, toy_data
+from qsal_jax.reporting import report
+from qsal_jax.experiments import toy
+from qsal_jax.simulation import rolling_ball_problem
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
 import toy_rolling_ball  # noqa: E402
@@ -22,33 +24,33 @@ def test_update_rules_keep_the_right_dataset_sizes():
         x, y = x0, y0
         for rnd in range(5):
             x_new = np.full((20, 2), rnd, float)
-            x, y = toy_data.update_dataset(x, y, x_new, x_new + 0.5, rule, window=50)
+            x, y = rolling_ball_problem.update_dataset(x, y, x_new, x_new + 0.5, rule, window=50)
             sizes[rule].append(len(x))
             assert x.shape == y.shape
             np.testing.assert_array_equal(x[-20:], x_new)  # the newest points are always kept, last
-        assert max(sizes[rule]) <= toy_data.dataset_capacity(30, 20, 5, rule, 50)
+        assert max(sizes[rule]) <= rolling_ball_problem.dataset_capacity(30, 20, 5, rule, 50)
     assert sizes["replace"] == [20] * 5
     assert sizes["accumulate"] == [50, 70, 90, 110, 130]
     assert sizes["window"] == [50] * 5
     # The window holds the most recent 50 points: rounds 2..4 (60 points) minus the oldest 10.
     np.testing.assert_array_equal(x[:, 0], np.repeat([2, 3, 4], 20)[-50:])
-    assert toy_data.dataset_capacity(30, 20, 5, "window", 500) == 130  # never more than the budget
+    assert rolling_ball_problem.dataset_capacity(30, 20, 5, "window", 500) == 130  # never more than the budget
     with pytest.raises(ValueError, match="rule"):
-        toy_data.update_dataset(x0, y0, x0, y0, "keep")
+        rolling_ball_problem.update_dataset(x0, y0, x0, y0, "keep")
 
 
 def test_hard_validation_set_straddles_the_basin_boundary():
     """Every hard point has a point of the other basin within 2ε; uniform points mostly do not."""
     cfg = toy_rolling_ball.get_config("tiny")
-    oracle, label = toy_data.make_oracle(cfg.problem)
-    space = toy_data.make_space(cfg.problem)
+    oracle, label = rolling_ball_problem.make_oracle(cfg.problem)
+    space = rolling_ball_problem.make_space(cfg.problem)
     eps = float(cfg.eval.epsilon)
 
-    p, a, b = toy_data.boundary_points(oracle, label, space, jax.random.PRNGKey(3), 32, steps=12)
+    p, a, b = rolling_ball_problem.boundary_points(oracle, label, space, jax.random.PRNGKey(3), 32, steps=12)
     assert np.all(label(oracle(a)) == 0) and np.all(label(oracle(b)) == 1)
     assert np.max(np.linalg.norm(a - b, axis=1)) <= 4 * np.sqrt(2) / 2**12 + 1e-6
 
-    sets = toy_data.make_validation_sets(cfg.problem, cfg.eval)
+    sets = rolling_ball_problem.make_validation_sets(cfg.problem, cfg.eval)
     rng = np.random.default_rng(0)
 
     def flips_nearby(x, k=32):
@@ -124,7 +126,7 @@ def test_every_config_variant_passes_its_check(arg):
 
 def test_strategy_settings_are_checked_against_the_declaration():
     cfg = toy_rolling_ball.get_config("tiny")
-    space = toy_data.make_space(cfg.problem)
+    space = rolling_ball_problem.make_space(cfg.problem)
     with cfg.unlocked():
         cfg.strategy.name = "breed"
         cfg.strategy.settings = {"sigmaa": 0.1}

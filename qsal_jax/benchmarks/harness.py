@@ -46,7 +46,7 @@ def run(cfg: dict) -> list[dict]:
         raise ValueError("cfg['online_config']: the path of configs/online_1d.py is required (scripts/benchmark.py passes it)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     arg = ",".join(filter(None, [cfg.get("harness_strategy", "uniform"), cfg.get("harness_args", "")]))
-    from qsal_jax.experiments.plots import wait_for_figures
+    from qsal_jax.reporting.plots import wait_for_figures
 
     splits, walls, side, figures = {}, {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="qsal_harness_") as tmp:

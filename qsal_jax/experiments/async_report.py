@@ -59,7 +59,7 @@ def finish(c, workdir: str, parts, records, result, wall_s: float, log) -> dict:
     }
     np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
     if c.get("plots", True):
-        from qsal_jax.experiments import plots, report
+        from qsal_jax.reporting import plots, report
 
         run_outputs.save_rollouts(workdir, parts.apply_fn, params, scores, errs)
         with open(os.path.join(workdir, "plot_inputs.json"), "w") as f:

@@ -14,7 +14,7 @@ import json
 import os
 from typing import Mapping
 
-from qsal_jax.experiments import report
+from qsal_jax.reporting import report
 from qsal_jax.experiments.config_args import apply_overrides, load_config
 
 

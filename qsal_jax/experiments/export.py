@@ -54,7 +54,7 @@ def _simulate(sim, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def export_run(workdir: str, out_path: str, *, what: str = "launched", log=print) -> dict:
     """Write the run's trajectories to ``out_path`` (module docstring); returns what was written."""
     from qsal_jax.experiments import test_sets
-    from qsal_jax.experiments.plots import launched_lam
+    from qsal_jax.reporting.plots import launched_lam
     from qsal_jax.simulation import get_problem
 
     if what not in ("launched", "score_set"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qsal_jax.experiments.progress import steps_text
-from qsal_jax.experiments.run_files import MetricLog
+from qsal_jax.reporting.run_files import MetricLog
 from qsal_jax.training.divergence import DEFAULT_FACTOR, divergence
 
 # Each record's loss is already the mean of train_steps_per_step batches, and a tiny run can

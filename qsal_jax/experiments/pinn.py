@@ -36,11 +36,12 @@ import numpy as np
 import optax
 
 from qsal_jax import models, proposals
-from qsal_jax.experiments import report, test_sets
+from qsal_jax.reporting import report
+from qsal_jax.experiments import test_sets
 from qsal_jax.experiments.compare import run_grid
 from qsal_jax.experiments.validation import ConfigError
 from qsal_jax.experiments.workdir import MetricLog, Progress, start_or_reuse, write_json
-from qsal_jax.experiments.pinn_problem import domain, make_solution, reference_solution, relative_l2_errors, residual
+from qsal_jax.simulation.pinn_problem import domain, make_solution, reference_solution, relative_l2_errors, residual
 from qsal_jax.training.state import make_optimizer
 
 SIGNALS = ("abs", "square")

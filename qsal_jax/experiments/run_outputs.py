@@ -45,7 +45,7 @@ def run_summary(config, engine, state, scores, errs, wall: float) -> dict:
 
 def write_plot_files(workdir, config, engine, params, scores, errs, grid, plots_in_child: bool) -> dict:
     """The rollouts and plot inputs, then the figures; returns what the summary records of them."""
-    from qsal_jax.experiments import plots
+    from qsal_jax.reporting import plots
 
     save_rollouts(workdir, engine.apply_fn, params, scores, errs)
     _write_plot_inputs(workdir, config, engine.simulator.space, grid)

@@ -28,7 +28,7 @@ import shutil
 
 import numpy as np
 
-from qsal_jax.experiments import report
+from qsal_jax.reporting import report
 from qsal_jax.experiments.config_args import apply_overrides, load_config
 from qsal_jax.experiments.workdir import DiskFull, Interrupted
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from qsal_jax.experiments import report
+from qsal_jax.reporting import report
 from qsal_jax.experiments.compare import compare
 from qsal_jax.experiments.workdir import Interrupted, write_json
 

@@ -42,10 +42,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from qsal_jax import models, proposals
-from qsal_jax.experiments import report, test_sets
+from qsal_jax.reporting import report
+from qsal_jax.experiments import test_sets
 from qsal_jax.experiments.compare import run_grid
 from qsal_jax.experiments.validation import ConfigError
-from qsal_jax.experiments.toy_data import (
+from qsal_jax.simulation.rolling_ball_problem import (
     DATA_UPDATES,
     dataset_capacity,
     make_oracle,

@@ -13,7 +13,7 @@ import shutil
 
 # Their old home: what callers import from here.
 from qsal_jax.experiments.progress import PhaseTimes, Progress, steps_text  # noqa: F401
-from qsal_jax.experiments.run_files import (NONFINITE_STRINGS, DiskFull, MetricLog,  # noqa: F401
+from qsal_jax.reporting.run_files import (NONFINITE_STRINGS, DiskFull, MetricLog,  # noqa: F401
                                             MetricLogDamaged, WorkdirError, _checkpoint_steps, _fsync_dir,
                                             from_strict_json, full_disk_is_one_line, read_json, to_strict_json,
                                             write_json)

@@ -1,6 +1,6 @@
 """Plots of one run: error over a 2D heat-map grid of λ, where the strategy sampled, error over training.
 
-Every figure is drawn from a run's files, so ``python -m qsal_jax.experiments.plots WORKDIR`` (what
+Every figure is drawn from a run's files, so ``python -m qsal_jax.reporting.plots WORKDIR`` (what
 `draw_in_child` starts) draws a finished run's figures again. matplotlib is imported where a
 figure is drawn: headless machines fall back to Agg by themselves, and notebooks keep inline.
 """
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from qsal_jax.experiments.workdir import MetricLog
+from qsal_jax.reporting.run_files import MetricLog
 
 
 def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel, vmax=None):
@@ -107,7 +107,7 @@ def draw_in_child(workdir: str) -> subprocess.Popen:
         os.remove(done)
     env = dict(os.environ, MPLBACKEND="Agg")
     with open(os.path.join(workdir, "plots.log"), "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "qsal_jax.experiments.plots", workdir], env=env,
+        return subprocess.Popen([sys.executable, "-m", "qsal_jax.reporting.plots", workdir], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -228,9 +228,8 @@ def plot_comparison(workdirs, out_path: str) -> str | None:
     with open(os.path.join(next(iter(first.values()))[1], "config.json")) as f:
         config = json.load(f)
     space = get_problem(config["problem"]["name"], **config["problem"].get("kwargs", {})).space
-    from qsal_jax.experiments.validation import heatmap_axes
-
-    xname, yname = heatmap_axes(config["eval"], space)
+    with open(os.path.join(next(iter(first.values()))[1], "plot_inputs.json")) as f:
+        xname, yname = json.load(f)["grid_axes"]  # the axes the run's heat-map grid was simulated on
     ix, iy = space.index(xname), space.index(yname)
     rng = [[space.low[ix], space.high[ix]], [space.low[iy], space.high[iy]]]
     maps, drawn = {}, {}
@@ -289,7 +288,7 @@ def plot_comparison(workdirs, out_path: str) -> str | None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m qsal_jax.experiments.plots WORKDIR")
+        sys.exit("usage: python -m qsal_jax.reporting.plots WORKDIR")
     _main(sys.argv[1])
 
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from qsal_jax.experiments.workdir import read_json
+from qsal_jax.reporting.run_files import read_json
 
 NUMBERS = ("mean", "std", "max", "p95", "p99")
 # One name per quantity, as summaries store it, and what a table calls it.
@@ -219,7 +219,7 @@ def write_report(workdirs, out_dir: str, metrics=None, scalars=(), header: str =
         parts += [scalars_markdown(summaries, scalars), ""]
     md = "\n".join(parts).rstrip()
     os.makedirs(out_dir, exist_ok=True)
-    from qsal_jax.experiments.plots import plot_comparison, plot_seed_bands
+    from qsal_jax.reporting.plots import plot_comparison, plot_seed_bands
 
     if plot_comparison(workdirs, os.path.join(out_dir, "comparison.png")):
         md += "\n\n![one page: heat maps and drawn λ on shared scales, error tails, max over training](comparison.png)"
