@@ -188,7 +188,8 @@ def study_report(name: str, *, records_root: str = RECORDS_ROOT, out_dir: str | 
               + ", ".join(f"{s} {counts.get(s, 0)}/{len(study.seeds)}" for s in study.strategies) + " seeds.\n\n")
     summaries = report.load_summaries(found)
     scalars = [k for k in DIAGNOSTICS if any(k in s for s in summaries)]
-    text = report.write_report(found, out_dir or os.path.join(records_root, name), scalars=scalars, header=header)
+    text = report.write_report(found, out_dir or os.path.join(records_root, name), scalars=scalars, header=header,
+                               scalar_ratios=False)  # diagnostics: no ratio to Uniform
     flagged = sorted({f"{s['strategy']} seed {s['seed']} ({s['fallback_share']:.0%})" for s in summaries
                       if s.get("fallback_share", 0.0) > 0.2})
     if flagged:

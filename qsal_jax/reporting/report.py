@@ -173,11 +173,12 @@ def to_markdown(table: dict, metric: str = "one_step_nrmse", header: str = "") -
     return "\n".join(lines)
 
 
-def scalars_markdown(summaries: list[dict], keys) -> str:
+def scalars_markdown(summaries: list[dict], keys, ratios: bool = True) -> str:
     """One row per strategy: each scalar of the summaries (e.g. the PINN's global ``relative_l2``)
-    as mean ± std over seeds, with baseline / strategy and its t-interval."""
+    as mean ± std over seeds, with baseline / strategy and its t-interval (``ratios``; off for
+    diagnostics such as a wall time or a strategy's own shares, whose ratio to the baseline means nothing)."""
     groups = by_strategy_and_seed(summaries)
-    base = baseline_name(groups)
+    base = baseline_name(groups) if ratios else None
     head = ["strategy", "seeds"] + [f"{k} (mean ± std)" for k in keys] + ([f"U/S {k}" for k in keys] if base else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for strategy, by_seed in groups.items():
@@ -195,7 +196,7 @@ def scalars_markdown(summaries: list[dict], keys) -> str:
     return "\n".join(lines)
 
 
-def write_report(workdirs, out_dir: str, metrics=None, scalars=(), header: str = "") -> str:
+def write_report(workdirs, out_dir: str, metrics=None, scalars=(), header: str = "", scalar_ratios: bool = True) -> str:
     """report.md (``header``, one table per metric, then one of ``scalars``), report.csv (every
     number and both intervals) and seed bands.
 
@@ -216,7 +217,7 @@ def write_report(workdirs, out_dir: str, metrics=None, scalars=(), header: str =
         tables[metric] = aggregate(summaries, metric)
         parts += [to_markdown(tables[metric], metric), ""]
     if scalars:
-        parts += [scalars_markdown(summaries, scalars), ""]
+        parts += [scalars_markdown(summaries, scalars, ratios=scalar_ratios), ""]
     md = "\n".join(parts).rstrip()
     os.makedirs(out_dir, exist_ok=True)
     from qsal_jax.reporting.plots import plot_comparison, plot_seed_bands
