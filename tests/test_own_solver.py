@@ -181,3 +181,28 @@ def test_reports_compare_records_by_their_simulator_fingerprint():
     assert "cache key abc" in score_set_line([old, new])  # records from before the fingerprint still combine
     with pytest.raises(ValueError, match="different simulators"):
         score_set_line([new, {"score_set": dict(info, simulator="f2")}])
+
+
+def test_run_arrays_are_written_atomically_and_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from qsal_jax.reporting import run_files
+
+    path = str(tmp_path / "test_errors.npz")
+    run_files.save_arrays(path, a=np.arange(3), b=np.ones(2))
+    with np.load(path) as f:
+        np.testing.assert_array_equal(f["a"], np.arange(3))
+    run_files.save_arrays(str(tmp_path / "lam.npy"), np.eye(2))
+    np.testing.assert_array_equal(np.load(str(tmp_path / "lam.npy")), np.eye(2))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(run_files.DiskFull) as e:
+        run_files.save_arrays(path, a=np.zeros(3))
+    message = str(e.value)
+    assert "test_errors.npz" in message and "before is intact" in message and "\n" not in message
+    with np.load(path) as f:  # the file before is untouched, and no temporary file is left
+        np.testing.assert_array_equal(f["a"], np.arange(3))
+    assert sorted(os.listdir(tmp_path)) == ["lam.npy", "test_errors.npz"]

@@ -42,6 +42,7 @@ from qsal_jax.experiments.validation import ConfigError, build_strategy, first_l
 from qsal_jax.experiments.workdir import (MetricLog, PhaseTimes, Progress, claim_workdir, config_hash, lock_workdir,
                                          write_json)
 from qsal_jax.online.engine import OnlineEngine
+from qsal_jax.reporting.run_files import save_arrays
 from qsal_jax.simulation import get_problem
 from qsal_jax.training import checkpoint
 from qsal_jax.training.sharding import is_primary, local_replica, place, sync_processes, to_host
@@ -294,7 +295,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
             step += n
             if primary:  # the others run the same steps, gathers and checkpoint saves (collectives), no more
                 records = [{"step": step - n + i + 1, **_scalars(metrics, i)} for i in range(n)]
-                np.save(os.path.join(samples_dir, f"lam_{step:08d}.npy"), np.asarray(metrics["lam"]))
+                save_arrays(os.path.join(samples_dir, f"lam_{step:08d}.npy"), np.asarray(metrics["lam"]))
                 evaluation = None
                 if (e.every and step % e.every == 0) or step == total:
                     with times("evaluation"):  # a copy: the loop's next call donates the state
@@ -329,7 +330,7 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, log, plots_in_
         with times("checkpoint"):
             side.drain()
     summary = run_outputs.run_summary(config, engine, state, scores, errs, wall)
-    np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
+    save_arrays(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
     if draw:
         with times("plots"):
             summary.update(run_outputs.write_plot_files(workdir, config, engine, scored(state), scores, errs, grid,

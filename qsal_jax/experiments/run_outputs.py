@@ -8,7 +8,6 @@ draw the figures (here, or in a child process).
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -17,6 +16,7 @@ import numpy as np
 
 from qsal_jax.experiments import test_sets
 from qsal_jax.experiments.validation import heatmap_axes
+from qsal_jax.reporting.run_files import save_arrays, write_json
 
 
 def run_summary(config, engine, state, scores, errs, wall: float) -> dict:
@@ -63,7 +63,7 @@ def score_heatmap_grid(workdir, config, engine, params):
     grid = test_sets.make_heatmap_grid(sim, dict(config.problem.get("kwargs", {})), heatmap_axes(e, sim.space),
                                        e.grid_size)
     grid_errs = test_sets.score(engine.apply_fn, params, grid.u, grid.cond)
-    np.savez(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
+    save_arrays(os.path.join(workdir, "heatmap_errors.npz"), lam=grid.lam, valid=grid.valid,
              one_step=np.where(grid.valid, grid_errs["one_step"], np.nan),
              rollout=np.where(grid.valid, grid_errs["rollout"], np.nan), x=grid.axes[2], y=grid.axes[3])
     return grid
@@ -76,8 +76,7 @@ def _write_plot_inputs(workdir, config, space, grid) -> None:
         names = list(grid.axes[:2])
         info.update(grid_axes=names, axis_index=[space.index(a) for a in names],
                     axis_range=[[float(space.low[space.index(a)]), float(space.high[space.index(a)])] for a in names])
-    with open(os.path.join(workdir, "plot_inputs.json"), "w") as f:
-        json.dump(info, f)
+    write_json(os.path.join(workdir, "plot_inputs.json"), info)
 
 
 def save_rollouts(workdir, apply_fn, params, scores, errs) -> None:
@@ -93,4 +92,4 @@ def save_rollouts(workdir, apply_fn, params, scores, errs) -> None:
                              jnp.asarray(np.asarray(scores.cond)[idx]))
     pred = np.concatenate([u[:, :1], np.asarray(pred)], axis=1)
     labels = [f"{k} (rollout nRMSE {errs['rollout'][i]:.3g})" for k, i in picks.items()]
-    np.savez(os.path.join(workdir, "rollouts.npz"), u=u, pred=pred, labels=np.asarray(labels))
+    save_arrays(os.path.join(workdir, "rollouts.npz"), u=u, pred=pred, labels=np.asarray(labels))

@@ -117,6 +117,20 @@ def write_json(path: str, obj, **kwargs) -> None:
     os.replace(tmp, path)
 
 
+def save_arrays(path: str, array=None, **arrays) -> None:
+    """``np.save`` of ``array`` (a ``.npy``) or ``np.savez`` of ``arrays`` (a ``.npz``) at ``path``,
+    atomically, with a full disk as one `DiskFull` line that names the file."""
+    import numpy as np
+
+    tmp = path + ".tmp"
+    before = f"the {os.path.basename(path)} before is intact" if os.path.exists(path) else "it was not written"
+    with full_disk_is_one_line(path, before, undo=lambda: os.remove(tmp)):
+        with open(tmp, "wb") as f:
+            np.save(f, array) if array is not None else np.savez(f, **arrays)
+            f.flush()
+    os.replace(tmp, path)
+
+
 def read_json(path: str):
     """A file written by `write_json` (or plain JSON), with its non-finite numbers as floats."""
     with open(path) as f:
