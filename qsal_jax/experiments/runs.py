@@ -19,6 +19,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from qsal_jax.training.evaluate import surrogate_rollout
+
+
+_jitted_rollout = jax.jit(surrogate_rollout, static_argnums=(0, 3))  # one compile per apply_fn and length
+
 
 class LoadedRun(NamedTuple):
     config: ml_collections.ConfigDict  # the run's config, as config.json recorded it
@@ -32,8 +37,6 @@ class LoadedRun(NamedTuple):
         """The surrogate's autoregressive rollout from ``u0 [B, C, *grid]`` (or one ``[C, *grid]``):
         ``[B, num_steps + 1, C, *grid]``, u0 first. ``lam [B, D]`` (or ``[D]``) is required when the
         surrogate is conditioned on λ (the run's ``simulator.cond_names``)."""
-        from qsal_jax.training.evaluate import surrogate_rollout
-
         if self.simulator is None:
             raise ValueError("rollout: this async run's solver is a program, not a JAX simulator; step "
                              "run.apply_fn(run.params, u, cond) yourself")
@@ -53,8 +56,7 @@ class LoadedRun(NamedTuple):
             if lam.shape != (u0.shape[0], self.simulator.space.dim):
                 raise ValueError(f"rollout: lam must be [{u0.shape[0]}, {self.simulator.space.dim}], got {tuple(lam.shape)}")
             cond = self.simulator.conditioning(lam)
-        run = jax.jit(surrogate_rollout, static_argnums=(0, 3))
-        us = jnp.concatenate([u0[:, None], run(self.apply_fn, self.params, u0, int(num_steps), cond)], axis=1)
+        us = jnp.concatenate([u0[:, None], _jitted_rollout(self.apply_fn, self.params, u0, int(num_steps), cond)], axis=1)
         return us[0] if single else us
 
     def predict(self, lam):
