@@ -38,11 +38,11 @@ def main(argv):
             records.append(rec)
             print(json.dumps(rec), flush=True)
     from qsal_jax.benchmarks.timing import run_metadata
+    from qsal_jax.reporting.run_files import write_json
 
     meta = run_metadata(gpu_sizes=gpu)
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump({"meta": meta, "records": records}, f, indent=1)
+    write_json(FLAGS.out, {"meta": meta, "records": records}, indent=1)
     print(f"wrote {len(records)} records to {FLAGS.out}")
 
 

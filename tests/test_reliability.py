@@ -568,6 +568,45 @@ def test_full_disk_while_writing_a_summary_keeps_the_one_before(tmp_path, monkey
     assert (tmp_path / "summary.json").read_bytes() == old if earlier else not (tmp_path / "summary.json").exists()
 
 
+@pytest.mark.parametrize("name", ["training_curve.png", "report.svg"])
+def test_full_disk_while_drawing_a_figure_keeps_the_one_before(tmp_path, monkeypatch, name):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qsal_jax.reporting.run_files import DiskFull, save_figure
+
+    _run_so_far(tmp_path, steps=4, checkpoint=4)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert save_figure(fig, str(tmp_path / name), dpi=30) == str(tmp_path / name)
+    old = (tmp_path / name).read_bytes()
+    assert old.startswith(b"\x89PNG") if name.endswith(".png") else b"<svg" in old[:400]
+    _disk_fills(monkeypatch, name, room=100)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    with pytest.raises(DiskFull) as e:
+        save_figure(fig, str(tmp_path / name), dpi=30)
+    assert str(e.value) == (f"no space left on device while writing {name} in {tmp_path}; the {name} before is intact; "
+                            f"the records up to step 4 and checkpoint 4 are intact; {RESUME}")
+    assert (tmp_path / name).read_bytes() == old and not (tmp_path / (name + ".tmp")).exists()
+    assert not plt.get_fignums()  # closed on both paths
+
+
+def test_compressed_arrays_round_trip_and_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    from qsal_jax.reporting.run_files import DiskFull, save_arrays
+
+    errors = np.linspace(0.0, 1.0, 512, dtype=np.float32)
+    save_arrays(str(tmp_path / "test_errors.npz"), compressed=True, mean=errors)
+    with np.load(tmp_path / "test_errors.npz") as f:
+        np.testing.assert_array_equal(f["mean"], errors)
+    _disk_fills(monkeypatch, "draws.npz", room=50)
+    with pytest.raises(DiskFull, match=r"^no space left on device while writing draws.npz in .*; it was not written"):
+        save_arrays(str(tmp_path / "draws.npz"), compressed=True, lam=np.zeros((100, 4), np.float16))
+    assert sorted(os.listdir(tmp_path)) == ["test_errors.npz"]
+
+
 def test_full_disk_while_claiming_a_workdir(tmp_path, monkeypatch):
     from qsal_jax.experiments.workdir import DiskFull, claim_workdir
 

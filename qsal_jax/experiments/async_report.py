@@ -7,7 +7,6 @@ asynchronous run has: faults by kind, latencies, and the updates it made per sim
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from qsal_jax.experiments import run_outputs, test_sets
 from qsal_jax.experiments.async_scores import external_score_set
 from qsal_jax.experiments.workdir import write_json
+from qsal_jax.reporting.run_files import save_arrays
 from qsal_jax.online.async_records import AsyncDiverged
 
 
@@ -57,14 +57,13 @@ def finish(c, workdir: str, parts, records, result, wall_s: float, log) -> dict:
         **s.metrics(),
         **test_sets.summarise(errs),
     }
-    np.savez(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
+    save_arrays(os.path.join(workdir, "test_errors.npz"), lam=scores.lam, **errs)
     if c.get("plots", True):
         from qsal_jax.reporting import plots, report
 
         run_outputs.save_rollouts(workdir, parts.apply_fn, params, scores, errs)
-        with open(os.path.join(workdir, "plot_inputs.json"), "w") as f:
-            json.dump({"title": f"{c.strategy.name} (async), seed {c.seed}", "dim": parts.space.dim,
-                       "grid_axes": None}, f)
+        write_json(os.path.join(workdir, "plot_inputs.json"),
+                   {"title": f"{c.strategy.name} (async), seed {c.seed}", "dim": parts.space.dim, "grid_axes": None})
         plots.plot_run(workdir)
     if records.writer is not None:
         records.writer.close()

@@ -32,6 +32,7 @@ from qsal_jax.experiments import test_sets
 from qsal_jax.experiments.async_scores import external_score_set
 from qsal_jax.experiments.async_setup import build
 from qsal_jax.experiments.workdir import MetricLog, claim_workdir, lock_workdir, read_json
+from qsal_jax.reporting.run_files import save_arrays
 from qsal_jax.online.async_records import AsyncDiverged, AsyncFailed, AsyncHooks
 
 PROGRESS_EVERY_S = 5.0
@@ -148,7 +149,7 @@ class Records:
                                         "signal": signal}) + "\n")
             path = os.path.join(self.samples, f"lam_{step:08d}.npy")
             lam = np.stack([x.lam for x in self.launches]).astype(np.float32)
-            np.save(path, np.concatenate([np.load(path), lam]) if os.path.exists(path) else lam)
+            save_arrays(path, np.concatenate([np.load(path), lam]) if os.path.exists(path) else lam)
             self.launches = []
 
 

@@ -41,6 +41,7 @@ from qsal_jax.experiments import test_sets
 from qsal_jax.experiments.compare import run_grid
 from qsal_jax.experiments.validation import ConfigError
 from qsal_jax.experiments.workdir import MetricLog, Progress, start_or_reuse, write_json
+from qsal_jax.reporting.run_files import save_arrays
 from qsal_jax.simulation.pinn_problem import domain, make_solution, reference_solution, relative_l2_errors, residual
 from qsal_jax.training.state import make_optimizer
 
@@ -217,8 +218,8 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         "unevenness": test_sets.unevenness(ev["per_time"]),
         "score_set": {"description": f"the spectral reference solution on {len(ref[0])} points × {len(ref[1])} times"},
     }
-    np.savez(os.path.join(workdir, "solution.npz"), x=ref[0], t=ref[1], reference=ref[2], prediction=ev["pred"],
-             per_time_rel_l2=ev["per_time"], collocation=np.stack(drawn) if drawn else np.zeros((0,)))
+    save_arrays(os.path.join(workdir, "solution.npz"), x=ref[0], t=ref[1], reference=ref[2], prediction=ev["pred"],
+                per_time_rel_l2=ev["per_time"], collocation=np.stack(drawn) if drawn else np.zeros((0,)))
     write_json(os.path.join(workdir, "summary.json"), summary, indent=1)  # strict JSON: a diverged error is "inf"
     log(f"{config.strategy.name}: relative L2 {summary['relative_l2']:.4g}, max |error| {summary['max_abs_error']:.3g}, "
         f"test mean r² {summary['test_residual_sq']:.3g} ({summary['wall_seconds_this_process']:.0f}s)")

@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import errno
 import glob
-import json
 import os
 import shutil
 
@@ -31,6 +30,7 @@ import numpy as np
 from qsal_jax.reporting import report
 from qsal_jax.experiments.config_args import apply_overrides, load_config
 from qsal_jax.experiments.workdir import DiskFull, Interrupted
+from qsal_jax.reporting.run_files import save_arrays
 
 RECORDS_ROOT = os.path.join("docs", "results", "runs")
 DRAW_COORDINATES = 4  # coordinates of the launched λ a record keeps (records stay small)
@@ -108,13 +108,13 @@ def _write_record(workdir: str, record: str) -> None:
     os.makedirs(record, exist_ok=True)
     shutil.copyfile(os.path.join(workdir, "config.json"), os.path.join(record, "config.json"))
     with np.load(os.path.join(workdir, "test_errors.npz")) as errs:
-        np.savez_compressed(os.path.join(record, "test_errors.npz"),
-                            **{k: np.asarray(errs[k], np.float32) for k in errs.files if k != "lam"})
+        save_arrays(os.path.join(record, "test_errors.npz"), compressed=True,
+                    **{k: np.asarray(errs[k], np.float32) for k in errs.files if k != "lam"})
     draws = sorted(glob.glob(os.path.join(workdir, "samples", "lam_*.npy")))
     if draws:
         lam = np.concatenate([x.reshape(-1, x.shape[-1]) for x in map(np.load, draws)])
-        np.savez_compressed(os.path.join(record, "draws.npz"), lam=lam[:, :DRAW_COORDINATES].astype(np.float16),
-                            dim=np.int32(lam.shape[-1]))
+        save_arrays(os.path.join(record, "draws.npz"), compressed=True,
+                    lam=lam[:, :DRAW_COORDINATES].astype(np.float16), dim=np.int32(lam.shape[-1]))
     with open(os.path.join(workdir, "metrics.jsonl")) as f:  # the evaluations only: the error over training
         evaluations = [line for line in f if '"test_' in line]
     with open(os.path.join(record, "metrics.jsonl"), "w") as f:

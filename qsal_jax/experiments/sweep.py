@@ -17,6 +17,7 @@ import numpy as np
 from qsal_jax.reporting import report
 from qsal_jax.experiments.compare import compare
 from qsal_jax.experiments.workdir import Interrupted, write_json
+from qsal_jax.reporting.run_files import save_figure
 
 
 def sweep(config: str, strategies, seeds, root: str, points, *, config_args: str = "", log=print) -> dict:
@@ -91,6 +92,4 @@ def plot_ratio_sweep(tables: dict, x_values: dict, out_path: str, *, x_label: st
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path, dpi=100)

@@ -56,6 +56,7 @@ from qsal_jax.simulation.rolling_ball_problem import (
     update_dataset,
 )
 from qsal_jax.experiments.workdir import MetricLog, start_or_reuse, write_json
+from qsal_jax.reporting.run_files import save_arrays
 from qsal_jax.simulation.param_space import ParamSpace
 from qsal_jax.training.losses import mse
 from qsal_jax.training.state import TrainState, make_optimizer
@@ -254,8 +255,8 @@ def train_and_evaluate(config, workdir: str, *, overwrite: bool = False, log=pri
         "unevenness": test_sets.unevenness(errs["uniform"]),
         "score_set": {"description": validation_description(config.eval)},
     }
-    np.savez(os.path.join(workdir, "samples.npz"), drawn=np.concatenate(drawn), final_x=x, final_y=y,
-             **{f"errors_{k}": v for k, v in errs.items()})
+    save_arrays(os.path.join(workdir, "samples.npz"), drawn=np.concatenate(drawn), final_x=x, final_y=y,
+                **{f"errors_{k}": v for k, v in errs.items()})
     write_json(os.path.join(workdir, "summary.json"), summary, indent=1)  # strict JSON: a diverged error is "inf"
     log(f"{summary['strategy']} seed {summary['seed']}: {simulations} simulations, "
         f"MSE uniform {summary['uniform_mse']['mean']:.4g}, hard {summary['hard_mse']['mean']:.4g} "

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from qsal_jax.reporting.run_files import MetricLog
+from qsal_jax.reporting.run_files import MetricLog, save_figure, write_json
 
 
 def heatmap(ax, values, x_axis, y_axis, title, xlabel, ylabel, vmax=None):
@@ -88,12 +88,8 @@ def plot_run(workdir: str, vmax: float | None = None) -> list[str]:
 
 
 def _save(fig, path: str, dpi: int = 100) -> str:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=dpi)
 
 
 FIGURES_DONE = "figures.json"  # written by the drawing process last: the figures, its seconds, or its error
@@ -138,10 +134,7 @@ def _main(workdir: str) -> None:
         raise
     finally:
         result["seconds"] = time.perf_counter() - t0
-        tmp = os.path.join(workdir, FIGURES_DONE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(result, f)
-        os.replace(tmp, os.path.join(workdir, FIGURES_DONE))
+        write_json(os.path.join(workdir, FIGURES_DONE), result)
 
 
 def plot_seed_bands(workdirs, out_path: str, key: str = "test_mean") -> str | None:
@@ -281,9 +274,7 @@ def plot_comparison(workdirs, out_path: str) -> str | None:
     fig.suptitle("left: heat-map grid over two λ (the others at mid-box), drawn for orientation only; "
                  "colour scales shared by all strategies", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
-    fig.savefig(out_path, dpi=90)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path, dpi=90)
 
 
 if __name__ == "__main__":
@@ -340,6 +331,4 @@ def plot_draws(workdirs, out_path: str, axes=(0, 1), bins: int = 24) -> str | No
         ax.set_xlabel(space.names[axes[0]])
         ax.set_ylabel(space.names[axes[1]])
     fig.colorbar(im, cax=fig.add_axes([0.92, 0.17, 0.012, 0.71]), label="density / uniform")
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path, dpi=100)

@@ -1,6 +1,7 @@
-"""The files a run writes beside its checkpoints: strict JSON (`write_json`, `read_json`), the
-metric log (`MetricLog`), and one line for a full disk while any of them is written (`DiskFull`,
-naming the file and what of the run is intact)."""
+"""The files a run writes beside its checkpoints: strict JSON (`write_json`, `read_json`), arrays
+and figures written atomically (`save_arrays`, `save_figure`), the metric log (`MetricLog`), and one
+line for a full disk while any of them is written (`DiskFull`, naming the file and what of the run
+is intact)."""
 
 from __future__ import annotations
 
@@ -117,18 +118,38 @@ def write_json(path: str, obj, **kwargs) -> None:
     os.replace(tmp, path)
 
 
-def save_arrays(path: str, array=None, **arrays) -> None:
-    """``np.save`` of ``array`` (a ``.npy``) or ``np.savez`` of ``arrays`` (a ``.npz``) at ``path``,
-    atomically, with a full disk as one `DiskFull` line that names the file."""
-    import numpy as np
-
+def _atomic_binary(path: str, write) -> None:
+    """``write(f)`` into ``path + ".tmp"``, then rename over ``path``: a reader sees the old file or
+    the new one. A full disk is one `DiskFull` line that names the file."""
     tmp = path + ".tmp"
     before = f"the {os.path.basename(path)} before is intact" if os.path.exists(path) else "it was not written"
     with full_disk_is_one_line(path, before, undo=lambda: os.remove(tmp)):
         with open(tmp, "wb") as f:
-            np.save(f, array) if array is not None else np.savez(f, **arrays)
+            write(f)
             f.flush()
     os.replace(tmp, path)
+
+
+def save_arrays(path: str, array=None, *, compressed: bool = False, **arrays) -> None:
+    """``np.save`` of ``array`` (a ``.npy``) or ``np.savez`` of ``arrays`` (a ``.npz``, zipped with
+    ``compressed``) at ``path``, atomically (`_atomic_binary`)."""
+    import numpy as np
+
+    savez = np.savez_compressed if compressed else np.savez
+    _atomic_binary(path, lambda f: np.save(f, array) if array is not None else savez(f, **arrays))
+
+
+def save_figure(fig, path: str, **savefig_kwargs) -> str:
+    """``fig.savefig(path)`` atomically (`_atomic_binary`), the format read off the suffix; closes
+    ``fig`` either way and returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fmt = os.path.splitext(path)[1].lstrip(".") or "png"
+    try:
+        _atomic_binary(path, lambda f: fig.savefig(f, format=fmt, **savefig_kwargs))
+    finally:
+        plt.close(fig)
+    return path
 
 
 def read_json(path: str):
