@@ -361,6 +361,58 @@ def _overshooting(state):
     return state._replace(denoiser=jax.tree_util.tree_map(jnp.zeros_like, state.denoiser))
 
 
+def _exact_gaussian_denoiser(sched, mean: float, std: float):
+    """The exact ε̂ for data N(mean, std²) in one dimension: ε̂ = (x_t − √ᾱ x̂0)/√(1 − ᾱ) with
+    x̂0 = E[x0 | x_t] = mean + std² √ᾱ (x_t − √ᾱ mean) / (ᾱ std² + 1 − ᾱ)."""
+
+    def apply(params, x, t, eps, null):
+        ab = sched.alpha_bar[t][:, None]
+        x0 = mean + std**2 * jnp.sqrt(ab) * (x - jnp.sqrt(ab) * mean) / (ab * std**2 + 1.0 - ab)
+        return (x - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
+
+    return apply
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_unclipped_sampler_with_the_exact_denoiser_draws_the_data_law_and_clipping_piles_mass_at_the_face(schedule):
+    """With the exact denoiser of N(0.8, 0.3²) (a quarter of it beyond the face at +1), the
+    unclipped sampler draws that law: its mean, a spread within the 100-step discretisation's
+    few per cent, and P(x > 1) = 0.252. Clipping x̂0 at every step but the last folds the mass
+    beyond the face back onto it: fewer rows land outside, and the density in the last 0.05
+    below the face is about twice the law's (the face pile-up that `clip_denoised` controls)."""
+    from qsal_jax.proposals.diffusion import ddpm_sample
+
+    sched = make_noise_schedule(100, schedule)
+    apply = _exact_gaussian_denoiser(sched, 0.8, 0.3)
+    eps = jnp.zeros((20000,), jnp.float32)
+
+    def draw(clip):
+        x = ddpm_sample(apply, None, sched, jax.random.PRNGKey(0), eps, 1, 0.0, clip_final=False, clip_denoised=clip)
+        return np.asarray(x)[:, 0]
+
+    free, clipped = draw(False), draw(True)
+    assert abs(free.mean() - 0.8) < 0.01 and 0.26 < free.std() < 0.31
+    law_outside = stats.norm.sf(1.0, 0.8, 0.3)  # 0.252
+    assert abs(np.mean(free > 1.0) - law_outside) < 0.03
+    near_face = lambda x: np.mean(x[x < 1.0] > 0.95)  # in-box share within 0.05 of the face
+    law_near = (stats.norm.cdf(1.0, 0.8, 0.3) - stats.norm.cdf(0.95, 0.8, 0.3)) / stats.norm.cdf(1.0, 0.8, 0.3)
+    assert abs(near_face(free) - law_near) < 0.015
+    assert np.mean(clipped > 1.0) < 0.6 * law_outside and near_face(clipped) > 1.7 * law_near
+
+
+def test_clip_denoised_is_a_checked_setting_and_reaches_the_sampler():
+    from qsal_jax.proposals.checks import SettingError
+
+    with pytest.raises(SettingError, match="clip_denoised"):
+        make_ogas(SPACE, **SMALL, clip_denoised="no")
+    state = _overshooting(make_ogas(SPACE, **SMALL).init(jax.random.PRNGKey(0)))
+    eps = jnp.zeros((2000,), jnp.float32)
+    outside = {clip: 1.0 - float(jnp.mean(make_ogas(SPACE, **SMALL, clip_denoised=clip).draw(
+        state, jax.random.PRNGKey(1), eps)[1])) for clip in (True, False)}
+    # ε̂ = 0 gives x̂0 = x_t / √ᾱ_t: unclipped, the last step's x_t is far out; clipped, it is not.
+    assert outside[False] > outside[True] + 0.1, outside
+
+
 def test_out_of_box_draws_are_rejected_never_clipped_to_faces():
     from qsal_jax.proposals.diffusion import Denoiser, ddpm_sample
 

@@ -4,6 +4,7 @@
     u = run.predict(lam)                 # λ [B, D] -> the surrogate's trajectories [B, T, C, *grid]
     u = run.rollout(u0, 10, lam=lam)     # any start u0 [B, C, *grid] -> [B, 11, C, *grid]
     u_next = run.apply_fn(run.params, u0, run.simulator.conditioning(lam))   # one step
+    run.strategy_state                   # what the strategy had learned (e.g. OGAS's generator)
 
 The config comes from the workdir's ``config.json`` and the parameters from its newest intact
 checkpoint (digests checked), so what is loaded is what the run trained, not a re-run.
@@ -32,6 +33,7 @@ class LoadedRun(NamedTuple):
     summary: dict | None  # summary.json, or None for a run that has not finished
     simulator: Any  # the run's `Simulator` (its space, conditioning and solver); None for an async run
     step: int  # the online step of the checkpoint
+    strategy_state: Any = None  # the strategy's state at that checkpoint (None for an async run)
 
     def rollout(self, u0, num_steps: int, *, lam=None):
         """The surrogate's autoregressive rollout from ``u0 [B, C, *grid]`` (or one ``[C, *grid]``):
@@ -109,4 +111,4 @@ def load_run(workdir: str) -> LoadedRun:
         from qsal_jax.experiments.workdir import read_json
 
         summary = read_json(os.path.join(workdir, "summary.json"))
-    return LoadedRun(config, engine.apply_fn, scored_params(engine, state), summary, sim, int(step))
+    return LoadedRun(config, engine.apply_fn, scored_params(engine, state), summary, sim, int(step), state.strategy)

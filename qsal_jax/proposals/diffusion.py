@@ -149,7 +149,8 @@ def ddpm_loss(apply, params, sched: Schedule, key, x0, eps, weight, p_uncond: fl
     return jnp.sum(weight * err) / jnp.maximum(jnp.sum(weight), 1e-12)
 
 
-def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: float, *, clip_final: bool = True):
+def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: float, *, clip_final: bool = True,
+                clip_denoised: bool = True):
     """Ancestral DDPM sampling with classifier-free guidance, one ``lax.scan`` over the T steps of
     ``sched`` (the training schedule, or a `respace` of it).
 
@@ -158,8 +159,9 @@ def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: fl
     noise and ``post_c0 = 1, post_ct = 0``, so with ``clip_final`` the result is the clipped x̂0 and
     lies in the cube whenever it is finite — with point masses on the faces for the mass the
     model puts outside. ``clip_final=False`` returns the last x̂0 unclipped (the intermediate steps
-    stay clipped), for a caller that rejects what lies outside. Conditional and unconditional
-    predictions share one network call on a ``[2n, D]`` batch.
+    stay clipped), for a caller that rejects what lies outside. ``clip_denoised=False`` clips no
+    step (and ``clip_final`` is then ignored). Conditional and unconditional predictions share one
+    network call on a ``[2n, D]`` batch.
     """
     n = eps.shape[0]
     steps = sched.beta.shape[0]
@@ -176,8 +178,9 @@ def ddpm_sample(apply, params, sched: Schedule, key, eps, dim: int, guidance: fl
         out = apply(params, jnp.concatenate([x, x]) if guided else x, tm, eps2, null2)
         e = (1.0 + guidance) * out[:n] - guidance * out[n:] if guided else out
         x0 = (x - sched.sqrt_1m_ab[t] * e) / sched.sqrt_ab[t]
-        clipped = jnp.clip(x0, -1.0, 1.0)
-        x0 = clipped if clip_final else jnp.where(t > 0, clipped, x0)
+        if clip_denoised:
+            clipped = jnp.clip(x0, -1.0, 1.0)
+            x0 = clipped if clip_final else jnp.where(t > 0, clipped, x0)
         mean = sched.post_c0[t] * x0 + sched.post_ct[t] * x
         x = mean + sched.post_std[t] * jax.random.normal(k, x.shape, jnp.float32)
         return x, None

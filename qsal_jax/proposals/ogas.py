@@ -47,8 +47,8 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
   ``prior_importance=False`` gives ``w_i = 1`` (the earlier rule); with ``importance=False`` the
   classifier is never trained and ``w_i = 1`` either way. ``"quantile"``: ε ~ Uniform[q-quantile,
   max] of the stored ε (unweighted).
-* Boundary rule: rejection. The sampler clips x̂0 to the cube at every step but the last; the
-  last x̂0 is returned unclipped, and a row outside the open box (or non-finite) is redrawn with
+* Boundary rule: rejection. The sampler clips x̂0 to the cube at every step but the last
+  (``clip_denoised=False``: at none); the last x̂0 is returned unclipped, and a row outside the open box (or non-finite) is redrawn with
   the same target ε, up to ``reject_rounds`` generator calls in all, then replaced by a uniform
   draw. Clipping it instead would put point masses exactly on the faces (all the mass the model
   puts outside), which no target density has. Nothing out of the box is ever returned.
@@ -128,6 +128,7 @@ class OGASParts(NamedTuple):
     mixing_ratio: Callable[[OGASState], jax.Array]  # proportion of generator draws, []
     settings: dict
     diagnostics: Callable[[OGASState], dict]  # generator share, fallback share, generator steps
+    draw: Callable[[OGASState, jax.Array, jax.Array], tuple]  # one call, no redraw: (z [n, D], inside [n])
 
 
 def ema_moments(mean, var, count, x, valid, decay):
@@ -294,7 +295,8 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
 
     def draw(state, key, eps):
         """One generator call: unit ``z [n, D]`` and whether each row lies inside the open box."""
-        x = ddpm_sample(net.apply, state.denoiser, sample_sched, key, eps, dim, float(s["guidance"]), clip_final=False)
+        x = ddpm_sample(net.apply, state.denoiser, sample_sched, key, eps, dim, float(s["guidance"]), clip_final=False,
+                        clip_denoised=bool(s["clip_denoised"]))
         z = 0.5 * (x + 1.0)
         lam = space.from_unit(z)
         inside = (z > 0) & (z < 1) & (lam > lo_box) & (lam < hi_box)  # NaN compares False
@@ -364,7 +366,7 @@ def make_ogas(space: ParamSpace, **settings) -> OGASParts:
             "mixing_ratio": mixing_ratio(state).astype(f32),
         }
 
-    return OGASParts(init, sample, update, generate, prior, importance_weights, mixing_ratio, s, diagnostics)
+    return OGASParts(init, sample, update, generate, prior, importance_weights, mixing_ratio, s, diagnostics, draw)
 
 
 def ogas(space: ParamSpace, *, context: DriverContext | None = None, **settings) -> Proposal:

@@ -31,6 +31,7 @@ class OGASSettings:
     eps_clip: float = 3.0
     eps_cap: float = 5.0  # the authors' reference value
     guidance: float = 1.0  # CFG weight w: ε̃ = (1 + w) ε̂_c − w ε̂_∅
+    clip_denoised: bool = True  # clip x̂0 to the cube at every sampling step but the last (False: at none)
     p_uncond: float = 0.1  # condition dropout during training
     prior: str = "proportional"  # or "quantile"
     prior_power: float = 1.0
@@ -85,5 +86,5 @@ def check_settings(s: dict) -> None:
     checks.choice("ogas", "schedule", s["schedule"], ("cosine", "linear"))
     checks.choice("ogas", "prior", s["prior"], ("proportional", "quantile"))
     checks.choice("ogas", "signal", s["signal"], ("loss", "disagreement"))
-    for name in ("prior_importance", "importance"):
+    for name in ("prior_importance", "importance", "clip_denoised"):
         checks.flag("ogas", name, s[name])
