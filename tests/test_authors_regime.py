@@ -152,6 +152,26 @@ def test_a_record_is_small_and_skipped_when_present(tiny_record):
     assert "uniform 1/2" in text and os.path.exists(root / "report" / "report.md")
 
 
+def test_a_variant_row_runs_under_its_label_and_a_run_recorded_by_another_study_is_copied(tiny_record, monkeypatch):
+    from qsal_jax.experiments import study as S
+
+    root, written = tiny_record
+    monkeypatch.setitem(S.STUDIES, "tiny_variant", S.Study("configs/authors_1d.py:tiny", ("uniform", "uniform_twin"),
+                                                             seeds=(0,), variants=(("uniform_twin", "uniform"),)))
+    lines = []
+    done = S.run_study("tiny_variant", records_root=str(root / "records"), scratch=str(root / "scratch"), log=lines.append)
+    copied, twin = (os.path.join(str(root / "records"), "tiny_variant", f"{s}_s0") for s in ("uniform", "uniform_twin"))
+    assert done == [copied, twin]
+    assert any("the same config's record in" in str(x) and written[0] in str(x) for x in lines)
+    for f in os.listdir(written[0]):  # the same run: the record is copied, not run again
+        with open(os.path.join(written[0], f), "rb") as a, open(os.path.join(copied, f), "rb") as b:
+            assert a.read() == b.read(), f
+    with open(os.path.join(twin, "summary.json")) as f:
+        assert json.load(f)["label"] == "uniform_twin"
+    text = S.study_report("tiny_variant", records_root=str(root / "records"), out_dir=str(root / "variant_report"))
+    assert "uniform_twin 1/1" in text and "| uniform_twin |" in text
+
+
 def test_a_record_reproduces_its_five_numbers(tiny_record, tmp_path):
     """`run_experiment` on a record's config.json, on this machine, gives the same five numbers."""
     import ml_collections

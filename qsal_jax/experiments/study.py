@@ -38,13 +38,18 @@ DRAW_COORDINATES = 4  # coordinates of the launched λ a record keeps (records s
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """A config (``path[:args]``, to which ``,<strategy>`` is appended), strategies and seeds."""
+    """A config (``path[:args]``, to which ``,<strategy>`` is appended), strategies and seeds.
+
+    ``variants`` names a row that is a strategy with other arguments: ``(label, arguments)``, e.g.
+    ``("ogas_unguided", "ogas,guidance=0.0")``; its runs carry ``label`` and its records
+    ``<label>_s<seed>``."""
 
     config: str
     strategies: tuple[str, ...]
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     overrides: tuple[tuple[str, object], ...] = ()
     description: str = ""
+    variants: tuple[tuple[str, str], ...] = ()
 
 
 _AUTHORS = ("uniform", "breed_online", "breed_generations", "ogas")
@@ -55,6 +60,11 @@ STUDIES = {
                              description="conservative KS, λ of 4 dims, 5,000 simulations, the authors' regime"),
     "authors_highd": Study("configs/authors_1d.py:highd", _AUTHORS,
                            description="conservative KS with 32 bumps (D = 65), 5,000 simulations, the authors' regime"),
+    # OGAS sampled without guidance: does the face pile-up of its draws (RESULTS.md) cost its tails?
+    "authors_ks_cons_unguided": Study(
+        "configs/authors_1d.py:ks_conservative", ("uniform", "ogas_unguided"),
+        variants=(("ogas_unguided", "ogas,guidance=0.0"),),
+        description="conservative KS as in authors_ks_cons, OGAS `:paper` sampled with w = 0 (no guidance)"),
     # The same code at seconds-long size: what the tests and a first look run.
     "authors_tiny": Study("configs/authors_1d.py:tiny", _AUTHORS, seeds=(0, 1),
                           description="the authors' regime at smoke-test size"),
@@ -71,11 +81,22 @@ def get_study(name: str) -> Study:
 def run_config(study: Study, strategy: str, seed: int):
     """The config of one run of ``study``."""
     path, _, args = study.config.partition(":")
-    cfg = load_config(f"{path}:{','.join(filter(None, [strategy, args]))}")
+    variant = dict(study.variants).get(strategy)
+    cfg = load_config(f"{path}:{','.join(filter(None, [variant or strategy, args]))}")
     apply_overrides(cfg, dict(study.overrides))
     with cfg.unlocked():
         cfg.seed = int(seed)
+        if variant is not None:
+            cfg.label = strategy
     return cfg
+
+
+def same_run_elsewhere(records_root: str, name: str, strategy: str, seed: int, cfg) -> str | None:
+    """A finished record of this very config in another study (the same run: records reproduce)."""
+    for other in sorted(glob.glob(os.path.join(records_root, "*", f"{strategy}_s{seed}"))):
+        if os.path.basename(os.path.dirname(other)) != name and has_record(other, cfg):
+            return other
+    return None
 
 
 def record_dir(records_root: str, study_name: str, strategy: str, seed: int) -> str:
@@ -144,6 +165,12 @@ def run_study(name: str, *, records_root: str = RECORDS_ROOT, scratch: str = os.
                 continue
             if max_runs is not None and len(written) >= max_runs:
                 return written
+            same = same_run_elsewhere(records_root, name, strategy, seed, cfg)
+            if same is not None:
+                shutil.copytree(same, record, dirs_exist_ok=True)
+                log(f"study {name}: {strategy}, seed {seed}: the same config's record in {same}, copied")
+                written.append(record)
+                continue
             workdir = os.path.join(scratch, name, f"{strategy}_s{seed}")
             log(f"\n=== study {name}: {strategy}, seed {seed} -> {workdir}")
             try:
