@@ -91,6 +91,7 @@ study-authors: $(STAMP)
 	$(PY) scripts/study.py --study=authors_kdv
 	$(PY) scripts/study.py --study=authors_ks_cons
 	$(PY) scripts/study.py --study=authors_highd
+	$(PY) scripts/study.py --study=authors_ks_cons_unguided
 
 results-kolmogorov: $(STAMP)
 	$(PY) scripts/quickstart.py --config configs/online_2d.py --config_args=kolmogorov \

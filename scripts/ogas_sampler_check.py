@@ -72,12 +72,14 @@ def main(argv):
     results = {w: probe(w, FLAGS.rows, FLAGS.delta, FLAGS.seed) for w in FLAGS.workdirs}
     print(f"{FLAGS.rows} rows per variant; face density = share of in-box coordinates within {FLAGS.delta} of a "
           f"face / {2 * FLAGS.delta:g} (uniform: 1)")
-    print(f"{'variant':<16} {'outside':>16} {'face density':>16}")
+    print(f"{'variant':<16} {'outside':>16} {'face density':>16}  runs with rows inside")
     for name in VARIANTS:
         o = np.array([r[name]["outside"] for r in results.values()])
         f = np.array([r[name]["face_density"] for r in results.values()])
-        print(f"{name:<16} {o.mean():>9.3f} ± {o.std(ddof=1) if len(o) > 1 else 0:.3f} "
-              f"{f.mean():>9.2f} ± {f.std(ddof=1) if len(f) > 1 else 0:.2f}")
+        f = f[np.isfinite(f)]  # a run whose every row landed outside has no in-box density
+        spread = lambda x: x.std(ddof=1) if len(x) > 1 else 0.0
+        face = f"{f.mean():>9.2f} ± {spread(f):.2f}" if len(f) else f"{'—':>16}"
+        print(f"{name:<16} {o.mean():>9.3f} ± {spread(o):.3f} {face}  {len(f)} of {len(o)}")
     if FLAGS.out:
         from qsal_jax.reporting.run_files import write_json
 

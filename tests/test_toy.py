@@ -136,7 +136,9 @@ def test_strategy_settings_are_checked_against_the_declaration():
         cfg.strategy.settings = {}
     p = toy.build_strategy(cfg, space, 64)  # Breed declares `population`: it gets the dataset capacity
     assert p.init(jax.random.PRNGKey(0)).centres.shape == (64, space.dim)
-    with cfg.unlocked():
-        cfg.strategy.name = "sbal"
-    with pytest.raises(ValueError, match="candidate pool"):
-        toy.build_strategy(cfg, space, 64)
+    for name in ("sbal", "adversarial", "residual"):  # each refuses the toy's driver context at build time
+        with cfg.unlocked():
+            cfg.strategy.name = name
+        with pytest.raises(ValueError, match=rf"^strategy.name: '{name}' .*candidate pool") as e:
+            toy.build_strategy(cfg, space, 64)
+        assert "\n" not in str(e.value)

@@ -92,10 +92,13 @@ def build(config):
     settings = dict(config.strategy.get("settings", {}))
     if "population" in proposals.settings_of(config.strategy.name):
         settings.setdefault("population", n)
+    # Its driver context: n points drawn and fed back per round, the PINN's residual as the surrogate.
+    context = proposals.DriverContext(draws_per_call=n, feedback_rows=n, surrogate="score")
     try:
-        strategy = proposals.build(config.strategy.name, space, **settings)
+        strategy = proposals.build(config.strategy.name, space, context=context, **settings)
     except ValueError as e:
-        raise ConfigError(f"strategy.settings: {e}") from None
+        field = "strategy.name" if getattr(e, "context", False) else "strategy.settings"
+        raise ConfigError(f"{field}: {e}") from None
     corner = bool(config.model.get("corner_term", True))
     model_cfg = {k: v for k, v in dict(config.model).items() if k != "corner_term"}
     model_cfg["out_features"] = 2 if corner else 1

@@ -82,20 +82,26 @@ def check_config(config) -> None:
         raise ConfigError(f"problem: need low < high, got [{config.problem.low}, {config.problem.high}]")
 
 
+_RUNS_HERE = "the toy runs strategies without a surrogate model or a candidate pool (uniform, quasirandom, breed)"
+
+
 def build_strategy(config, space: ParamSpace, capacity: int):
-    """The strategy of ``config.strategy``; a ``population`` setting defaults to the dataset capacity."""
+    """The strategy of ``config.strategy``; a ``population`` setting defaults to the dataset capacity.
+    Its `proposals.DriverContext`: ``rounds.per_round`` draws per call, the padded dataset
+    (``capacity`` rows) as feedback, and no surrogate in it."""
     settings = dict(config.strategy.get("settings", {}))
     if "population" in proposals.settings_of(config.strategy.name):
         settings.setdefault("population", capacity)
+    context = proposals.DriverContext(draws_per_call=int(config.rounds.per_round), feedback_rows=capacity)
     try:
-        strategy = proposals.build(config.strategy.name, space, **settings)
+        strategy = proposals.build(config.strategy.name, space, context=context, **settings)
     except ValueError as e:
+        if getattr(e, "context", False):  # the strategy needs what this driver does not have
+            raise ConfigError(f"strategy.name: {config.strategy.name!r} cannot run in the toy ({e}); {_RUNS_HERE}") from None
         raise ConfigError(f"strategy.settings: {e}") from None
     if isinstance(strategy, proposals.ScoredProposal):
-        raise ConfigError(
-            f"strategy.name: {config.strategy.name!r} scores a candidate pool, which here would cost oracle "
-            "calls outside the budget; the toy runs strategies without a pool (uniform, quasirandom, breed)"
-        )
+        raise ConfigError(f"strategy.name: {config.strategy.name!r} scores a candidate pool, which here would cost "
+                          f"oracle calls outside the budget; {_RUNS_HERE}")
     return strategy
 
 
