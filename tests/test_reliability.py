@@ -240,19 +240,20 @@ def test_a_ctrl_c_waits_for_the_checkpoint_being_written():
 @pytest.mark.slow
 def test_script_interrupted_is_one_line_and_resumes(tmp_path):
     workdir = tmp_path / "run"
-    proc = subprocess.Popen(_script(workdir), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    long_run = "--config.run.simulation_budget=48"  # 6x the tiny budget: the interrupt lands in the run
+    proc = subprocess.Popen(_script(workdir, long_run), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     saved = lambda: any(p.name.isdigit() for p in workdir.glob("checkpoints/*"))  # not a save in progress
     while time.monotonic() < deadline and proc.poll() is None and not saved():
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the interrupt")
+    assert proc.returncode != 0, "the run finished before the interrupt"
     assert "Traceback" not in err, err[-2000:]
     assert err.strip().splitlines()[-1] == "error: interrupted; run the same command to resume from the last checkpoint"
-    out = subprocess.run(_script(workdir), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # The resumed run finishes the same (long) budget: its config must match the checkpoint's.
+    out = subprocess.run(_script(workdir, long_run), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "resumed from checkpoint" in out.stderr, out.stderr[-2000:]
 
 
