@@ -92,6 +92,7 @@ study-authors: $(STAMP)
 	$(PY) scripts/study.py --study=authors_ks_cons
 	$(PY) scripts/study.py --study=authors_highd
 	$(PY) scripts/study.py --study=authors_ks_cons_unguided
+	$(PY) scripts/study.py --study=authors_kdv_confirm
 
 results-kolmogorov: $(STAMP)
 	$(PY) scripts/quickstart.py --config configs/online_2d.py --config_args=kolmogorov \
