@@ -176,6 +176,25 @@ def test_paired_ratio_interval_covers_one_when_seeds_disagree():
     assert sure["t"][0] > 1.8 and sure["wins"] == 5
 
 
+def test_a_ratio_of_means_outside_its_interval_is_marked():
+    """One seed that dominates the means (as the KdV rollouts of seed 8 do over ten seeds) moves the
+    ratio of seed means outside the t-interval of the per-seed ratios: the cell says so."""
+    uniform = [1.0] * 9 + [10.0]  # ratio of means 19 / 29 = 0.66; per-seed ratios 1 (nine) and 0.5
+    breed = [1.0] * 9 + [20.0]
+    r = report.paired_ratio(uniform, breed)
+    assert not r["t"][0] <= r["ratio"] <= r["t"][1]
+    assert report.ratio_cell(r).startswith(f"{r['ratio']:.2f}{report.OUTSIDE} [")
+    agree = report.paired_ratio([2.0, 2.1, 1.9, 2.2, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert report.OUTSIDE not in report.ratio_cell(agree)
+    table = {"uniform": {"seeds": 5, "simulations": 10, "unevenness": 1.0, **{n: (1.0, 0.1) for n in report.NUMBERS}},
+             "breed": {"seeds": 5, "simulations": 10, "unevenness": 1.0, **{n: (1.0, 0.1) for n in report.NUMBERS},
+                       **{f"ratio_{n}": r for n in report.NUMBERS}}}
+    legend = report.to_markdown(table).splitlines()[0]
+    assert legend.endswith(report.OUTSIDE_LEGEND)
+    table["breed"].update({f"ratio_{n}": agree for n in report.NUMBERS})
+    assert report.OUTSIDE not in report.to_markdown(table)
+
+
 def test_report_refuses_runs_scored_on_different_score_sets(tmp_path):
     a = _fake_run(tmp_path, "uniform", 0, 1.0)
     b = _fake_run(tmp_path, "breed_online", 0, 1.0)

@@ -8,7 +8,9 @@ Runs are paired by seed (same model initialisation, same score set). Two interva
   (the one the markdown shows: with 5 seeds it is the wider, more conservative one);
 * ``boot``: a paired bootstrap of the ratio of seed means (10 000 resamples of the seeds).
 
-A ratio whose interval excludes 1 is marked ``*``; anything else is not a difference.
+A ratio whose interval excludes 1 is marked ``*``; anything else is not a difference. The number
+shown is the ratio of seed means; where one seed dominates the means it can fall outside the
+t-interval (which is centred on the per-seed ratios), and it is then marked ``†``.
 """
 
 from __future__ import annotations
@@ -126,11 +128,16 @@ def aggregate(summaries: list[dict], metric: str = "one_step_nrmse", baseline: s
     return table
 
 
+OUTSIDE = "†"  # the ratio of seed means lies outside the t-interval of the per-seed ratios
+OUTSIDE_LEGEND = (f"; {OUTSIDE} where the ratio of seed means lies outside that interval (one seed dominates the "
+                  "means; the per-seed ratios are in report.csv)")
+
+
 def ratio_cell(r: dict) -> str:
     lo, hi = r["t"]
     if not np.isfinite(lo):
         return f"{r['ratio']:.2f}"
-    mark = "*" if lo > 1 or hi < 1 else ""
+    mark = ("*" if lo > 1 or hi < 1 else "") + (OUTSIDE if not lo <= r["ratio"] <= hi else "")
     return f"{r['ratio']:.2f}{mark} [{lo:.2f}, {hi:.2f}]"
 
 
@@ -158,9 +165,9 @@ def to_markdown(table: dict, metric: str = "one_step_nrmse", header: str = "") -
     head = ["strategy", "seeds", "sims"] + list(NUMBERS) + ([f"U/S {n}" for n in NUMBERS] if base else [])
     head.append("hardest decile/median")
     what = METRIC_LABELS.get(metric, metric)
-    lines = [f"{header}{what[0].upper()}{what[1:]}: mean ± std over seeds"
-             + (f"; U/S = {base} / strategy (> 1: strategy better), paired by seed, 95 % t-interval on log "
-                "ratios, * where it excludes 1" if base else ""), "",
+    legend = (f"; U/S = {base} / strategy (> 1: strategy better), paired by seed, 95 % t-interval on log "
+              "ratios, * where it excludes 1" if base else "")
+    lines = [f"{header}{what[0].upper()}{what[1:]}: mean ± std over seeds" + legend, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for strategy, row in table.items():
         cells = [strategy, str(row["seeds"]), str(row["simulations"])]
@@ -170,6 +177,8 @@ def to_markdown(table: dict, metric: str = "one_step_nrmse", header: str = "") -
             cells += ["—" if is_base else ratio_cell(row[f"ratio_{n}"]) if f"ratio_{n}" in row else "" for n in NUMBERS]
         cells.append(f"{row['unevenness']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
+    if any(OUTSIDE in line for line in lines[4:]):
+        lines[0] += OUTSIDE_LEGEND
     return "\n".join(lines)
 
 
