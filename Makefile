@@ -93,6 +93,7 @@ study-authors: $(STAMP)
 	$(PY) scripts/study.py --study=authors_highd
 	$(PY) scripts/study.py --study=authors_ks_cons_unguided
 	$(PY) scripts/study.py --study=authors_kdv_confirm
+	$(PY) scripts/study.py --study=authors_highd_confirm
 
 results-kolmogorov: $(STAMP)
 	$(PY) scripts/quickstart.py --config configs/online_2d.py --config_args=kolmogorov \
