@@ -5,6 +5,9 @@ not silently change what the float32 paths compute; tests that need float64 ask 
 """
 
 import os
+import signal
+
+import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -18,3 +21,14 @@ jax.config.update("jax_enable_x64", True)
 from qsal_jax.experiments.cache import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache()
+
+
+@pytest.fixture
+def sigint_reaches_children():
+    """SIGINT handled, not ignored, in this process while the test runs. A suite started in the
+    background (``make test &``: a shell has its background jobs ignore SIGINT) ignores it, and an
+    ignored signal stays ignored in the programs it starts, so the run of a Ctrl-C test would never
+    see one; a handled signal is reset to its default by exec."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)

@@ -479,16 +479,8 @@ def test_interrupted_before_anything_is_written(tmp_path):
     assert interrupted(str(tmp_path / "none")) == "interrupted; no checkpoint yet; run the same command to resume"
 
 
-def _ctrl_c_as_in_a_terminal():
-    """In the child: SIGINT back to its default. A pytest-xdist worker ignores SIGINT, and an
-    ignored signal stays ignored across exec, so Python would never raise KeyboardInterrupt."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
-def test_ctrl_c_of_a_real_run_is_one_line(tmp_path):
+def test_ctrl_c_of_a_real_run_is_one_line(tmp_path, sigint_reaches_children):
     """Ctrl-C as a terminal sends it (to the process group) once a checkpoint is on disk. The run
     is made long (the first checkpoint at step 3 of 300), so the interrupt always lands in it."""
     import signal
@@ -498,7 +490,7 @@ def test_ctrl_c_of_a_real_run_is_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="", JAX_PLATFORMS="cpu")
     proc = subprocess.Popen([sys.executable, TRAIN, f"--config={CONFIG}:tiny", "--config.online.num_steps=300",
                              f"--workdir={workdir}", "--compilation_cache=off"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_ctrl_c_as_in_a_terminal)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and not any(
             p.name.isdigit() for p in workdir.glob("checkpoints/*")):

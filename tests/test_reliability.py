@@ -238,13 +238,11 @@ def test_a_ctrl_c_waits_for_the_checkpoint_being_written():
 
 
 @pytest.mark.slow
-def test_script_interrupted_is_one_line_and_resumes(tmp_path):
+def test_script_interrupted_is_one_line_and_resumes(tmp_path, sigint_reaches_children):
     workdir = tmp_path / "run"
     long_run = "--config.run.simulation_budget=48"  # 6x the tiny budget: the interrupt lands in the run
-    # SIGINT back to its default in the child: a pytest-xdist worker ignores it, and exec keeps that.
     proc = subprocess.Popen(_script(workdir, long_run), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     saved = lambda: any(p.name.isdigit() for p in workdir.glob("checkpoints/*"))  # not a save in progress
     while time.monotonic() < deadline and proc.poll() is None and not saved():
