@@ -320,7 +320,7 @@ _PATCHED = r"""
 import json, os, runpy, signal, sys
 import qsal_jax.experiments, qsal_jax.experiments.compare
 
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a pytest-xdist worker ignores it)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a suite run in the background ignores it)
 
 def fake_run(workdir, steps, checkpoints):
     os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)

@@ -228,7 +228,7 @@ def test_script_outage_exits_non_zero_and_the_same_command_resumes(tmp_path):
 
 def test_a_ctrl_c_waits_for_the_checkpoint_being_written():
     finished = []
-    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a pytest-xdist worker
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a suite run in the background
     with pytest.raises(KeyboardInterrupt):
         with async_checkpoint._interrupt_deferred():
             os.kill(os.getpid(), signal.SIGINT)
