@@ -48,10 +48,11 @@ Design (the equations live here; docs/design.md summarises the boundary rule):
   classifier is never trained and ``w_i = 1`` either way. ``"quantile"``: ε ~ Uniform[q-quantile,
   max] of the stored ε (unweighted).
 * Boundary rule: rejection. The sampler clips x̂0 to the cube at every step but the last
-  (``clip_denoised=False``: at none); the last x̂0 is returned unclipped, and a row outside the open box (or non-finite) is redrawn with
-  the same target ε, up to ``reject_rounds`` generator calls in all, then replaced by a uniform
-  draw. Clipping it instead would put point masses exactly on the faces (all the mass the model
-  puts outside), which no target density has. Nothing out of the box is ever returned.
+  (``clip_denoised=False``: at none); the last x̂0 is returned unclipped, and a row outside the
+  open box (or non-finite) is redrawn with the same target ε, up to ``reject_rounds`` generator
+  calls in all, then replaced by a uniform draw. Clipping it instead would put point masses
+  exactly on the faces (all the mass the model puts outside), which no target density has.
+  Nothing out of the box is ever returned.
 * Training schedule. Online, ``update`` runs after every surrogate train step, and the generator
   trains (``train_steps`` optimiser steps) on every ``train_every``-th one. ``train_every="auto"``
   takes the least k with ``G / k ≤ share / (1 − share) · S``, where G is the analytic flop count of

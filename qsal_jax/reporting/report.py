@@ -169,6 +169,7 @@ def to_markdown(table: dict, metric: str = "one_step_nrmse", header: str = "") -
               "ratios, * where it excludes 1" if base else "")
     lines = [f"{header}{what[0].upper()}{what[1:]}: mean ± std over seeds" + legend, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    outside = False
     for strategy, row in table.items():
         cells = [strategy, str(row["seeds"]), str(row["simulations"])]
         cells += [f"{row[n][0]:.3e} ± {row[n][1]:.1e}" for n in NUMBERS]
@@ -176,8 +177,9 @@ def to_markdown(table: dict, metric: str = "one_step_nrmse", header: str = "") -
             is_base = strategy == base
             cells += ["—" if is_base else ratio_cell(row[f"ratio_{n}"]) if f"ratio_{n}" in row else "" for n in NUMBERS]
         cells.append(f"{row['unevenness']:.2f}")
+        outside = outside or any(OUTSIDE in c for c in cells)
         lines.append("| " + " | ".join(cells) + " |")
-    if any(OUTSIDE in line for line in lines[4:]):
+    if outside:
         lines[0] += OUTSIDE_LEGEND
     return "\n".join(lines)
 

@@ -105,29 +105,24 @@ def from_strict_json(x, *, null=None):
     return x
 
 
-def write_json(path: str, obj, **kwargs) -> None:
-    """Write ``obj`` as strict JSON (`to_strict_json`), atomically: a reader sees the old file or
-    the new one, never half of it."""
-    tmp = path + ".tmp"
-    before = f"the {os.path.basename(path)} before is intact" if os.path.exists(path) else "it was not written"
-    with full_disk_is_one_line(path, before, undo=lambda: os.remove(tmp)):
-        with open(tmp, "w") as f:
-            json.dump(to_strict_json(obj), f, allow_nan=False, **kwargs)
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_binary(path: str, write) -> None:
-    """``write(f)`` into ``path + ".tmp"``, then rename over ``path``: a reader sees the old file or
-    the new one. A full disk is one `DiskFull` line that names the file."""
+    """``write(f)`` into ``path + ".tmp"`` (synced to disk), then rename over ``path``: a reader
+    sees the old file or the new one, never half of it. A full disk is one `DiskFull` line that
+    names the file."""
     tmp = path + ".tmp"
     before = f"the {os.path.basename(path)} before is intact" if os.path.exists(path) else "it was not written"
     with full_disk_is_one_line(path, before, undo=lambda: os.remove(tmp)):
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_json(path: str, obj, **kwargs) -> None:
+    """Write ``obj`` as strict JSON (`to_strict_json`), atomically (`_atomic_binary`)."""
+    text = json.dumps(to_strict_json(obj), allow_nan=False, **kwargs)
+    _atomic_binary(path, lambda f: f.write(text.encode()))
 
 
 def save_arrays(path: str, array=None, *, compressed: bool = False, **arrays) -> None:
